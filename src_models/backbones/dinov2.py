@@ -1,0 +1,129 @@
+"""DINOv2 ViT backbones from timm: build, load weights, extract patch tokens."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src_models.weights import find_local, get_spec, load_state_dict, resolve
+
+DINOV2_ARCHS: dict[str, str] = {
+    "vits14": "vit_small_patch14_dinov2",
+    "vitb14": "vit_base_patch14_dinov2",
+    "vitl14": "vit_large_patch14_dinov2",
+    "vitg14": "vit_giant_patch14_dinov2",
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def dinov2_weights_available(size: str = "vits14") -> bool:
+    return find_local(get_spec(f"dinov2_{size}")) is not None
+
+
+def load_timm_weights(model: nn.Module, path: Path) -> None:
+    """Load an official DINOv2 ``.pth`` or a timm ``.safetensors`` into a timm ViT (strict)."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    state = checkpoint_filter_fn(load_state_dict(path), model)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(
+            f"{path} does not fit {type(model).__name__}: missing {list(missing)[:4]}, "
+            f"unexpected {list(unexpected)[:4]}; pick the weights that match the model size"
+        )
+
+
+def build_dinov2(size: str = "vits14", weights: str | Path | None = None) -> nn.Module:
+    """A timm DINOv2 ViT in eval mode.
+
+    Args:
+        size: one of ``DINOV2_ARCHS``.
+        weights: ``"random"`` for random init (tests), a checkpoint path, or None to find
+            the official weights locally (see :mod:`src_models.weights`).
+    """
+    import timm
+
+    if size not in DINOV2_ARCHS:
+        raise ValueError(f"unknown DINOv2 size {size!r}: choose one of {', '.join(DINOV2_ARCHS)}")
+    model = timm.create_model(
+        DINOV2_ARCHS[size], pretrained=False, num_classes=0, dynamic_img_size=True
+    )
+    if weights != "random":
+        load_timm_weights(model, resolve(f"dinov2_{size}", weights))
+    return model.eval().requires_grad_(False)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for but no CUDA GPU is visible; use cpu")
+    return torch.device(device)
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU has native bf16 matmuls (AMX or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` → bf16 on a CPU with native bf16 or on CUDA, else fp32."""
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" or cpu_has_bf16() else torch.float32
+    if dtype not in choices:
+        raise ValueError(f"unknown dtype {dtype!r}: choose auto or one of {', '.join(choices)}")
+    return choices[dtype]
+
+
+def to_model_input(image: np.ndarray, longest: int, patch: int) -> torch.Tensor:
+    """(H, W, C) float32 in [0, 1] → (1, 3, h·p, w·p) ImageNet-normalised, longest side ≈ longest."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    height, width = image.shape[:2]
+    scale = longest / max(height, width)
+    size = (max(1, round(height * scale / patch)) * patch, max(1, round(width * scale / patch)) * patch)
+    x = F.interpolate(x.clamp(0, 1), size=size, mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class PatchEncoder:
+    """Runs a ViT on one image and returns its L2-normalised patch tokens.
+
+    ``last_timings["backbone"]`` holds the seconds of the bare model forward.
+    """
+
+    def __init__(self, model: nn.Module, input_size: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = model.to(device=device, dtype=dtype)
+        self.input_size = input_size
+        self.device = device
+        self.dtype = dtype
+        self.patch = int(model.patch_embed.patch_size[0])
+        self.last_timings: dict[str, float] = {}
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, C) float32 → (h, w, D) float32 unit-norm tokens."""
+        x = to_model_input(image, self.input_size, self.patch).to(self.device, self.dtype)
+        grid = (x.shape[2] // self.patch, x.shape[3] // self.patch)
+        start = time.perf_counter()
+        tokens = self.model.forward_features(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.last_timings = {"backbone": time.perf_counter() - start}
+        tokens = tokens[0, self.model.num_prefix_tokens :].float()
+        tokens = F.normalize(tokens, dim=-1)
+        return tokens.reshape(*grid, -1).cpu().numpy()

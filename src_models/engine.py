@@ -1,0 +1,89 @@
+"""The propagation engine: examples in, one proposal per slice out, as a generator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Sequence
+
+import numpy as np
+
+from src_models.backends.base import Backend
+from src_models.cache import FeatureCache
+from src_models.inputs import ImageInput, LabelInput, Prepared, prepare
+from src_models.types import Example, SliceResult
+
+
+def propagation_order(n: int, examples: Sequence[int], targets: Sequence[int] | None = None) -> list[int]:
+    """Targets sorted by distance to the nearest example, then by index.
+
+    Ties alternate both directions, so the run moves outward from the examples.
+    """
+    wanted = [i for i in (range(n) if targets is None else targets) if i not in set(examples)]
+    for i in wanted:
+        if not 0 <= i < n:
+            raise ValueError(f"target slice {i} is outside 0..{n - 1}")
+    ex = np.asarray(examples)
+    return sorted(wanted, key=lambda i: (int(np.abs(ex - i).min()), i))
+
+
+def slice_score(labels: np.ndarray, confidence: np.ndarray) -> float:
+    """Mean confidence over the predicted foreground, or over the slice when it is empty."""
+    fg = labels != 0
+    return float(confidence[fg].mean() if fg.any() else confidence.mean())
+
+
+def _features(
+    backend: Backend, cache: FeatureCache, image: np.ndarray
+) -> tuple[object, dict[str, float]]:
+    start = time.perf_counter()
+    features, hit = cache.get_or_compute(backend.feature_key, image, backend.compute_features)
+    timings = {"features": time.perf_counter() - start, "cached": float(hit)}
+    if not hit:
+        timings.update(getattr(backend, "last_timings", {}))
+    return features, timings
+
+
+def fit_examples(backend: Backend, data: Prepared, cache: FeatureCache) -> float:
+    """Compute (or fetch) the example slices' features and fit the head; return seconds."""
+    examples = [
+        Example(i, _features(backend, cache, data.images[i])[0], data.labels[i])
+        for i in data.examples
+    ]
+    start = time.perf_counter()
+    backend.fit(examples)
+    return time.perf_counter() - start
+
+
+def propagate(
+    images: ImageInput,
+    labels: LabelInput,
+    backend: Backend,
+    *,
+    cache: FeatureCache | None = None,
+    targets: Sequence[int] | None = None,
+) -> Generator[SliceResult, None, None]:
+    """Propose labels on every slice without an example, nearest slices first.
+
+    Args:
+        images: (N, Y, X[, C]) stack of any numeric dtype, or a list of 2D images.
+        labels: (N, Y, X) label stack or one (Y, X) array (or None) per image; every slice
+            with a nonzero label is an example, its zeros are negatives.
+        backend: a :class:`~src_models.backends.base.Backend`.
+        cache: reuse it across runs so unchanged slices are never re-encoded.
+        targets: slice indices to predict (default: every slice that is not an example).
+
+    Yields:
+        One :class:`SliceResult` per target. Closing the generator stops the run at once.
+    """
+    data = prepare(images, labels)
+    cache = FeatureCache() if cache is None else cache
+    order = propagation_order(len(data.images), data.examples, targets)
+    fit_seconds = fit_examples(backend, data, cache)
+    for done, index in enumerate(order, start=1):
+        features, timings = _features(backend, cache, data.images[index])
+        start = time.perf_counter()
+        lab, conf = backend.predict(features, data.images[index].shape[:2])
+        timings["head"] = time.perf_counter() - start
+        if done == 1:
+            timings["fit"] = fit_seconds
+        yield SliceResult(index, lab, conf, slice_score(lab, conf), timings, done, len(order))

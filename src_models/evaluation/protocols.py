@@ -1,0 +1,331 @@
+"""Evaluation protocols: one-shot / K-shot image sets, instance one-shot, slice and video
+propagation. Each is a generator yielding :class:`Progress` and returning an
+:class:`EvalResult` (use :func:`drain` to run one to the end)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from src_models.backends.base import Backend
+from src_models.cache import FeatureCache
+from src_models.engine import propagate
+from src_models.evaluation import metrics
+from src_models.evaluation.datasets import ImageSet, InstanceImage, Stack, Video
+from src_models.types import SliceResult
+
+RANDOM_NOTE = "random weights: tests plumbing, not accuracy"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` steps of the current stage, with a short description."""
+
+    done: int
+    total: int
+    message: str
+
+
+@dataclass
+class EvalResult:
+    """Outcome of one protocol on one dataset.
+
+    Attributes:
+        summary: headline numbers (mIoU, J&F, ...), all floats.
+        items: one dict per scored pair / slice / frame / sequence.
+        seconds: wall time of the whole protocol.
+        note: e.g. :data:`RANDOM_NOTE` for random-weight backends.
+    """
+
+    protocol: str
+    dataset: str
+    backend: str
+    summary: dict[str, float]
+    items: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def drain(
+    gen: Generator[Any, None, T], on_item: Callable[[Any], None] | None = None
+) -> T:
+    """Run a protocol generator to the end and return its result."""
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_item is not None:
+            on_item(item)
+
+
+def build_for_eval(
+    name: str, *, weights: str | None = None, device: str = "auto", **options: Any
+) -> tuple[Backend, str]:
+    """Build any registered backend and the note its result rows carry."""
+    from src_models.registry import build_backend
+
+    backend = build_backend(name, device=device, weights=weights, **options)
+    return backend, RANDOM_NOTE if weights == "random" else ""
+
+
+def _timing_row(res: SliceResult) -> dict[str, float]:
+    return {k: float(v) for k, v in res.timings.items()}
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _run(
+    images: Any, labels: Any, backend: Backend, cache: FeatureCache,
+    targets: list[int] | None, message: str,
+) -> Generator[Progress, None, list[SliceResult]]:
+    """Propagate and collect every SliceResult, yielding progress per slice."""
+    results = []
+    for res in propagate(images, labels, backend, cache=cache, targets=targets):
+        results.append(res)
+        yield Progress(res.done, res.total, message)
+    return results
+
+
+# one-shot / K-shot on image sets -----------------------------------------------------------
+
+
+def episode_starts(n: int, episodes: int | None, seed: int) -> list[int]:
+    """All starts 0..n-1, or ``episodes`` of them: 0 (the canonical reference) plus a seeded sample."""
+    if episodes is None or episodes >= n:
+        return list(range(n))
+    rng = np.random.default_rng(seed)
+    rest = rng.choice(np.arange(1, n), size=max(episodes - 1, 0), replace=False)
+    return [0] + sorted(int(r) for r in rest)
+
+
+def one_shot(
+    dataset: ImageSet, backend: Backend, *, shots: int = 1, episodes: int | None = None,
+    seed: int = 0, cache: FeatureCache | None = None, note: str = "",
+) -> Generator[Progress, None, EvalResult]:
+    """K-shot within each class: K reference images (cyclic window from each start) → the rest.
+
+    Predictions are scored as binary (any nonzero label = the class). mIoU averages the
+    per-class IoU accumulated over every target; FB-IoU averages foreground and background IoU.
+    """
+    if shots < 1:
+        raise ValueError(f"shots must be >= 1, got {shots}")
+    start_time, cache = time.perf_counter(), cache or FeatureCache()
+    acc, items = metrics.IoUAccumulator(), []
+    for k, (group, idx) in enumerate(dataset.group_indices().items(), start=1):
+        if len(idx) <= shots:
+            continue
+        for start in episode_starts(len(idx), episodes, seed):
+            refs = [idx[(start + j) % len(idx)] for j in range(shots)]
+            targets = [i for i in idx if i not in refs]
+            images = [dataset.images[i] for i in refs + targets]
+            labels = [(dataset.masks[i] != 0).astype(np.int32) for i in refs]
+            results = yield from _run(images, labels + [None] * len(targets), backend, cache,
+                                      None, f"{group}: reference {dataset.names[refs[0]]}")
+            for res in results:
+                t = targets[res.index - shots]
+                pred, truth = res.labels != 0, dataset.masks[t] != 0
+                acc.add(pred * k, truth * k, [k])
+                items.append({"class": group, "reference": [dataset.names[r] for r in refs],
+                              "target": dataset.names[t], "iou": metrics.iou(pred, truth),
+                              "dice": metrics.dice(pred, truth), "score": res.score,
+                              **_timing_row(res)})
+    if not items:
+        raise ValueError(f"{dataset.name}: no class has more than {shots} images to score")
+    names = {k: g for k, g in enumerate(dataset.group_indices(), start=1)}
+    summary = {"mIoU": acc.miou(), "FB-IoU": acc.fb_iou(), "pairs": float(len(items)),
+               "mean IoU": _mean(i["iou"] for i in items),
+               "Dice": _mean(i["dice"] for i in items)}
+    summary.update({f"IoU[{names[k]}]": v for k, v in acc.class_iou().items()})
+    return EvalResult(f"{shots}-shot", dataset.name, backend.name, summary, items,
+                      time.perf_counter() - start_time, note)
+
+
+# instance one-shot: a fully labelled crop → every instance of the image --------------------
+
+
+def crop_windows(labels: np.ndarray, size: int, count: int) -> list[tuple[int, int]]:
+    """Top-left corners of ``count`` non-overlapping windows holding the most whole instances."""
+    h, w = labels.shape
+    step = max(size // 2, 1)
+    scored = []
+    for y in range(0, max(h - size, 0) + 1, step):
+        for x in range(0, max(w - size, 0) + 1, step):
+            win = labels[y : y + size, x : x + size]
+            border = np.unique(np.concatenate([win[0], win[-1], win[:, 0], win[:, -1]]))
+            scored.append((len(set(np.unique(win)) - set(border) - {0}), -y, -x))
+    chosen: list[tuple[int, int]] = []
+    for _, my, mx in sorted(scored, reverse=True):
+        if all(abs(-my - y) >= size or abs(-mx - x) >= size for y, x in chosen):
+            chosen.append((-my, -mx))
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def instance_one_shot(
+    dataset: InstanceImage, backend: Backend, *, shots: int = 1, crop: int = 128,
+    cache: FeatureCache | None = None, note: str = "",
+) -> Generator[Progress, None, EvalResult]:
+    """Label every instance inside ``shots`` crop windows, segment the whole image.
+
+    The crops (every pixel labelled: nuclei 1, rest 0) are the examples; the full image is
+    the target. Foreground → connected components → Hungarian matching at IoU >= 0.5.
+    The crops are part of the scored image, which slightly favours the backend.
+    """
+    start_time = time.perf_counter()
+    size = min(crop, *dataset.labels.shape)
+    corners = crop_windows(dataset.labels, size, shots)
+    crops = [dataset.image[y : y + size, x : x + size] for y, x in corners]
+    masks = [(dataset.labels[y : y + size, x : x + size] != 0).astype(np.int32) for y, x in corners]
+    results = yield from _run(crops + [dataset.image], masks + [None], backend,
+                              cache or FeatureCache(), None, f"{dataset.name}: whole image")
+    res = results[0]
+    pred_fg, truth = res.labels != 0, dataset.labels
+    match = metrics.match_instances(ndi.label(pred_fg)[0], truth)
+    summary = {"IoU (fg)": metrics.iou(pred_fg, truth != 0), "Dice (fg)": metrics.dice(pred_fg, truth != 0),
+               "instance F1@0.5": match.f1, "precision": match.precision, "recall": match.recall,
+               "matched IoU": match.mean_matched_iou, "true instances": float(match.tp + match.fn)}
+    items = [{"crops": corners, "crop": size, "tp": match.tp, "fp": match.fp, "fn": match.fn,
+              **_timing_row(res)}]
+    return EvalResult(f"instance {shots}-shot", dataset.name, backend.name, summary, items,
+                      time.perf_counter() - start_time, note)
+
+
+# slice propagation --------------------------------------------------------------------------
+
+
+def default_start(labels: np.ndarray) -> int:
+    """The middle slice when it holds labels, else the first labelled slice."""
+    middle = len(labels) // 2
+    if labels[middle].any():
+        return middle
+    labelled = np.flatnonzero(labels.reshape(len(labels), -1).any(1))
+    if not len(labelled):
+        raise ValueError("the label stack is empty: nothing to propagate")
+    return int(labelled[0])
+
+
+def slice_iou(pred: np.ndarray, truth: np.ndarray, classes: Iterable[int]) -> float:
+    """Mean IoU over ``classes`` on one slice (a class absent from both scores 1)."""
+    return _mean(metrics.object_ious(pred, truth, classes).values())
+
+
+def nearest_targets(n: int, start: int, limit: int | None) -> list[int] | None:
+    """The ``limit`` slices nearest to ``start`` (None = every other slice)."""
+    if limit is None:
+        return None
+    others = sorted((i for i in range(n) if i != start), key=lambda i: (abs(i - start), i))
+    return sorted(others[:limit])
+
+
+def select_objects(labels: np.ndarray, count: int, min_extent: int = 5) -> list[int]:
+    """Instance ids for per-object runs: spanning >= min_extent slices, sizes nearest the median.
+
+    Median-sized objects avoid background-like giant ids and fragments.
+    """
+    ids, sizes = np.unique(labels[labels != 0], return_counts=True)
+    slices = ndi.find_objects(labels)
+    keep = [(int(i), int(s)) for i, s in zip(ids, sizes)
+            if slices[i - 1] is not None and slices[i - 1][0].stop - slices[i - 1][0].start >= min_extent]
+    if not keep:
+        raise ValueError(f"no instance spans {min_extent} slices: lower min_extent")
+    median = np.median([s for _, s in keep])
+    return [i for i, _ in sorted(keep, key=lambda p: (abs(p[1] - median), p[0]))[:count]]
+
+
+def object_substack(labels: np.ndarray, obj: int, margin: int) -> tuple[slice, int]:
+    """Z range of one object ± margin, and the slice with its largest area inside it."""
+    zs = np.flatnonzero((labels == obj).reshape(len(labels), -1).any(1))
+    z0, z1 = max(int(zs[0]) - margin, 0), min(int(zs[-1]) + margin + 1, len(labels))
+    areas = (labels[z0:z1] == obj).reshape(z1 - z0, -1).sum(1)
+    middle = (z1 - z0) // 2
+    start = middle if areas[middle] > 0 else int(np.argmax(areas))
+    return slice(z0, z1), start
+
+
+def propagate_stack(
+    stack: Stack, backend: Backend, *, start: int | None = None, limit: int | None = None,
+    n_objects: int = 3, margin: int = 2, cache: FeatureCache | None = None, note: str = "",
+) -> Generator[Progress, None, EvalResult]:
+    """Label one slice with ground truth, propagate, score every other slice.
+
+    Semantic stacks: every class from ``start`` (default :func:`default_start`); ``limit``
+    keeps the slices nearest to it. Instance stacks: ``n_objects`` (or ``limit``) objects,
+    each on its own z range ± margin, started from its largest slice near the middle.
+    """
+    start_time, cache = time.perf_counter(), cache or FeatureCache()
+    if stack.instance:
+        runs = []
+        for obj in select_objects(stack.labels, limit or n_objects):
+            zr, s = object_substack(stack.labels, obj, margin)
+            runs.append((f"object {obj}", stack.image[zr], (stack.labels[zr] == obj).astype(np.int32), s, None))
+    else:
+        s = default_start(stack.labels) if start is None else start
+        runs = [("all classes", stack.image, stack.labels, s, nearest_targets(len(stack.labels), s, limit))]
+    acc, items = metrics.IoUAccumulator(), []
+    for k, (name, image, truth, s, targets) in enumerate(runs, start=1):
+        classes = [int(c) for c in np.unique(truth) if c != 0]
+        example = np.zeros_like(truth)
+        example[s] = truth[s]
+        results = yield from _run(image, example, backend, cache, targets, f"{stack.name}: {name}")
+        for res in results:
+            pred, gt = res.labels, truth[res.index]
+            if stack.instance:
+                acc.add((pred != 0) * k, (gt != 0) * k, [k])
+            else:
+                acc.add(pred, gt, classes)
+            items.append({"run": name, "start": s, "slice": res.index,
+                          "iou": slice_iou(pred, gt, classes),
+                          "dice": metrics.dice(pred != 0, gt != 0), "score": res.score,
+                          **_timing_row(res)})
+    summary = {"mIoU": acc.miou(), "FB-IoU": acc.fb_iou(), "slices": float(len(items)),
+               "mean slice IoU": _mean(i["iou"] for i in items),
+               "Dice": _mean(i["dice"] for i in items)}
+    return EvalResult("propagate", stack.name, backend.name, summary, items,
+                      time.perf_counter() - start_time, note)
+
+
+# video propagation --------------------------------------------------------------------------
+
+
+def video(
+    data: Video, backend: Backend, *, limit: int | None = None, max_frames: int | None = None,
+    note: str = "",
+) -> Generator[Progress, None, EvalResult]:
+    """Frame 0's mask → every later frame; DAVIS J, F and J&F per sequence.
+
+    As in the DAVIS semi-supervised evaluation, the first and last frames are not scored
+    (when a sequence has more than two frames). ``max_frames`` keeps the first frames only.
+    """
+    start_time, items = time.perf_counter(), []
+    for seq in data.sequences[:limit]:
+        stack = seq.load(max_frames, data.max_side)
+        example = np.zeros_like(stack.labels)
+        example[0] = stack.labels[0]
+        results = yield from _run(stack.image, example, backend, FeatureCache(), None, seq.name)
+        last = len(stack.labels) - 1
+        scored = [r for r in results if last < 2 or r.index != last]
+        j = [metrics.davis_j(r.labels != 0, stack.labels[r.index] != 0) for r in scored]
+        f = [metrics.boundary_f(r.labels != 0, stack.labels[r.index] != 0) for r in scored]
+        times = [_timing_row(r) for r in results]
+        items.append({"sequence": seq.name, "frames": len(stack.labels), **metrics.j_and_f(j, f),
+                      "seconds per frame": _mean(t["features"] + t["head"] for t in times)})
+    if not items:
+        raise ValueError(f"{data.name}: no sequence to score")
+    summary = {k: _mean(i[k] for i in items) for k in ("J&F", "J", "F")}
+    summary["sequences"] = float(len(items))
+    return EvalResult("video", data.name, backend.name, summary, items,
+                      time.perf_counter() - start_time, note)

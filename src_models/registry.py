@@ -1,0 +1,82 @@
+"""The one registry of backends: a literal dict of name → :class:`BackendInfo`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from src_models.backends.base import Backend
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """How to build a backend and what a user should know before choosing it.
+
+    Attributes:
+        name: registry key, also the CLI ``--backend`` value.
+        description: one line for menus and ``napari-incontext backends``.
+        build: ``build(device="auto", weights=None, **options) -> Backend``.
+        weights_available: True when the backend can run offline right now.
+        gpu_recommended: True when a CPU run takes several seconds per slice.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., Backend]
+    weights_available: Callable[[], bool]
+    gpu_recommended: bool = False
+
+
+def _build_classic(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
+    from src_models.backends.classic import ClassicBackend, ClassicConfig
+
+    return ClassicBackend(ClassicConfig(**options))
+
+
+def _build_dinov2(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
+    from src_models.backends.dinov2 import build_dinov2_backend
+
+    return build_dinov2_backend(device=device, weights=weights, **options)
+
+
+def _dinov2_available() -> bool:
+    from src_models.backbones.dinov2 import dinov2_weights_available
+
+    return dinov2_weights_available("vits14")
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    "classic": BackendInfo(
+        name="classic",
+        description="Multiscale filter features + random forest; no weights, fast on CPU.",
+        build=_build_classic,
+        weights_available=lambda: True,
+    ),
+    "dinov2": BackendInfo(
+        name="dinov2",
+        description="DINOv2 patch matching (prototype + nearest neighbour), training-free.",
+        build=_build_dinov2,
+        weights_available=_dinov2_available,
+    ),
+}
+
+
+def list_backends() -> list[dict[str, Any]]:
+    """Every registered backend as a dict: name, description, weights_available, gpu_recommended."""
+    return [
+        {
+            "name": info.name,
+            "description": info.description,
+            "weights_available": bool(info.weights_available()),
+            "gpu_recommended": info.gpu_recommended,
+        }
+        for info in BACKENDS.values()
+    ]
+
+
+def build_backend(name: str, **options: Any) -> Backend:
+    """Build a registered backend; options go to its builder (device, weights, config fields)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    return BACKENDS[name].build(**options)
