@@ -45,7 +45,8 @@ def _read_one(path: Path) -> np.ndarray:
 
         return np.asarray(iio.imread(path))
     except Exception as error:  # any decoder error means the same thing to the user
-        raise ValueError(f"cannot read {path}: {error}") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot read {path}: {reason}") from error
 
 
 def _folder_files(folder: Path) -> list[Path]:

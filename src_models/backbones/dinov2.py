@@ -31,12 +31,16 @@ def load_timm_weights(model: nn.Module, path: Path) -> None:
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     state = checkpoint_filter_fn(load_state_dict(path), model)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    expected = model.state_dict()
+    wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if wrong or missing or unexpected:
         raise RuntimeError(
-            f"{path} does not fit {type(model).__name__}: missing {list(missing)[:4]}, "
-            f"unexpected {list(unexpected)[:4]}; pick the weights that match the model size"
+            f"{path} does not fit {type(model).__name__}: wrong shapes {wrong[:3]}, missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]}; pick the weights of this model size"
         )
+    model.load_state_dict(state, strict=True)
 
 
 def build_dinov2(size: str = "vits14", weights: str | Path | None = None) -> nn.Module:

@@ -51,13 +51,16 @@ def run(args: argparse.Namespace) -> int:
     n = len(images.images)
     result = [np.asarray(lab) if lab is not None else None for lab in labels]
     rows = []
-    bar = tqdm(total=None, desc=f"{backend.name}", unit="slice", file=sys.stderr, disable=args.quiet)
+    bar = None
     for res in propagate(images.images, labels, backend):
-        bar.total = res.total
+        if bar is None:  # created after validation, so a bad input prints one line only
+            bar = tqdm(total=res.total, desc=backend.name, unit="slice", file=sys.stderr,
+                       disable=args.quiet)
         bar.update(1)
         result[res.index] = res.labels
         rows.append({"index": res.index, "score": res.score, **res.timings})
-    bar.close()
+    if bar is not None:
+        bar.close()
     final = [r if r is not None else np.zeros(np.shape(images.images[i])[:2], np.int32)
              for i, r in enumerate(result)]
     write_labels(out, final, images)

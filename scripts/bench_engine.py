@@ -1,0 +1,123 @@
+"""Engine benchmark (issue 2): classic accuracy on real stacks, dinov2 timing split.
+
+Prints, from one run:
+- classic mean IoU per slice on the ISBI-2012 EM stack (example: slice 0) and the hippocampus
+  MRI (example: slice 12, the first slice 0 is empty), against copying the example mask;
+- dinov2 ViT-S/14 (random weights) per-slice seconds split into backbone and head, the ratio
+  total / backbone, and the speed-up of a cached re-run (classic too).
+
+Usage: python scripts/bench_engine.py [--data ../shared/data] [--out docs/bench_engine.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from src_models.cache import FeatureCache
+from src_models.engine import propagate
+from src_models.registry import build_backend
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def mean_iou(pred: np.ndarray, truth: np.ndarray, ids: list[int]) -> float:
+    return float(np.mean([iou(pred == k, truth == k) for k in ids]))
+
+
+def accuracy(name: str, image: np.ndarray, truth: np.ndarray, example: int, targets: list[int],
+             options: dict) -> dict:
+    ids = [int(k) for k in np.unique(truth) if k]
+    labels = np.zeros_like(truth)
+    labels[example] = truth[example]
+    start = time.perf_counter()
+    scores = [mean_iou(r.labels, truth[r.index], ids)
+              for r in propagate(image, labels, build_backend("classic", **options), targets=targets)]
+    seconds = (time.perf_counter() - start) / len(targets)
+    copy = float(np.mean([mean_iou(truth[example], truth[i], ids) for i in targets]))
+    return {"stack": name, "options": options, "miou": float(np.mean(scores)), "copy": copy,
+            "n": len(targets), "s_per_slice": seconds}
+
+
+def timing(name: str, options: dict, image: np.ndarray, truth: np.ndarray) -> dict:
+    backend = build_backend(name, **options)
+    labels = np.zeros_like(truth)
+    labels[0] = truth[0]
+    cache = FeatureCache()
+    start = time.perf_counter()
+    first = list(propagate(image, labels, backend, cache=cache))
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    list(propagate(image, labels, backend, cache=cache))
+    warm = time.perf_counter() - start
+    fresh = [r for r in first if not r.timings["cached"]]
+    row = {
+        "backend": name,
+        "features": float(np.mean([r.timings["features"] for r in fresh])),
+        "head": float(np.mean([r.timings["head"] for r in first])),
+        "cold_run": cold,
+        "cached_run": warm,
+        "speedup": cold / warm,
+    }
+    if "backbone" in fresh[0].timings:
+        row["backbone"] = float(np.mean([r.timings["backbone"] for r in fresh]))
+        row["ratio"] = (row["features"] + row["head"]) / row["backbone"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--out", default=None, help="also write the tables as markdown here")
+    args = parser.parse_args()
+    data = Path(args.data)
+    lines = [f"Machine: {platform.processor() or platform.machine()}, "
+             f"{__import__('os').cpu_count()} cores, torch CPU. One run of scripts/bench_engine.py.", ""]
+
+    isbi = data / "isbi2012_em_membrane"
+    hippo = data / "hippocampus_mri_3d_mmseg"
+    rows = []
+    if isbi.exists():
+        img = tifffile.imread(isbi / "images_stack_zyx.tif")
+        lab = (tifffile.imread(isbi / "labels_stack_zyx.tif") > 0).astype(np.int32)
+        rows.append(accuracy("ISBI-2012 EM (0 → 1..29)", img, lab, 0, list(range(1, 30)), {}))
+    if hippo.exists():
+        img = tifffile.imread(hippo / "image_zyx.tif")
+        lab = tifffile.imread(hippo / "labels_zyx.tif").astype(np.int32)
+        targets = [i for i in range(len(lab)) if lab[i].any() and i != 12]
+        for options in ({}, {"position": True}):
+            rows.append(accuracy("Hippocampus MRI (12 → labelled)", img, lab, 12, targets, options))
+    lines += ["## classic: mean IoU per slice", "",
+              "| stack | options | mean IoU | copy example | slices | s/slice |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['stack']} | {r['options'] or 'defaults'} | {r['miou']:.3f} | {r['copy']:.3f} | "
+              f"{r['n']} | {r['s_per_slice']:.2f} |" for r in rows]
+
+    from src_models.sample_data import synthetic_stack
+
+    image, truth = synthetic_stack(n_slices=8, size=512, seed=1)
+    timings = [timing("dinov2", {"weights": "random", "device": "cpu"}, image, truth),
+               timing("classic", {}, image, truth)]
+    lines += ["", "## Per-slice seconds (8 × 512² synthetic stack; dinov2 = ViT-S/14, random weights, bf16 auto)", "",
+              "| backend | features s | backbone s | head s | total/backbone | cold run s | cached re-run s | speed-up |",
+              "|---|---|---|---|---|---|---|---|"]
+    for t in timings:
+        lines.append(
+            f"| {t['backend']} | {t['features']:.3f} | {t.get('backbone', float('nan')):.3f} | "
+            f"{t['head']:.3f} | {t.get('ratio', float('nan')):.2f} | {t['cold_run']:.1f} | "
+            f"{t['cached_run']:.1f} | {t['speedup']:.1f}× |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text("# Engine benchmark\n\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()

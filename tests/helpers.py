@@ -1,0 +1,36 @@
+"""Helpers shared by the tests (data paths, metrics, synthetic images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data(name: str) -> Path:
+    """Path of a folder in ../shared/data, or skip the test when it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/data is only beside the CI checkout)")
+    return path
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def disks_image(size: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A float32 image with two bright disks on a textured background, and their labels {0,1,2}."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    one = (yy - 0.4 * size) ** 2 + (xx - 0.45 * size) ** 2 < (0.24 * size) ** 2
+    two = (yy - 0.78 * size) ** 2 + (xx - 0.78 * size) ** 2 < (0.13 * size) ** 2
+    image = 0.2 + 0.05 * ndi.gaussian_filter(rng.standard_normal((size, size)), 2)
+    image = image + 0.5 * one + 0.3 * two + 0.02 * rng.standard_normal((size, size))
+    return image.astype(np.float32), (one + 2 * two).astype(np.int32)

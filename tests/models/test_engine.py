@@ -1,0 +1,93 @@
+"""The propagate generator: order, stopping, caching, several objects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from src_models.backends.classic import ClassicBackend
+from src_models.cache import FeatureCache
+from src_models.engine import propagate, propagation_order
+from src_models.sample_data import example_labels, synthetic_stack
+from src_models.types import Example
+from tests.helpers import iou
+
+
+class CountingBackend(ClassicBackend):
+    """The classic backend, counting how often features are computed and fitted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feature_calls = 0
+        self.fitted_on: list[list[int]] = []
+
+    def compute_features(self, image: np.ndarray) -> np.ndarray:
+        self.feature_calls += 1
+        return super().compute_features(image)
+
+    def fit(self, examples: Sequence[Example]) -> None:
+        self.fitted_on.append([e.index for e in examples])
+        super().fit(examples)
+
+
+@pytest.fixture(scope="module")
+def stack() -> tuple[np.ndarray, np.ndarray]:
+    return synthetic_stack(n_slices=8, size=64)
+
+
+def test_order_moves_outward_from_the_examples() -> None:
+    assert propagation_order(7, [3]) == [2, 4, 1, 5, 0, 6]
+    assert propagation_order(6, [0, 5]) == [1, 4, 2, 3]
+    assert propagation_order(5, [2], targets=[0, 4, 2]) == [0, 4]
+    with pytest.raises(ValueError, match="outside"):
+        propagation_order(3, [0], targets=[5])
+
+
+def test_results_stream_one_slice_at_a_time_and_can_stop(stack: tuple[np.ndarray, np.ndarray]) -> None:
+    image, truth = stack
+    backend = CountingBackend()
+    run = propagate(image, example_labels(truth, 3), backend)
+    first = next(run)
+    assert first.index in (2, 4) and first.total == 7 and first.done == 1
+    assert first.labels.shape == (64, 64) and first.labels.dtype == np.int32
+    assert first.confidence.dtype == np.float32
+    assert 0.0 <= first.confidence.min() and first.confidence.max() <= 1.0
+    assert 0.0 <= first.score <= 1.0
+    assert {"features", "head", "fit"} <= set(first.timings)
+    run.close()  # stop mid-run: no more work happens
+    assert backend.feature_calls == 2  # the example slice + the first target only
+
+
+def test_cached_rerun_does_not_recompute_features(stack: tuple[np.ndarray, np.ndarray]) -> None:
+    image, truth = stack
+    backend, cache = CountingBackend(), FeatureCache()
+    labels = example_labels(truth, 3)
+    results = list(propagate(image, labels, backend, cache=cache))
+    assert backend.feature_calls == 8 and cache.misses == 8
+    # the person accepts slice 6: it becomes an example; nothing is re-encoded
+    labels[6] = results[[r.index for r in results].index(6)].labels
+    again = list(propagate(image, labels, backend, cache=cache))
+    assert backend.feature_calls == 8 and cache.hits == 8
+    assert backend.fitted_on[-1] == [3, 6]
+    assert sorted(r.index for r in again) == [0, 1, 2, 4, 5, 7]
+    assert all(r.timings["cached"] == 1.0 for r in again)
+
+
+def test_cache_respects_its_size_cap(stack: tuple[np.ndarray, np.ndarray]) -> None:
+    image, truth = stack
+    one_slice = ClassicBackend().compute_features(np.zeros((64, 64, 1), np.float32)).nbytes
+    cache = FeatureCache(max_bytes=3 * one_slice)
+    list(propagate(image, example_labels(truth, 3), ClassicBackend(), cache=cache))
+    assert len(cache) == 3 and cache.size_bytes <= 3 * one_slice
+
+
+def test_several_objects_keep_their_ids(stack: tuple[np.ndarray, np.ndarray]) -> None:
+    image, truth = stack
+    labels = example_labels(truth, 3)
+    labels[labels == 2] = 7  # ids need not be consecutive
+    for res in propagate(image, labels, ClassicBackend()):
+        assert set(np.unique(res.labels)) <= {0, 1, 7}
+        assert iou(res.labels == 1, truth[res.index] == 1) > 0.6
+        assert iou(res.labels == 7, truth[res.index] == 2) > 0.2
