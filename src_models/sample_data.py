@@ -37,7 +37,7 @@ def synthetic_stack(
         two = _ellipse(shape, size * (0.72 - 0.05 * t), size * (0.7 - 0.1 * t), size * 0.12, size * (0.1 + 0.04 * t)) & ~one
         background = 2000 + 300 * _texture(rng, shape, 4.0)
         image[z] = np.where(one, 9000 + 900 * _texture(rng, shape, 1.0), background)
-        image[z] = np.where(two, 5000 + 1500 * _texture(rng, shape, 3.0), image[z])
+        image[z] = np.where(two, 5200 + 700 * _texture(rng, shape, 3.0), image[z])
         image[z] += 150 * rng.standard_normal(shape)
         labels[z][one] = 1
         labels[z][two] = 2

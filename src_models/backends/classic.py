@@ -31,7 +31,7 @@ class ClassicConfig:
     sigma_max: float = 16.0
     texture: bool = True
     position: bool = False
-    n_estimators: int = 60
+    n_estimators: int = 32
     max_depth: int | None = 16
     min_samples_leaf: int = 2
     samples_per_class: int = 20_000

@@ -1,0 +1,260 @@
+"""`dinov2-segic`: the SEGIC in-context decoder on frozen DINOv2 tokens.
+
+Per slice, the expensive step is the DINOv2 forward (tokens are cached). ``fit`` turns every
+example slice into one prototype per object; ``predict`` runs one decoder query per object,
+with every prototype as a cross-instance token (type 1 = the query's own object).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from src_models.backbones.dinov2 import build_dinov2, pick_device, pick_dtype
+from src_models.backends.base import object_ids
+from src_models.heads.segic import (
+    SEGIC_CHECKPOINTS,
+    SegicDecoder,
+    build_segic_decoder,
+    load_segic_decoder,
+)
+from src_models.heads.segic_infer import (
+    decode,
+    encode_tokens,
+    mask_to_input,
+    postprocess,
+    preprocess,
+    prototypes,
+)
+from src_models.heads.segic_text import TEXT_DIM, load_text_embedding
+from src_models.types import Example
+from src_models.weights import resolve
+
+
+@dataclass(frozen=True)
+class SegicConfig:
+    """Options of the dinov2-segic backend.
+
+    Attributes:
+        model: DINOv2 size; the released checkpoints need ``vitl14``.
+        checkpoint: which released decoder to look up when no weights path is given
+            (None: the first of 80kx12e, 160kx12e found on this machine).
+        backbone_weights: DINOv2 checkpoint path (None: found by the weights manager;
+            ``"random"``: untrained).
+        input_size: padded input side, a multiple of 28 (896 = training setting).
+        dtype: backbone dtype, ``auto`` / ``float32`` / ``bfloat16`` (the decoder stays fp32).
+        text_embedding: file from ``napari-incontext segic-text``; None = no text.
+        no_text: without a text file, ``zero`` feeds a zero 768-vector (token = the
+            projection bias) and ``omit`` leaves the text token out.
+        max_examples: example slices used per object (evenly spaced when there are more).
+    """
+
+    model: str = "vitl14"
+    checkpoint: str | None = None
+    backbone_weights: str | None = None
+    input_size: int = 896
+    dtype: str = "auto"
+    text_embedding: str | None = None
+    no_text: str = "zero"
+    max_examples: int = 8
+
+
+@dataclass(frozen=True)
+class SegicFeatures:
+    """Cached per-slice features.
+
+    Attributes:
+        tokens: (D, g, g) float16 DINOv2 ``x_norm_patchtokens``.
+        valid: (h, w) unpadded size in the input frame.
+        shape: (H, W) of the original image.
+    """
+
+    tokens: np.ndarray
+    valid: tuple[int, int]
+    shape: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.tokens.nbytes)
+
+
+class SegicEncoder:
+    """Frozen DINOv2 → SEGIC features; ``last_timings["backbone"]`` holds the forward seconds."""
+
+    def __init__(
+        self, model: nn.Module, input_size: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        self.model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.input_size = input_size
+        self.device = device
+        self.dtype = dtype
+        self.last_timings: dict[str, float] = {}
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray) -> SegicFeatures:
+        """(H, W, C) float32 in [0, 1] → :class:`SegicFeatures`."""
+        x, valid = preprocess(image, self.input_size)
+        start = time.perf_counter()
+        tokens = encode_tokens(self.model, x.to(self.device, self.dtype))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.last_timings = {"backbone": time.perf_counter() - start}
+        return SegicFeatures(tokens[0].half().cpu().numpy(), valid, tuple(image.shape[:2]))
+
+
+def _spread(items: list[int], count: int) -> list[int]:
+    if len(items) <= count:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
+
+
+class SegicBackend:
+    """SEGIC decoding of every object of the examples on each target slice."""
+
+    name = "dinov2-segic"
+
+    def __init__(self, encoder: SegicEncoder, decoder: SegicDecoder, config: SegicConfig) -> None:
+        if config.no_text not in ("zero", "omit"):
+            raise ValueError(f"no_text must be 'zero' or 'omit', got {config.no_text!r}")
+        self.encoder = encoder
+        self.decoder = decoder.to(encoder.device).eval()
+        self.config = config
+        self.text = load_text_embedding(config.text_embedding) if config.text_embedding else None
+        self._ids = np.zeros(0, np.int64)
+        self._inst: torch.Tensor | None = None
+        self._owner = torch.zeros(0, dtype=torch.long)
+        self._query: torch.Tensor | None = None
+
+    @property
+    def feature_key(self) -> str:
+        c = self.config
+        return f"segic:{c.model}:{c.input_size}:{self.encoder.dtype}:{id(self.encoder.model)}"
+
+    @property
+    def last_timings(self) -> dict[str, float]:
+        return self.encoder.last_timings
+
+    def compute_features(self, image: np.ndarray) -> SegicFeatures:
+        return self.encoder(image)
+
+    def _tokens(self, features: SegicFeatures) -> torch.Tensor:
+        return torch.from_numpy(features.tokens).float()[None].to(self.encoder.device)
+
+    @torch.inference_mode()
+    def fit(self, examples: Sequence[Example]) -> None:
+        """One prototype per (object, example slice); the object's query prototype is their mean."""
+        ids = object_ids(examples)
+        if len(ids) == 0:
+            raise ValueError("dinov2-segic needs at least one example with a nonzero label")
+        inst, owner, query = [], [], []
+        for k in ids:
+            holders = _spread(
+                [i for i, e in enumerate(examples) if (e.labels == k).any()],
+                self.config.max_examples,
+            )
+            protos = torch.cat(
+                [
+                    prototypes(
+                        self._tokens(examples[i].features),
+                        mask_to_input(examples[i].labels == k, self.config.input_size).to(
+                            self.encoder.device
+                        ),
+                    )
+                    for i in holders
+                ]
+            )
+            inst.append(protos)
+            owner += [int(k)] * len(protos)
+            query.append(protos.mean(0))
+        self._ids = ids
+        self._inst = torch.cat(inst)
+        self._owner = torch.tensor(owner, dtype=torch.long, device=self.encoder.device)
+        self._query = torch.stack(query)
+
+    def _text(self, count: int) -> torch.Tensor | None:
+        if self.text is not None:
+            return self.text.to(self.encoder.device)[None].expand(count, -1)
+        if self.config.no_text == "zero":
+            return torch.zeros(count, TEXT_DIM, device=self.encoder.device)
+        return None
+
+    @torch.inference_mode()
+    def object_logits(self, features: SegicFeatures, shape: tuple[int, int]) -> torch.Tensor:
+        """(K, H, W) float logits, one map per object id (in ``fit`` order)."""
+        if self._inst is None or self._query is None:
+            raise RuntimeError("call fit() with at least one example before predict()")
+        ids = torch.from_numpy(self._ids).to(self.encoder.device)
+        types = (self._owner[None, :] == ids[:, None]).long()
+        logits, _ = decode(
+            self.decoder,
+            self._tokens(features),
+            self._query,
+            self._inst,
+            types,
+            self._text(len(ids)),
+        )
+        return postprocess(logits, self.config.input_size, features.valid, shape).float().cpu()
+
+    def predict(
+        self, features: SegicFeatures, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Labels = the object with the highest logit where it is > 0; confidence = its sigmoid
+        (on background: 1 − the highest object probability)."""
+        logits = self.object_logits(features, shape)
+        best, index = logits.max(0)
+        prob = torch.sigmoid(best)
+        foreground = best > 0
+        labels = np.where(foreground.numpy(), self._ids[index.numpy()], 0).astype(np.int32)
+        confidence = torch.where(foreground, prob, 1 - prob).numpy().astype(np.float32)
+        return labels, confidence
+
+
+def local_checkpoint() -> str:
+    """Name of the first released SEGIC checkpoint on this machine (80kx12e if none is)."""
+    from src_models.weights import find_local, get_spec
+
+    found = [name for name in SEGIC_CHECKPOINTS if find_local(get_spec(name)) is not None]
+    return (found or list(SEGIC_CHECKPOINTS))[0]
+
+
+def segic_weights_available() -> bool:
+    """True when a released SEGIC checkpoint and DINOv2-L are both on this machine."""
+    from src_models.weights import find_local, get_spec
+
+    decoder = any(find_local(get_spec(name)) is not None for name in SEGIC_CHECKPOINTS)
+    return decoder and find_local(get_spec("dinov2_vitl14")) is not None
+
+
+def build_segic_backend(
+    device: str = "auto", weights: str | Path | None = None, **options: object
+) -> SegicBackend:
+    """Build dinov2-segic.
+
+    Args:
+        device: ``auto``, ``cpu`` or ``cuda``.
+        weights: the SEGIC decoder checkpoint (released or from ``train-segic``), None to
+            find ``checkpoint`` locally, or ``"random"`` for an untrained decoder and backbone.
+        options: :class:`SegicConfig` fields.
+    """
+    config = SegicConfig(**options)  # type: ignore[arg-type]
+    torch_device = pick_device(device)
+    random = weights == "random"
+    name = config.checkpoint or local_checkpoint()
+    if not random:
+        resolve(name, weights)  # a missing decoder fails before the 1.2 GB backbone loads
+    backbone = build_dinov2(config.model, "random" if random else config.backbone_weights)
+    feat_dim = int(backbone.embed_dim)
+    if random:
+        decoder = build_segic_decoder(feat_dim=feat_dim, input_size=config.input_size)
+    else:
+        decoder = load_segic_decoder(weights, name, feat_dim, config.input_size)
+    encoder = SegicEncoder(
+        backbone, config.input_size, torch_device, pick_dtype(config.dtype, torch_device)
+    )
+    return SegicBackend(encoder, decoder, config)
