@@ -10,12 +10,17 @@ import argparse
 import sys
 from types import ModuleType
 
-from src_models.commands import backends_cmd, demo_cmd, propagate_cmd
+from src_models.commands import backends_cmd, demo_cmd, eval_cmd, propagate_cmd, weights_cmd
+from src_models.commands import segic_text_cmd, train_segic_cmd
 
 COMMANDS: dict[str, ModuleType] = {
     "propagate": propagate_cmd,
     "backends": backends_cmd,
     "demo": demo_cmd,
+    "eval": eval_cmd,
+    "weights": weights_cmd,
+    "train-segic": train_segic_cmd,
+    "segic-text": segic_text_cmd,
 }
 
 

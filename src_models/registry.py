@@ -46,6 +46,49 @@ def _dinov2_available() -> bool:
     return dinov2_weights_available("vits14")
 
 
+def _build_dinov2_sam(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
+    from src_models.backends.dinov2_sam import build_dinov2_sam_backend
+
+    return build_dinov2_sam_backend(device=device, weights=weights, **options)
+
+
+def _dinov2_sam_available() -> bool:
+    from src_models.sam.build import sam_weights_available
+
+    return _dinov2_available() and sam_weights_available("vit_b")
+
+
+def _build_segic(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
+    from src_models.backends.segic import build_segic_backend
+
+    return build_segic_backend(device=device, weights=weights, **options)
+
+
+def _segic_available() -> bool:
+    from src_models.backends.segic import segic_weights_available
+
+    return segic_weights_available()
+
+
+def _build_dinov3_insid3(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
+    from src_models.backends.insid3 import build_insid3_backend
+
+    return build_insid3_backend(device=device, weights=weights, **options)
+
+
+def _build_dinov2_insid3(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
+    from src_models.backends.insid3 import build_insid3_backend
+
+    options.setdefault("backbone", "dinov2_vits14")
+    return build_insid3_backend(device=device, weights=weights, **options)
+
+
+def _dinov3_available() -> bool:
+    from src_models.backbones.dinov3 import dinov3_weights_available
+
+    return dinov3_weights_available("vits16")
+
+
 BACKENDS: dict[str, BackendInfo] = {
     "classic": BackendInfo(
         name="classic",
@@ -57,6 +100,32 @@ BACKENDS: dict[str, BackendInfo] = {
         name="dinov2",
         description="DINOv2 patch matching (prototype + nearest neighbour), training-free.",
         build=_build_dinov2,
+        weights_available=_dinov2_available,
+    ),
+    "dinov2-sam": BackendInfo(
+        name="dinov2-sam",
+        description="DINOv2 correspondence + SAM prompted PerSAM-style (option persam_f, correspondence=sam).",
+        build=_build_dinov2_sam,
+        weights_available=_dinov2_sam_available,
+        gpu_recommended=True,
+    ),
+    "dinov2-segic": BackendInfo(
+        name="dinov2-segic",
+        description="SEGIC in-context decoder on DINOv2-L (released checkpoint or fine-tuned).",
+        build=_build_segic,
+        weights_available=_segic_available,
+        gpu_recommended=True,
+    ),
+    "dinov3-insid3": BackendInfo(
+        name="dinov3-insid3",
+        description="INSID3: DINOv3 clustering + debiased matching, training-free (gated weights).",
+        build=_build_dinov3_insid3,
+        weights_available=_dinov3_available,
+    ),
+    "dinov2-insid3": BackendInfo(
+        name="dinov2-insid3",
+        description="INSID3 head on DINOv2 (ungated fallback of dinov3-insid3), training-free.",
+        build=_build_dinov2_insid3,
         weights_available=_dinov2_available,
     ),
 }
@@ -79,4 +148,10 @@ def build_backend(name: str, **options: Any) -> Backend:
     """Build a registered backend; options go to its builder (device, weights, config fields)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
-    return BACKENDS[name].build(**options)
+    refine = {k: options.pop(k) for k in list(options) if k.startswith("sam_refine")}
+    backend = BACKENDS[name].build(**options)
+    if refine.get("sam_refine"):  # SAM refinement of any backend's proposals
+        from src_models.backends.sam_refine import wrap_with_sam
+
+        return wrap_with_sam(backend, device=options.get("device", "auto"), **refine)
+    return backend

@@ -60,11 +60,73 @@ def _dinov2(size: str, params: str, nbytes: int | None) -> WeightsSpec:
     )
 
 
+def _sam(arch: str, tag: str, sha256: str, nbytes: int) -> WeightsSpec:
+    """Official SAM checkpoint. The hex tag in the file name is an MD5 prefix, not a sha256
+    prefix; the full sha256 and the sizes are the values published by several independent
+    projects (e.g. micro-sam's checksum table) for the files at these URLs."""
+    file_name = f"sam_{arch}_{tag}.pth"
+    return WeightsSpec(
+        name=f"sam_{arch}",
+        file_name=file_name,
+        url=f"https://dl.fbaipublicfiles.com/segment_anything/{file_name}",
+        sha256=sha256,
+        size=nbytes,
+        license=f"Apache-2.0 (Segment Anything ViT-{arch[-1].upper()})",
+    )
+
+
+def _dinov3(size: str, params: str, sha_prefix: str) -> WeightsSpec:
+    """Official DINOv3 LVD-1689M checkpoint (gated); the hex tag in its name is a sha256 prefix."""
+    arch = {"s": "small", "b": "base", "l": "large"}[size]
+    hf_id = f"timm/vit_{arch}_patch16_dinov3.lvd1689m"
+    file_name = f"dinov3_vit{size}16_pretrain_lvd1689m-{sha_prefix}.pth"
+    return WeightsSpec(
+        name=f"dinov3_vit{size}16",
+        file_name=file_name,
+        hf_id=hf_id,
+        sha256=sha_prefix,
+        license=f"DINOv3 License (DINOv3 ViT-{size.upper()}/16, {params} params)",
+        gated=True,
+        how_to_get=(
+            "DINOv3 weights are gated: request access at "
+            "https://ai.meta.com/resources/models-and-libraries/dinov3-downloads/ (the e-mailed "
+            f"links include {file_name}), or accept the licence at huggingface.co/{hf_id} and "
+            "download its model.safetensors (pass that path with --weights)."
+        ),
+    )
+
+
 WEIGHTS: dict[str, WeightsSpec] = {
     "dinov2_vits14": _dinov2("s", "21M", None),
     "dinov2_vitb14": _dinov2("b", "86M", None),
     "dinov2_vitl14": _dinov2("l", "300M", 1_217_586_395),
     "dinov2_vitg14": _dinov2("g", "1.1B", None),
+    "sam_vit_b": _sam(
+        "vit_b", "01ec64", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 375_042_383
+    ),
+    "sam_vit_l": _sam(
+        "vit_l", "0b3195", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", 1_249_524_607
+    ),
+    "sam_vit_h": _sam(
+        "vit_h", "4b8939", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2_564_550_879
+    ),
+    "segic_dinov2_l_80kx12e": WeightsSpec(
+        name="segic_dinov2_l_80kx12e",
+        file_name="segic_dinov2_l_80kx12e.pth",
+        hf_id="menglc/SEGIC",
+        hf_file="segic_dinov2_l_80kx12e.pth",
+        license="MIT (SEGIC decoder for DINOv2-L, 5.38M params; needs dinov2_vitl14 too)",
+    ),
+    "segic_dinov2_l_160kx12e": WeightsSpec(
+        name="segic_dinov2_l_160kx12e",
+        file_name="segic_dinov2_l_160kx12e.pth",
+        hf_id="menglc/SEGIC",
+        hf_file="segic_dinov2_l_160kx12e.pth",
+        license="MIT (SEGIC decoder for DINOv2-L, 5.38M params; needs dinov2_vitl14 too)",
+    ),
+    "dinov3_vits16": _dinov3("s", "21M", "08c60483"),
+    "dinov3_vitb16": _dinov3("b", "86M", "73cec8be"),
+    "dinov3_vitl16": _dinov3("l", "300M", "8aa4cbdd"),
 }
 
 
@@ -152,9 +214,21 @@ def verify(path: str | Path, spec: WeightsSpec) -> None:
     if not actual.startswith(spec.sha256):
         raise RuntimeError(
             f"{path} does not match {spec.name}: sha256 {actual[:16]}…, expected "
-            f"{spec.sha256[:16]}…. The file is corrupted or not {spec.file_name}: "
+            f"{spec.sha256}. The file is corrupted or not {spec.file_name}: "
             "download it again."
         )
+
+
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
+def verify_once(path: str | Path, spec: WeightsSpec) -> None:
+    """:func:`verify`, remembered per (file, size, mtime) so a process hashes a file once."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, spec.sha256 or "")
+    if key not in _VERIFIED:
+        verify(path, spec)
+        _VERIFIED.add(key)
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

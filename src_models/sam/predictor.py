@@ -1,0 +1,245 @@
+"""SAM split in two, as ``SamPredictor`` does: an expensive, cacheable image embedding
+(:class:`SamEncoder`) and cheap prompted decoding (:class:`SamHead`).
+
+The embedding of a slice is the per-slice feature the engine's FeatureCache keeps in memory;
+:class:`~src_models.sam.disk_cache.DiskEmbeddingCache` optionally keeps it across sessions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src_models.sam.disk_cache import DiskEmbeddingCache
+
+
+@dataclass(frozen=True)
+class SamEmbedding:
+    """One encoded image.
+
+    Attributes:
+        embedding: (C, g, g) float16 image embedding (C = 256, g = 64 for official SAM).
+        input_size: (h, w) of the resized image inside the padded encoder input.
+        original_size: (H, W) of the image.
+    """
+
+    embedding: np.ndarray
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.embedding.nbytes)
+
+
+def to_sam_input(image: np.ndarray, img_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(H, W, C) float32 in [0, 1] → (1, 3, h, w) float32 on 0–255, longest side ``img_size``.
+
+    Resizing follows ``ResizeLongestSide`` (bilinear, antialiased, ``int(x + 0.5)``).
+    """
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    x = x[:, :3].clamp(0, 1) * 255.0
+    size = ResizeLongestSide.get_preprocess_shape(image.shape[0], image.shape[1], img_size)
+    x = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
+    return x, (int(size[0]), int(size[1]))
+
+
+class SamEncoder:
+    """Runs SAM's image encoder; bf16 on CPUs with native bf16 when ``dtype`` is bfloat16.
+
+    ``last_timings["sam_encoder"]`` holds the seconds of the last encoder forward (0 on a
+    disk-cache hit); ``encode_count`` counts forwards (tests use it to prove cache hits).
+    """
+
+    def __init__(
+        self,
+        sam: nn.Module,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        disk_cache: DiskEmbeddingCache | None = None,
+    ) -> None:
+        self.sam = sam.to(device)
+        self.sam.image_encoder.to(dtype=dtype)
+        self.device = device
+        self.dtype = dtype
+        self.disk_cache = disk_cache
+        self.encode_count = 0
+        self.last_timings: dict[str, float] = {}
+
+    @property
+    def img_size(self) -> int:
+        return int(self.sam.image_encoder.img_size)
+
+    @property
+    def key(self) -> str:
+        """Identity of the encoder (weights, dtype) for cache keys."""
+        return f"sam:{getattr(self.sam, 'weights_tag', id(self.sam))}:{self.dtype}"
+
+    @torch.inference_mode()
+    def _encode(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        x, input_size = to_sam_input(image, self.img_size)
+        x = self.sam.preprocess(x.to(self.device))  # normalise, pad bottom/right
+        start = time.perf_counter()
+        out = self.sam.image_encoder(x.to(self.dtype))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.last_timings = {"sam_encoder": time.perf_counter() - start}
+        self.encode_count += 1
+        return out[0].float().cpu().numpy().astype(np.float16), input_size
+
+    def __call__(self, image: np.ndarray) -> SamEmbedding:
+        """(H, W, C) float32 in [0, 1] → :class:`SamEmbedding`."""
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        original = (int(image.shape[0]), int(image.shape[1]))
+        key = DiskEmbeddingCache.key(self.key, image) if self.disk_cache else ""
+        if self.disk_cache is not None:
+            cached = self.disk_cache.get(key)
+            if cached is not None:
+                self.last_timings = {"sam_encoder": 0.0}
+                size = ResizeLongestSide.get_preprocess_shape(original[0], original[1], self.img_size)
+                return SamEmbedding(cached, (int(size[0]), int(size[1])), original)
+        embedding, input_size = self._encode(image)
+        if self.disk_cache is not None:
+            self.disk_cache.put(key, embedding)
+        return SamEmbedding(embedding, input_size, original)
+
+
+@dataclass
+class Prediction:
+    """Output of one decoder call.
+
+    Attributes:
+        logits: (M, H, W) float32 mask logits at the image size (M = 1 or 3).
+        scores: (M,) float32 predicted IoU.
+        low_res: (M, 4g, 4g) float32 logits, the ``mask_input`` of a next call.
+    """
+
+    logits: np.ndarray
+    scores: np.ndarray
+    low_res: np.ndarray
+
+    def best(self) -> int:
+        return int(np.argmax(self.scores))
+
+
+class SamHead:
+    """Prompted decoding of a cached :class:`SamEmbedding` through ``SamPredictor.predict``.
+
+    ``decoder_calls`` counts calls; ``call_seconds`` holds the duration of each call since
+    the last :meth:`set_embedding` (first = decoding, the rest = refinement).
+    """
+
+    def __init__(self, sam: nn.Module) -> None:
+        from segment_anything import SamPredictor
+
+        self.sam = sam
+        self.predictor = SamPredictor(sam)
+        self.decoder_calls = 0
+        self.call_seconds: list[float] = []
+
+    def set_embedding(self, emb: SamEmbedding) -> None:
+        """Make ``emb`` the current image, as ``set_image`` would, without re-encoding."""
+        p = self.predictor
+        self.call_seconds = []
+        p.reset_image()
+        p.features = torch.from_numpy(emb.embedding.astype(np.float32))[None].to(p.device)
+        p.original_size = emb.original_size
+        p.input_size = emb.input_size
+        p.is_image_set = True
+
+    def predict(
+        self,
+        points: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> Prediction:
+        """Decode the current embedding.
+
+        Args:
+            points: (N, 2) float (x, y) pixel coordinates in the original image.
+            point_labels: (N,) int, 1 = foreground, 0 = background.
+            box: (4,) float x0, y0, x1, y1 in original pixels.
+            mask_input: (1, 4g, 4g) float32 logits (``Prediction.low_res[i:i+1]``).
+            multimask: three masks (True) or one (False).
+        """
+        self.decoder_calls += 1
+        start = time.perf_counter()
+        logits, scores, low_res = self.predictor.predict(
+            point_coords=points,
+            point_labels=point_labels,
+            box=None if box is None else np.asarray(box, np.float32)[None],
+            mask_input=mask_input,
+            multimask_output=multimask,
+            return_logits=True,
+        )
+        self.call_seconds.append(time.perf_counter() - start)
+        return Prediction(logits.astype(np.float32), scores.astype(np.float32), low_res.astype(np.float32))
+
+    def image_grid_map(self, emb: SamEmbedding, values: np.ndarray, fill: float) -> np.ndarray:
+        """Map an (H, W) image-size map onto the (g, g) embedding grid (resize, pad, average).
+
+        The padded area (outside the resized image) gets ``fill``.
+        """
+        img = int(self.sam.image_encoder.img_size)
+        grid = emb.embedding.shape[-1]
+        x = torch.from_numpy(np.ascontiguousarray(values, np.float32))[None, None]
+        x = F.interpolate(x, emb.input_size, mode="bilinear", align_corners=False)
+        h, w = emb.input_size
+        x = F.pad(x, (0, img - w, 0, img - h), value=fill)
+        return F.adaptive_avg_pool2d(x, grid)[0, 0].numpy()
+
+    def mask_to_low_res(self, emb: SamEmbedding, mask: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+        """A binary (H, W) mask → (1, 4g, 4g) float32 logits usable as ``mask_input``.
+
+        The mask goes through the same resize + pad as the image, is averaged to the
+        low-res grid and turned into logits with a clipped inverse sigmoid (|logit| ≤ 6.9).
+        """
+        img = int(self.sam.image_encoder.img_size)
+        low = 4 * emb.embedding.shape[-1]
+        x = torch.from_numpy(mask.astype(np.float32))[None, None]
+        x = F.interpolate(x, emb.input_size, mode="bilinear", align_corners=False)
+        h, w = emb.input_size
+        x = F.pad(x, (0, img - w, 0, img - h))
+        x = F.adaptive_avg_pool2d(x, low)[0].clamp(eps, 1 - eps)
+        return torch.logit(x).numpy().astype(np.float32)
+
+
+def combine_objects(
+    ids: Sequence[int], logits: Sequence[np.ndarray | None], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-object logits into one label image.
+
+    Args:
+        ids: object ids, one per entry of ``logits``.
+        logits: (H, W) float32 logits per object, or None for an object not predicted.
+        shape: (H, W).
+
+    Returns:
+        labels (H, W) int32 (the object with the highest positive logit, else 0) and
+        confidence (H, W) float32: sigmoid of that logit, or 1 − the highest sigmoid on
+        background.
+    """
+    kept = [(i, lg) for i, lg in zip(ids, logits) if lg is not None]
+    if not kept:
+        return np.zeros(shape, np.int32), np.ones(shape, np.float32)
+    stack = np.stack([lg for _, lg in kept])
+    best = stack.argmax(0)
+    top = np.take_along_axis(stack, best[None], 0)[0]
+    prob = 1.0 / (1.0 + np.exp(-np.clip(top, -50, 50)))
+    classes = np.array([i for i, _ in kept], np.int32)
+    labels = np.where(top > 0, classes[best], 0).astype(np.int32)
+    confidence = np.where(top > 0, prob, 1 - prob).astype(np.float32)
+    return labels, confidence
