@@ -84,6 +84,7 @@ def propagate(
         start = time.perf_counter()
         lab, conf = backend.predict(features, data.images[index].shape[:2])
         timings["head"] = time.perf_counter() - start
+        timings.update(getattr(backend, "last_head_timings", {}))
         if done == 1:
             timings["fit"] = fit_seconds
         yield SliceResult(index, lab, conf, slice_score(lab, conf), timings, done, len(order))

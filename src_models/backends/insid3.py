@@ -1,0 +1,305 @@
+"""`dinov3-insid3` / `dinov2-insid3`: INSID3 training-free segmentation on frozen ViT tokens.
+
+One backbone pass per slice (cached by the engine); the head debiases the tokens, matches
+them against the examples, clusters the slice and aggregates clusters (see
+:mod:`src_models.heads.insid3`), then refines the patch mask to pixels on the CPU with the
+guided filter of :mod:`src_models.refine` (the official CRF needs a CUDA library).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src_models.backbones.dinov2 import PatchEncoder, build_dinov2, pick_device, pick_dtype
+from src_models.backbones.dinov3 import build_dinov3, weights_tag
+from src_models.backends.base import object_ids
+from src_models.backends.dinov2 import PatchFeatures
+from src_models.heads import insid3 as head
+from src_models.matching import patch_label_fractions
+from src_models.refine import refine_probabilities
+from src_models.types import Example
+
+BACKBONES: tuple[str, ...] = (
+    "dinov3_vits16",
+    "dinov3_vitb16",
+    "dinov3_vitl16",
+    "dinov2_vits14",
+    "dinov2_vitb14",
+    "dinov2_vitl14",
+    "dinov2_vitg14",
+)
+# (family, device type) → input size when none is given; see docs/backends/insid3.md
+DEFAULT_INPUT_SIZE: dict[tuple[str, str], int] = {
+    ("dinov3", "cpu"): 512,
+    ("dinov3", "cuda"): 1024,
+    ("dinov2", "cpu"): 518,
+    ("dinov2", "cuda"): 518,
+}
+
+
+@dataclass(frozen=True)
+class Insid3Config:
+    """Options of the INSID3 backends.
+
+    Attributes:
+        backbone: ``dinov3_vits16`` (default; also ``vitb16``, ``vitl16``) or a DINOv2
+            fallback ``dinov2_vits14`` / ``vitb14`` / ``vitl14`` / ``vitg14``.
+        input_size: longest side fed to the ViT (aspect ratio kept, rounded to the patch);
+            None → DINOv3: 512 on a CPU (measured default, docs/backends/insid3.md), 1024 (the
+            paper's) on CUDA; DINOv2: 518 (its native grid). The official code offers 768
+            for speed.
+        dtype: ``auto`` (bf16 on CPUs with AMX/AVX512-BF16 and on CUDA), ``float32``, ``bfloat16``.
+        debias_components: positional components removed; None → 500/1024 of the width.
+        tau, merge_threshold, forward_quantile, negative_filter, temperature: see
+            :class:`src_models.heads.insid3.Insid3Params`.
+        refine: snap the upsampled mask to image edges with the guided filter.
+        refine_eps: guided-filter regulariser.
+    """
+
+    backbone: str = "dinov3_vits16"
+    input_size: int | None = None
+    dtype: str = "auto"
+    debias_components: int | None = None
+    tau: float = 0.6
+    merge_threshold: float = 0.2
+    forward_quantile: float = 0.9
+    negative_filter: bool = True
+    temperature: float = 0.05
+    refine: bool = True
+    refine_eps: float = 1e-3
+
+    @property
+    def family(self) -> str:
+        return self.backbone.split("_")[0]
+
+    @property
+    def size(self) -> int:
+        if self.input_size is None:
+            raise ValueError("input_size is resolved by build_insid3_backend")
+        return self.input_size
+
+    @property
+    def params(self) -> head.Insid3Params:
+        return head.Insid3Params(
+            self.tau,
+            self.merge_threshold,
+            self.forward_quantile,
+            self.negative_filter,
+            self.temperature,
+        )
+
+
+def debias_cache_dir() -> Path:
+    """Where positional bases are stored: ``<user cache>/napari-incontext/debias``."""
+    from src_models.weights import cache_dir
+
+    return cache_dir().parent / "debias"
+
+
+@dataclass
+class PositionalDebias:
+    """Positional bases per patch grid, estimated from a constant (zero after normalisation) image.
+
+    Bases are kept in memory and, for real weights, on disk keyed by backbone, grid, dtype
+    and the weights file (name, size, mtime), so each (model, input size) costs one extra
+    forward pass once per machine.
+    """
+
+    encoder: PatchEncoder
+    key: str
+    on_disk: bool
+    _bases: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+    def path(self, grid: tuple[int, int]) -> Path:
+        digest = hashlib.blake2b(f"{self.key}:{grid}".encode(), digest_size=8).hexdigest()
+        return debias_cache_dir() / f"{self.key.split(':')[0]}-{grid[0]}x{grid[1]}-{digest}.npy"
+
+    def has(self, grid: tuple[int, int]) -> bool:
+        return grid in self._bases
+
+    def basis(self, grid: tuple[int, int]) -> np.ndarray:
+        """(D, r) float32 positional basis for an (h, w) patch grid."""
+        if grid not in self._bases:
+            found = self._load(grid) if self.on_disk else None
+            if found is None:
+                found = head.positional_basis(self.constant_tokens(grid))[0]
+                self._save(grid, found)
+            self._bases[grid] = found
+        return self._bases[grid]
+
+    @torch.inference_mode()
+    def constant_tokens(self, grid: tuple[int, int]) -> np.ndarray:
+        """(h, w, D) float32 unit-norm tokens of an all-zeros normalised input."""
+        enc = self.encoder
+        x = torch.zeros(
+            1, 3, grid[0] * enc.patch, grid[1] * enc.patch, device=enc.device, dtype=enc.dtype
+        )
+        tokens = enc.model.forward_features(x)[0, enc.model.num_prefix_tokens :].float()
+        return head.unit(tokens).reshape(*grid, -1).cpu().numpy()
+
+    def _load(self, grid: tuple[int, int]) -> np.ndarray | None:
+        try:
+            return np.load(self.path(grid))
+        except (OSError, ValueError):
+            return None
+
+    def _save(self, grid: tuple[int, int], basis: np.ndarray) -> None:
+        if not self.on_disk:
+            return
+        path = self.path(grid)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, basis)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only cache only costs the recomputation next time
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An example slice's tokens after debiasing: (h, w, D) original and debiased."""
+
+    tokens: np.ndarray
+    debiased: np.ndarray
+    labels: np.ndarray
+
+
+class Insid3Backend:
+    """INSID3 on a frozen ViT; each label id is segmented separately, unannotated = negatives."""
+
+    def __init__(
+        self, encoder: PatchEncoder, config: Insid3Config, debiaser: PositionalDebias
+    ) -> None:
+        self.name = f"{config.family}-insid3"
+        self.encoder = encoder
+        self.config = config
+        self.debiaser = debiaser
+        self.last_head_timings: dict[str, float] = {}
+        self._ids = np.zeros(0, np.int64)
+        self._refs: list[head.Reference] = []
+
+    @property
+    def feature_key(self) -> str:
+        c = self.config
+        return f"insid3:{c.backbone}:{c.size}:{self.encoder.dtype}:{id(self.encoder.model)}"
+
+    @property
+    def last_timings(self) -> dict[str, float]:
+        """Seconds of the last ``compute_features``: ``backbone`` (+ ``debias_basis``, once)."""
+        return self.encoder.last_timings
+
+    def compute_features(self, image: np.ndarray) -> PatchFeatures:
+        tokens = self.encoder(image)
+        grid = tokens.shape[:2]
+        if not self.debiaser.has(grid):
+            start = time.perf_counter()
+            self.debiaser.basis(grid)
+            self.encoder.last_timings["debias_basis"] = time.perf_counter() - start
+        return PatchFeatures(tokens, image.mean(-1).astype(np.float16))
+
+    def _debias(self, tokens: np.ndarray) -> np.ndarray:
+        basis = self.debiaser.basis(tokens.shape[:2])
+        n = self.config.debias_components
+        return head.debias(
+            tokens, basis, head.default_components(tokens.shape[-1]) if n is None else n
+        )
+
+    def fit(self, examples: Sequence[Example]) -> None:
+        """Build one :class:`~src_models.heads.insid3.Reference` per label id."""
+        ids = object_ids(examples)
+        if len(ids) == 0:
+            raise ValueError("the examples hold no labelled pixels: paint at least one object")
+        prepared = [
+            _Prepared(e.features.tokens, self._debias(e.features.tokens), e.labels)
+            for e in examples
+        ]
+        self._refs = [self._reference(prepared, int(k)) for k in ids]
+        self._ids = ids
+
+    def _reference(self, prepared: Sequence[_Prepared], k: int) -> head.Reference:
+        shots, masks, negatives = [], [], []
+        for p in prepared:
+            frac = patch_label_fractions(p.labels, p.tokens.shape[:2], np.array([k]))[1]
+            negatives.append(p.debiased[frac == 0])
+            if frac.max() > 0:
+                shots.append(p.debiased)
+                masks.append(head.patch_mask(p.labels == k, p.tokens.shape[:2]))
+        return head.make_reference(shots, masks, negatives)
+
+    def predict(
+        self, features: PatchFeatures, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Labels (H, W) int32 with the example ids and confidence (H, W) float32 in [0, 1]."""
+        if not self._refs:
+            raise RuntimeError("call fit() with at least one example before predict()")
+        c = self.config
+        tokens = features.tokens
+        start = time.perf_counter()
+        debiased = self._debias(tokens)
+        t_cluster = time.perf_counter()
+        clusters = head.cluster_patches(tokens, c.tau)
+        t_match = time.perf_counter()
+        fg, votes = zip(
+            *(head.segment_object(r, tokens, debiased, clusters, c.params) for r in self._refs)
+        )
+        fg = head.resolve_overlaps(np.stack(fg), np.stack(votes))
+        probs = np.concatenate([np.prod(1.0 - fg, axis=0, keepdims=True), fg]).astype(np.float32)
+        probs /= np.maximum(probs.sum(0, keepdims=True), 1e-8)
+        t_refine = time.perf_counter()
+        radius = max(1, round(shape[0] / tokens.shape[0])) if c.refine else 0
+        probs = refine_probabilities(probs, features.guide.astype(np.float32), radius, c.refine_eps)
+        best = probs.argmax(0)
+        confidence = np.take_along_axis(probs, best[None], 0)[0]
+        end = time.perf_counter()
+        self.last_head_timings = {
+            "debias": t_cluster - start,
+            "clustering": t_match - t_cluster,
+            "matching": t_refine - t_match,
+            "refine": end - t_refine,
+        }
+        classes = np.concatenate([[0], self._ids]).astype(np.int32)
+        return classes[best], np.clip(confidence, 0, 1).astype(np.float32)
+
+
+def build_insid3_backend(
+    device: str = "auto", weights: str | Path | None = None, **options: object
+) -> Insid3Backend:
+    """Build an INSID3 backend; ``weights="random"`` gives an untrained backbone (tests).
+
+    Missing DINOv3 weights raise RuntimeError saying how to request access and where to put
+    the file; ``backbone="dinov2_vits14"`` is the ungated fallback.
+    """
+    known = {f.name for f in fields(Insid3Config)}
+    if set(options) - known:
+        raise ValueError(
+            f"unknown option(s) {', '.join(sorted(set(options) - known))}: "
+            f"choose from {', '.join(sorted(known))}"
+        )
+    config = Insid3Config(**options)  # type: ignore[arg-type]
+    if config.backbone not in BACKBONES:
+        raise ValueError(
+            f"unknown backbone {config.backbone!r}: choose one of {', '.join(BACKBONES)}"
+        )
+    size = config.backbone.split("_")[1]
+    model = (
+        build_dinov3(size, weights) if config.family == "dinov3" else build_dinov2(size, weights)
+    )
+    torch_device = pick_device(device)
+    if config.input_size is None:
+        kind = "cuda" if torch_device.type == "cuda" else "cpu"
+        config = replace(config, input_size=DEFAULT_INPUT_SIZE[(config.family, kind)])
+    encoder = PatchEncoder(model, config.size, torch_device, pick_dtype(config.dtype, torch_device))
+    tag = weights_tag(weights, config.backbone)
+    key = f"{config.backbone}:{encoder.dtype}:{tag}"
+    return Insid3Backend(
+        encoder, config, PositionalDebias(encoder, key, on_disk=tag not in ("random", "unknown"))
+    )
