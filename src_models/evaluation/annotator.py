@@ -33,7 +33,7 @@ class AnnotatorConfig:
         target_iou: a slice is done when its IoU (mean over classes) reaches this.
         budget: most corrections allowed (None = one per slice).
         pick: "confidence" (least confident failing proposal) or "worst" (oracle: lowest IoU).
-        start: the first labelled slice (None = middle slice, or first labelled one).
+        start: the first labelled slice (None = ``protocols.default_start``).
     """
 
     target_iou: float = 0.9
@@ -105,7 +105,9 @@ def _run_round(
     return ious, scores, time.perf_counter() - start, cache.hits - hits, cache.misses - misses
 
 
-def _pick(ious: np.ndarray, scores: np.ndarray, examples: list[int], config: AnnotatorConfig) -> int | None:
+def _pick(
+    ious: np.ndarray, scores: np.ndarray, examples: list[int], config: AnnotatorConfig
+) -> int | None:
     failing = [i for i in range(len(ious)) if i not in examples and ious[i] < config.target_iou]
     if not failing:
         return None

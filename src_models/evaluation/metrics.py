@@ -108,7 +108,7 @@ def boundary_tolerance(shape: tuple[int, int], bound_th: float = DAVIS_BOUND_TH)
     """Tolerance in pixels: ``bound_th`` itself when >= 1, else ceil(bound_th × diagonal)."""
     if bound_th >= 1:
         return int(bound_th)
-    return int(math.ceil(bound_th * math.hypot(*shape)))
+    return math.ceil(bound_th * math.hypot(*shape))
 
 
 def _disk(radius: int) -> np.ndarray:

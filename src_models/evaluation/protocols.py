@@ -103,7 +103,7 @@ def _run(
 
 
 def episode_starts(n: int, episodes: int | None, seed: int) -> list[int]:
-    """All starts 0..n-1, or ``episodes`` of them: 0 (the canonical reference) plus a seeded sample."""
+    """All starts 0..n-1, or ``episodes`` of them: 0 (the canonical reference) + a seeded sample."""
     if episodes is None or episodes >= n:
         return list(range(n))
     rng = np.random.default_rng(seed)
@@ -195,7 +195,8 @@ def instance_one_shot(
     res = results[0]
     pred_fg, truth = res.labels != 0, dataset.labels
     match = metrics.match_instances(ndi.label(pred_fg)[0], truth)
-    summary = {"IoU (fg)": metrics.iou(pred_fg, truth != 0), "Dice (fg)": metrics.dice(pred_fg, truth != 0),
+    summary = {"IoU (fg)": metrics.iou(pred_fg, truth != 0),
+               "Dice (fg)": metrics.dice(pred_fg, truth != 0),
                "instance F1@0.5": match.f1, "precision": match.precision, "recall": match.recall,
                "matched IoU": match.mean_matched_iou, "true instances": float(match.tp + match.fn)}
     items = [{"crops": corners, "crop": size, "tp": match.tp, "fp": match.fp, "fn": match.fn,
@@ -208,14 +209,17 @@ def instance_one_shot(
 
 
 def default_start(labels: np.ndarray) -> int:
-    """The middle slice when it holds labels, else the first labelled slice."""
-    middle = len(labels) // 2
-    if labels[middle].any():
-        return middle
-    labelled = np.flatnonzero(labels.reshape(len(labels), -1).any(1))
-    if not len(labelled):
+    """The slice nearest the middle among those holding the most classes.
+
+    For a binary stack that is the middle slice when it is labelled, else the labelled slice
+    nearest to it; a multi-class stack starts where every class can be shown at once.
+    """
+    counts = np.array([len(np.unique(s[s != 0])) for s in labels])
+    if counts.max() == 0:
         raise ValueError("the label stack is empty: nothing to propagate")
-    return int(labelled[0])
+    best = np.flatnonzero(counts == counts.max())
+    middle = len(labels) // 2
+    return int(min(best, key=lambda i: (abs(i - middle), i)))
 
 
 def slice_iou(pred: np.ndarray, truth: np.ndarray, classes: Iterable[int]) -> float:
@@ -237,9 +241,9 @@ def select_objects(labels: np.ndarray, count: int, min_extent: int = 5) -> list[
     Median-sized objects avoid background-like giant ids and fragments.
     """
     ids, sizes = np.unique(labels[labels != 0], return_counts=True)
-    slices = ndi.find_objects(labels)
-    keep = [(int(i), int(s)) for i, s in zip(ids, sizes)
-            if slices[i - 1] is not None and slices[i - 1][0].stop - slices[i - 1][0].start >= min_extent]
+    boxes = ndi.find_objects(labels)
+    extent = {i: b[0].stop - b[0].start for i, b in enumerate(boxes, start=1) if b is not None}
+    keep = [(int(i), int(s)) for i, s in zip(ids, sizes) if extent[int(i)] >= min_extent]
     if not keep:
         raise ValueError(f"no instance spans {min_extent} slices: lower min_extent")
     median = np.median([s for _, s in keep])
@@ -271,12 +275,14 @@ def propagate_stack(
         runs = []
         for obj in select_objects(stack.labels, limit or n_objects):
             zr, s = object_substack(stack.labels, obj, margin)
-            runs.append((f"object {obj}", stack.image[zr], (stack.labels[zr] == obj).astype(np.int32), s, None))
+            truth = (stack.labels[zr] == obj).astype(np.int32)
+            runs.append((f"object {obj}", stack.image[zr], truth, s, None, zr.start))
     else:
         s = default_start(stack.labels) if start is None else start
-        runs = [("all classes", stack.image, stack.labels, s, nearest_targets(len(stack.labels), s, limit))]
+        targets = nearest_targets(len(stack.labels), s, limit)
+        runs = [("all classes", stack.image, stack.labels, s, targets, 0)]
     acc, items = metrics.IoUAccumulator(), []
-    for k, (name, image, truth, s, targets) in enumerate(runs, start=1):
+    for k, (name, image, truth, s, targets, offset) in enumerate(runs, start=1):
         classes = [int(c) for c in np.unique(truth) if c != 0]
         example = np.zeros_like(truth)
         example[s] = truth[s]
@@ -287,7 +293,7 @@ def propagate_stack(
                 acc.add((pred != 0) * k, (gt != 0) * k, [k])
             else:
                 acc.add(pred, gt, classes)
-            items.append({"run": name, "start": s, "slice": res.index,
+            items.append({"run": name, "start": s + offset, "slice": res.index + offset,
                           "iou": slice_iou(pred, gt, classes),
                           "dice": metrics.dice(pred != 0, gt != 0), "score": res.score,
                           **_timing_row(res)})

@@ -32,16 +32,20 @@ def compatible(protocol: str, dataset: Dataset) -> bool:
     return dataset.kind in PROTOCOLS[protocol]
 
 
-def annotator_stack(stack: Stack, limit: int | None, margin: int = 2) -> tuple[np.ndarray, np.ndarray, str]:
+def annotator_stack(
+    stack: Stack, limit: int | None, margin: int = 2
+) -> tuple[np.ndarray, np.ndarray, str]:
     """The stack the annotator works on: an instance stack's median object on its z range;
     a semantic stack's ``limit`` slices nearest the default start (all when None)."""
     if stack.instance:
         obj = protocols.select_objects(stack.labels, 1)[0]
         zr, _ = protocols.object_substack(stack.labels, obj, margin)
-        return stack.image[zr], (stack.labels[zr] == obj).astype(np.int32), f"object {obj}, z {zr.start}-{zr.stop - 1}"
+        truth = (stack.labels[zr] == obj).astype(np.int32)
+        return stack.image[zr], truth, f"object {obj}, z {zr.start}-{zr.stop - 1}"
     start = protocols.default_start(stack.labels)
     targets = protocols.nearest_targets(len(stack.labels), start, limit)
-    keep = sorted([start] + (targets if targets is not None else [i for i in range(len(stack.labels)) if i != start]))
+    others = targets if targets is not None else [i for i in range(len(stack.labels)) if i != start]
+    keep = sorted([start, *others])
     return stack.image[keep], stack.labels[keep], f"slices {keep[0]}-{keep[-1]}"
 
 
@@ -67,7 +71,10 @@ def run_annotator(
 def run_speed(dataset: Stack | Video, backend: Backend, limit: int | None, device: str,
               note: str) -> Generator[Any, None, EvalResult]:
     start = time.perf_counter()
-    stack = dataset.sequences[0].load(limit, dataset.max_side) if isinstance(dataset, Video) else dataset
+    if isinstance(dataset, Video):
+        stack = dataset.sequences[0].load(limit, dataset.max_side)
+    else:
+        stack = dataset
     image = stack.image[:limit] if limit else stack.image
     truth = stack.labels[: len(image)]
     if stack.instance:
@@ -91,15 +98,18 @@ def run_protocol(
         raise ValueError(f"protocol {protocol!r} needs a {' or '.join(PROTOCOLS[protocol])} "
                          f"dataset; {dataset.name} is {dataset.kind!r}")
     if protocol == "one-shot" and isinstance(dataset, ImageSet):
-        return (yield from protocols.one_shot(dataset, backend, shots=shots, episodes=limit, note=note))
+        return (yield from protocols.one_shot(dataset, backend, shots=shots, episodes=limit,
+                                              note=note))
     if protocol == "one-shot" and isinstance(dataset, InstanceImage):
         return (yield from protocols.instance_one_shot(dataset, backend, shots=shots, note=note))
     if protocol == "propagate" and isinstance(dataset, Stack):
         return (yield from protocols.propagate_stack(dataset, backend, limit=limit, note=note))
     if protocol == "video" and isinstance(dataset, Video):
-        return (yield from protocols.video(dataset, backend, limit=limit, max_frames=max_frames, note=note))
+        return (yield from protocols.video(dataset, backend, limit=limit, max_frames=max_frames,
+                                           note=note))
     if protocol == "annotator" and isinstance(dataset, Stack):
-        return (yield from run_annotator(dataset, backend, annotator or AnnotatorConfig(), limit, note))
+        config = annotator or AnnotatorConfig()
+        return (yield from run_annotator(dataset, backend, config, limit, note))
     if protocol == "speed" and isinstance(dataset, (Stack, Video)):
         return (yield from run_speed(dataset, backend, limit, device, note))
     raise ValueError(f"protocol {protocol!r} cannot run on {dataset.name}")
