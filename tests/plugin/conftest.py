@@ -1,0 +1,90 @@
+"""Fixtures for the GUI tests: a tiny synthetic stack, test backends, a docked widget."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from src_models import registry
+from src_models.backends.classic import ClassicBackend, ClassicConfig
+from src_models.registry import BackendInfo
+from src_models.sample_data import example_labels, synthetic_stack
+from tests.plugin.plugin_helpers import N_SLICES, SIZE, choose_backend, make_widget
+
+# A small, fast classic configuration: seconds for a whole run on one core.
+FAST = ClassicConfig(sigma_max=4.0, texture=False, n_estimators=8, max_depth=8,
+                     samples_per_class=2000)
+
+
+class CountingBackend(ClassicBackend):
+    """The classic backend that counts feature computations and can be slowed down."""
+
+    name = "counting"
+
+    def __init__(self, delay: float = 0.0, fail_predict: bool = False) -> None:
+        super().__init__(FAST)
+        self.delay = delay
+        self.fail_predict = fail_predict
+        self.computed = 0
+
+    def compute_features(self, image: np.ndarray) -> np.ndarray:
+        self.computed += 1
+        if self.delay:
+            time.sleep(self.delay)  # stands in for a model forward that releases the GIL
+        return super().compute_features(image)
+
+    def predict(
+        self, features: np.ndarray, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.fail_predict:
+            raise RuntimeError("predict exploded (test backend)")
+        return super().predict(features, shape)
+
+
+@pytest.fixture
+def built() -> list[CountingBackend]:
+    """Every test backend built during the test, in order."""
+    return []
+
+
+@pytest.fixture
+def test_backends(monkeypatch: pytest.MonkeyPatch, built: list[CountingBackend]) -> None:
+    """Register "counting", "slow" and "broken" backends for the duration of a test."""
+
+    def builder(**defaults: object) -> Callable[..., CountingBackend]:
+        def build(device: str = "auto", weights: object = None, **options: object):
+            backend = CountingBackend(**{**defaults, **options})
+            built.append(backend)
+            return backend
+
+        return build
+
+    for name, defaults in {
+        "counting": {},
+        "slow": {"delay": 0.15},
+        "broken": {"fail_predict": True},
+    }.items():
+        info = BackendInfo(name, f"test backend {name}", builder(**defaults), lambda: True)
+        monkeypatch.setitem(registry.BACKENDS, name, info)
+
+
+@pytest.fixture
+def stack() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image (6, 48, 48) uint16, truth, example labels on the middle slice only)."""
+    image, truth = synthetic_stack(N_SLICES, SIZE, seed=1)
+    return image, truth, example_labels(truth)
+
+
+@pytest.fixture
+def viewer_widget(qtbot, make_napari_viewer, stack, test_backends):
+    """A viewer with the stack and its example labels, and the docked widget."""
+    image, _, labels = stack
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="stack")
+    viewer.add_labels(labels.copy(), name="examples")
+    widget = make_widget(qtbot, viewer)
+    choose_backend(widget, "counting")
+    return viewer, widget

@@ -1,0 +1,28 @@
+"""Helpers shared by the GUI tests (imported by name: pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+N_SLICES, SIZE = 6, 48
+EXAMPLE = N_SLICES // 2
+
+
+def choose_backend(widget, name: str) -> None:
+    index = widget.backend_combo.findData(name)
+    assert index >= 0, f"backend {name} is not offered"
+    widget.backend_combo.setCurrentIndex(index)
+
+
+def run_and_wait(qtbot, widget, timeout: int = 60_000) -> None:
+    """Click Run and wait until the run finished (success, cancel or error)."""
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def make_widget(qtbot, viewer):
+    """Dock a new widget and wait until its backend check finished (Run is enabled then)."""
+    from napari_incontext._widget import InContextWidget
+
+    widget = InContextWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    qtbot.waitUntil(lambda: widget.backends_ready, timeout=120_000)
+    return widget

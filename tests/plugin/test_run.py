@@ -1,0 +1,166 @@
+"""Running from the widget: streaming, cancel, errors, responsiveness, object ids."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from qtpy.QtCore import QTimer
+
+from napari_incontext._layers import PROPOSALS
+from tests.plugin.plugin_helpers import N_SLICES, choose_backend, run_and_wait
+
+
+def _filled(viewer) -> int:
+    """Number of proposal slices holding any label."""
+    data = viewer.layers[PROPOSALS].data
+    return int(sum(data[i].any() for i in range(len(data))))
+
+
+def test_run_streams_proposals_slice_by_slice(qtbot, viewer_widget, stack):
+    viewer, widget = viewer_widget
+    _, truth, labels = stack
+    seen = []  # (index, slices filled when that slice's result arrived)
+    original = widget._on_result
+
+    def spy(result):
+        original(result)
+        seen.append((result.index, _filled(viewer)))
+
+    widget._on_result = spy
+    run_and_wait(qtbot, widget)
+
+    example = N_SLICES // 2
+    assert sorted(i for i, _ in seen) == [i for i in range(N_SLICES) if i != example]
+    assert [n for _, n in seen] == list(range(1, N_SLICES))  # one more slice per result
+    assert abs(seen[0][0] - example) == 1  # nearest slices first
+    assert not viewer.layers[PROPOSALS].data[example].any()
+    np.testing.assert_array_equal(viewer.layers["examples"].data, labels)  # untouched
+    statuses = {i: widget.session.status(i) for i in range(N_SLICES)}
+    assert statuses[example] == "example"
+    assert [s for i, s in statuses.items() if i != example] == ["proposed"] * (N_SLICES - 1)
+    assert widget.table.rowCount() == N_SLICES
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+    # the classic backend finds the objects again on the neighbouring slice
+    near = example + 1
+    fg = viewer.layers[PROPOSALS].data[near] != 0
+    iou = (fg & (truth[near] != 0)).sum() / (fg | (truth[near] != 0)).sum()
+    assert iou > 0.5
+
+
+def test_table_sorted_lowest_confidence_first_and_click_moves(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    run_and_wait(qtbot, widget)
+    scores = [float(widget.table.item(r, 1).text()) for r in range(N_SLICES - 1)]
+    assert scores == sorted(scores)
+    assert widget.table.item(N_SLICES - 1, 2).text() == "example"
+    target = widget._row_index(2)
+    widget.table.cellClicked.emit(2, 0)
+    assert viewer.dims.current_step[0] == target
+
+
+def test_cancel_stops_mid_run_and_keeps_layers_consistent(qtbot, viewer_widget, stack, built):
+    viewer, widget = viewer_widget
+    choose_backend(widget, "slow")
+    widget.run_button.click()
+    assert not widget.run_button.isEnabled() and widget.cancel_button.isEnabled()
+    assert widget.worker.pbar.total == N_SLICES - 1  # napari progress bar, one step a slice
+    qtbot.waitUntil(lambda: _filled(viewer) >= 1, timeout=30_000)
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+
+    proposed = [i for i in range(N_SLICES) if widget.session.status(i) == "proposed"]
+    assert 1 <= len(proposed) < N_SLICES - 1
+    filled = [i for i in range(N_SLICES) if viewer.layers[PROPOSALS].data[i].any()]
+    assert filled == proposed  # every written slice is in the table, and only those
+    np.testing.assert_array_equal(viewer.layers["examples"].data, stack[2])
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+    # a new run after cancel works and reuses the cancelled run's features
+    misses = widget.session.cache.misses
+    choose_backend(widget, "counting")
+    run_and_wait(qtbot, widget)
+    assert all(widget.session.status(i) == "proposed" for i in range(N_SLICES) if i != 3)
+    assert widget.session.cache.misses == misses + (N_SLICES - 1 - len(proposed))
+
+
+def test_error_in_worker_is_notified_and_loses_nothing(qtbot, viewer_widget, stack, monkeypatch):
+    viewer, widget = viewer_widget
+    messages = []
+    monkeypatch.setattr("napari_incontext._workers.show_error", messages.append)
+    choose_backend(widget, "broken")
+    run_and_wait(qtbot, widget)
+
+    assert len(messages) == 1 and "predict exploded" in messages[0]
+    np.testing.assert_array_equal(viewer.layers["examples"].data, stack[2])
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert not viewer.layers[PROPOSALS].data.any()
+
+
+def test_missing_example_is_reported_without_starting(qtbot, viewer_widget, monkeypatch):
+    viewer, widget = viewer_widget
+    messages = []
+    monkeypatch.setattr("napari_incontext._widget.show_error", messages.append)
+    viewer.layers["examples"].data = np.zeros_like(viewer.layers["examples"].data)
+    widget.run_button.click()
+    assert widget.worker is None and messages and "no example" in messages[0]
+
+
+def test_object_ids_are_preserved(qtbot, viewer_widget, stack):
+    viewer, widget = viewer_widget
+    _, _, labels = stack
+    relabelled = np.select([labels == 1, labels == 2], [5, 9], 0).astype(labels.dtype)
+    viewer.layers["examples"].data = relabelled
+    run_and_wait(qtbot, widget)
+    ids = set(np.unique(viewer.layers[PROPOSALS].data).tolist())
+    assert ids == {0, 5, 9}
+
+
+def test_gui_stays_responsive_during_a_run(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    choose_backend(widget, "slow")  # 0.15 s per slice in compute_features: about 1 s in all
+    stamps: list[float] = []
+    first_result: list[float] = []
+    original = widget._on_result
+
+    def spy(result):
+        if not first_result:
+            first_result.append(time.perf_counter())
+        original(result)
+
+    widget._on_result = spy
+    timer = QTimer()
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    timer.start(10)
+    run_and_wait(qtbot, widget)
+    timer.stop()
+
+    after = [t for t in stamps if first_result and t >= first_result[0]]
+    gaps = np.diff(after)
+    assert len(after) > 20, "the event loop barely ran during the run"
+    assert gaps.max() < 0.1, f"GUI blocked for {gaps.max() * 1000:.0f} ms"
+
+
+def test_backend_list_marks_missing_weights_without_blocking(
+    qtbot, make_napari_viewer, monkeypatch
+):
+    from napari_incontext._widget import InContextWidget
+    from src_models import registry
+    from src_models.registry import BackendInfo
+
+    def slow_check() -> bool:
+        time.sleep(0.3)  # e.g. importing torch to look for a checkpoint
+        return False
+
+    build = registry.BACKENDS["classic"].build
+    info = BackendInfo("heavy", "needs weights", build, slow_check, gpu_recommended=True)
+    monkeypatch.setitem(registry.BACKENDS, "heavy", info)
+    viewer = make_napari_viewer()
+    widget = InContextWidget(viewer)
+    row = widget.backend_combo.findData("heavy")
+    # offered at once; the check's answer can only arrive through the event loop later
+    assert widget.backend_combo.itemText(row) == "heavy"
+    assert not widget.run_button.isEnabled()  # no run while torch may be importing
+    qtbot.waitUntil(lambda: widget.backends_ready, timeout=120_000)
+    assert widget.run_button.isEnabled()
+    assert widget.backend_combo.itemText(row) == "heavy (no weights, GPU recommended)"
+    assert widget.backend_combo.itemText(widget.backend_combo.findData("classic")) == "classic"
