@@ -45,23 +45,10 @@ class BackendChoice:
 
 
 def backend_choices() -> list[BackendChoice]:
-    """Every registered backend; one whose availability check fails shows as "no weights"."""
-    from src_models import registry
+    """Every registered backend with its weight status (file checks only, no model import)."""
+    from src_models.registry import list_backends
 
-    block_triton_if_unsafe()  # availability checks may import timm / torch
-    try:
-        return [BackendChoice(**entry) for entry in registry.list_backends()]
-    except Exception:  # a broken optional backend must not hide the others
-        choices = []
-        for info in registry.BACKENDS.values():
-            try:
-                available = bool(info.weights_available())
-            except Exception:
-                available = False
-            choices.append(
-                BackendChoice(info.name, info.description, available, info.gpu_recommended)
-            )
-        return choices
+    return [BackendChoice(**entry) for entry in list_backends()]
 
 
 @dataclass

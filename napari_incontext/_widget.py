@@ -30,8 +30,15 @@ from qtpy.QtWidgets import (
 
 from napari_incontext import _layers
 from napari_incontext._layers import Workspace
-from napari_incontext._session import ACCEPTED, PROPOSED, REJECTED, BackendChoice, Session
-from napari_incontext._workers import check_backends, start_run
+from napari_incontext._session import (
+    ACCEPTED,
+    PROPOSED,
+    REJECTED,
+    BackendChoice,
+    Session,
+    backend_choices,
+)
+from napari_incontext._workers import start_run
 from src_models import registry
 
 if TYPE_CHECKING:
@@ -65,10 +72,8 @@ class InContextWidget(QWidget):
         self._build_layout()
         self._add_callbacks()
         self._refresh_layer_choices()
-        self.backends_ready = False  # Run waits for the backend check (see check_backends)
-        self.status_label.setText("Checking which backends have weights…")
+        self._show_backend_choices(backend_choices())
         self._update_buttons()
-        check_backends(self._show_backend_choices, self._on_backends_checked)
 
     # ------------------------------------------------------------------ layout
     def _build_layout(self) -> None:
@@ -154,23 +159,11 @@ class InContextWidget(QWidget):
             self.viewer.bind_key(key, callback, overwrite=True)
 
     def _show_backend_choices(self, choices: list[BackendChoice]) -> None:
-        """Mark backends without weights / needing a GPU once the check is done."""
-        try:
-            for choice in choices:
-                row = self.backend_combo.findData(choice.name)
-                if row >= 0:
-                    self.backend_combo.setItemText(row, choice.label)
-                    self.backend_combo.setItemData(row, choice.description, Qt.ToolTipRole)
-        except RuntimeError:  # the widget was closed before the check finished
-            pass
-
-    def _on_backends_checked(self) -> None:
-        try:
-            self.backends_ready = True
-            self._update_buttons()
-            self.status_label.setText("Paint one slice in the labels layer, then Run.")
-        except RuntimeError:  # the widget was closed before the check finished
-            pass
+        """Mark backends without weights / needing a GPU in the backend menu."""
+        for choice in choices:
+            row = self.backend_combo.findData(choice.name)
+            self.backend_combo.setItemText(row, choice.label)
+            self.backend_combo.setItemData(row, choice.description, Qt.ToolTipRole)
 
     # ------------------------------------------------------------------ layer choices
     def _on_layer_inserted(self, event: Any) -> None:
@@ -214,9 +207,6 @@ class InContextWidget(QWidget):
 
     def _start(self) -> None:
         if self.worker is not None:
-            return
-        if not self.backends_ready:
-            show_info("Still checking which backends have weights: Run in a moment")
             return
         workspace = Workspace.from_layers(self.viewer, *self._chosen_layers())
         self._use_workspace(workspace)
@@ -273,7 +263,7 @@ class InContextWidget(QWidget):
 
     def _update_buttons(self) -> None:
         running = self.worker is not None
-        self.run_button.setEnabled(self.backends_ready and not running)
+        self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
 
     # ------------------------------------------------------------------ review

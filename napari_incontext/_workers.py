@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import numpy as np
-from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
+from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
 
 from src_models.backends.base import Backend
@@ -79,23 +79,6 @@ def start_run(
     )
     worker.yielded.connect(on_result)
     worker.errored.connect(lambda error: report_error(error, on_error))
-    worker.finished.connect(on_finished)
-    worker.start()
-    return worker
-
-
-def check_backends(
-    on_result: Callable[[list[Any]], None], on_finished: Callable[[], None]
-) -> FunctionWorker:
-    """List the backends off the main thread: their weight checks import torch (seconds).
-
-    The caller must not start a run before ``on_finished``: importing torch in one thread
-    while another starts threads (e.g. scikit-image's pool) can deadlock.
-    """
-    from napari_incontext._session import backend_choices
-
-    worker = create_worker(backend_choices, _ignore_errors=True)
-    worker.returned.connect(on_result)
     worker.finished.connect(on_finished)
     worker.start()
     return worker

@@ -104,10 +104,10 @@ def timing_table(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def accuracy(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One-shot mIoU with the official DINOv3 weights, or a 'skipped' line."""
-    from src_models.backbones.dinov3 import dinov3_weights_available
+    from src_models.weights import available
 
     size = args.backbones.split(",")[0].split("_")[1]
-    found = args.weights is not None or dinov3_weights_available(size)
+    found = args.weights is not None or available(f"dinov3_{size}")
     if not args.backbones.startswith("dinov3") or not found:
         print(
             f"accuracy: skipped (no official dinov3_{size} weights under "

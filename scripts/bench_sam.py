@@ -65,10 +65,10 @@ def evaluate(args: argparse.Namespace) -> None:
     """PerSeg 1-shot mIoU and DAVIS J&F with official weights, or say why it skipped."""
     from src_models.evaluation.datasets import load_datasets
     from src_models.evaluation.protocols import drain, one_shot, video
-    from src_models.registry import BACKENDS, build_backend
-    from src_models.sam.build import sam_weights_available
+    from src_models.registry import build_backend
+    from src_models.weights import available
 
-    if not sam_weights_available(args.sam_model) or not BACKENDS["dinov2"].weights_available():
+    if not available(f"sam_{args.sam_model}", "dinov2_vits14"):
         print(f"eval skipped: official sam_{args.sam_model} and dinov2_vits14 weights not found "
               "(set NAPARI_INCONTEXT_WEIGHTS or run `napari-incontext weights download ...`)")
         return

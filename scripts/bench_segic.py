@@ -74,12 +74,11 @@ def timing(
 
 
 def accuracy(device: str, limit: int | None, max_frames: int | None) -> None:
-    from src_models.backends.segic import segic_weights_available
     from src_models.evaluation.datasets import load_datasets
     from src_models.evaluation.protocols import drain, one_shot, video
-    from src_models.registry import build_backend
+    from src_models.registry import BACKENDS, build_backend
 
-    if not segic_weights_available():
+    if not BACKENDS["dinov2-segic"].weights_available():
         print(
             "accuracy: skipped (segic_dinov2_l_80kx12e.pth / _160kx12e.pth and dinov2_vitl14 "
             "not found; see docs/backends/dinov2-segic.md)"

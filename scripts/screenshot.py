@@ -40,7 +40,6 @@ def main() -> int:
     viewer = napari.Viewer(title="napari-incontext", show=True)
     viewer.window._qt_window.resize(args.width, args.height)  # no public API for the size
     widget = open_demo(viewer)
-    _wait(lambda: widget.backends_ready)
     widget.run_button.click()
     _wait(lambda: widget.worker is None)
     widget.threshold_spin.setValue(0.9)

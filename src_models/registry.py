@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from src_models.backends.base import Backend
+from src_models.weights import available
 
 
 @dataclass(frozen=True)
@@ -40,34 +41,16 @@ def _build_dinov2(device: str = "auto", weights: Any = None, **options: Any) -> 
     return build_dinov2_backend(device=device, weights=weights, **options)
 
 
-def _dinov2_available() -> bool:
-    from src_models.backbones.dinov2 import dinov2_weights_available
-
-    return dinov2_weights_available("vits14")
-
-
 def _build_dinov2_sam(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
     from src_models.backends.dinov2_sam import build_dinov2_sam_backend
 
     return build_dinov2_sam_backend(device=device, weights=weights, **options)
 
 
-def _dinov2_sam_available() -> bool:
-    from src_models.sam.build import sam_weights_available
-
-    return _dinov2_available() and sam_weights_available("vit_b")
-
-
 def _build_segic(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
     from src_models.backends.segic import build_segic_backend
 
     return build_segic_backend(device=device, weights=weights, **options)
-
-
-def _segic_available() -> bool:
-    from src_models.backends.segic import segic_weights_available
-
-    return segic_weights_available()
 
 
 def _build_dinov3_insid3(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
@@ -83,12 +66,6 @@ def _build_dinov2_insid3(device: str = "auto", weights: Any = None, **options: A
     return build_insid3_backend(device=device, weights=weights, **options)
 
 
-def _dinov3_available() -> bool:
-    from src_models.backbones.dinov3 import dinov3_weights_available
-
-    return dinov3_weights_available("vits16")
-
-
 BACKENDS: dict[str, BackendInfo] = {
     "classic": BackendInfo(
         name="classic",
@@ -100,35 +77,43 @@ BACKENDS: dict[str, BackendInfo] = {
         name="dinov2",
         description="DINOv2 patch matching (prototype + nearest neighbour), training-free.",
         build=_build_dinov2,
-        weights_available=_dinov2_available,
+        weights_available=lambda: available("dinov2_vits14"),
     ),
     "dinov2-sam": BackendInfo(
         name="dinov2-sam",
         description="DINOv2 correspondence + SAM prompted PerSAM-style (option persam_f, correspondence=sam).",
         build=_build_dinov2_sam,
-        weights_available=_dinov2_sam_available,
+        weights_available=lambda: available("dinov2_vits14", "sam_vit_b"),
         gpu_recommended=True,
     ),
     "dinov2-segic": BackendInfo(
         name="dinov2-segic",
         description="SEGIC in-context decoder on DINOv2-L (released checkpoint or fine-tuned).",
         build=_build_segic,
-        weights_available=_segic_available,
+        weights_available=lambda: available("dinov2_vitl14")
+        and (available("segic_dinov2_l_80kx12e") or available("segic_dinov2_l_160kx12e")),
         gpu_recommended=True,
     ),
     "dinov3-insid3": BackendInfo(
         name="dinov3-insid3",
         description="INSID3: DINOv3 clustering + debiased matching, training-free (gated weights).",
         build=_build_dinov3_insid3,
-        weights_available=_dinov3_available,
+        weights_available=lambda: available("dinov3_vits16"),
     ),
     "dinov2-insid3": BackendInfo(
         name="dinov2-insid3",
         description="INSID3 head on DINOv2 (ungated fallback of dinov3-insid3), training-free.",
         build=_build_dinov2_insid3,
-        weights_available=_dinov2_available,
+        weights_available=lambda: available("dinov2_vits14"),
     ),
 }
+
+
+def _weights_found(info: BackendInfo) -> bool:
+    try:
+        return bool(info.weights_available())
+    except Exception:  # a broken optional backend must not hide the others
+        return False
 
 
 def list_backends() -> list[dict[str, Any]]:
@@ -137,7 +122,7 @@ def list_backends() -> list[dict[str, Any]]:
         {
             "name": info.name,
             "description": info.description,
-            "weights_available": bool(info.weights_available()),
+            "weights_available": _weights_found(info),
             "gpu_recommended": info.gpu_recommended,
         }
         for info in BACKENDS.values()

@@ -13,7 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 ENV_DIR = "NAPARI_INCONTEXT_WEIGHTS"
 
@@ -171,6 +174,11 @@ def find_local(spec: WeightsSpec) -> Path | None:
     return _hf_cached(spec)
 
 
+def available(*names: str) -> bool:
+    """True when every named checkpoint is on this machine (file checks only, no torch import)."""
+    return all(find_local(get_spec(name)) is not None for name in names)
+
+
 def missing_message(spec: WeightsSpec) -> str:
     """What to do when ``spec`` is nowhere on this machine."""
     where = f"${ENV_DIR}/{spec.file_name} or {cache_dir() / spec.file_name}"
@@ -237,6 +245,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     Accepts ``.safetensors`` and torch files (``weights_only=True``, mapped to the CPU);
     unwraps a ``{"model": ...}`` / ``{"state_dict": ...}`` wrapper.
     """
+    import torch
+
     path = Path(path)
     try:
         if path.suffix == ".safetensors":

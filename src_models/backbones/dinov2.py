@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src_models.weights import find_local, get_spec, load_state_dict, resolve
+from src_models.weights import load_state_dict, resolve
 
 DINOV2_ARCHS: dict[str, str] = {
     "vits14": "vit_small_patch14_dinov2",
@@ -20,10 +20,6 @@ DINOV2_ARCHS: dict[str, str] = {
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def dinov2_weights_available(size: str = "vits14") -> bool:
-    return find_local(get_spec(f"dinov2_{size}")) is not None
 
 
 def load_timm_weights(model: nn.Module, path: Path) -> None:

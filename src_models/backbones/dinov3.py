@@ -19,18 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src_models.weights import find_local, get_spec, load_state_dict, resolve, verify_once
+from src_models.weights import get_spec, load_state_dict, resolve, verify_once
 
 DINOV3_ARCHS: dict[str, str] = {
     "vits16": "vit_small_patch16_dinov3",
     "vitb16": "vit_base_patch16_dinov3",
     "vitl16": "vit_large_patch16_dinov3",
 }
-
-
-def dinov3_weights_available(size: str = "vits16") -> bool:
-    """True when the DINOv3 checkpoint for ``size`` is somewhere on this machine."""
-    return find_local(get_spec(f"dinov3_{size}")) is not None
 
 
 def is_official_layout(state: dict[str, torch.Tensor]) -> bool:

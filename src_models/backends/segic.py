@@ -223,14 +223,6 @@ def local_checkpoint() -> str:
     return (found or list(SEGIC_CHECKPOINTS))[0]
 
 
-def segic_weights_available() -> bool:
-    """True when a released SEGIC checkpoint and DINOv2-L are both on this machine."""
-    from src_models.weights import find_local, get_spec
-
-    decoder = any(find_local(get_spec(name)) is not None for name in SEGIC_CHECKPOINTS)
-    return decoder and find_local(get_spec("dinov2_vitl14")) is not None
-
-
 def build_segic_backend(
     device: str = "auto", weights: str | Path | None = None, **options: object
 ) -> SegicBackend:

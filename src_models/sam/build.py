@@ -10,7 +10,6 @@ from torch import nn
 
 from src_models.weights import (
     WeightsSpec,
-    find_local,
     get_spec,
     load_state_dict,
     resolve,
@@ -113,11 +112,6 @@ def sam_spec(arch: str | SamArch) -> WeightsSpec | None:
     """The weights-manager spec of an official architecture (None for test architectures)."""
     name = get_arch(arch).name
     return get_spec(f"sam_{name}") if name in ("vit_b", "vit_l", "vit_h") else None
-
-
-def sam_weights_available(arch: str = "vit_b") -> bool:
-    spec = sam_spec(arch)
-    return spec is not None and find_local(spec) is not None
 
 
 def load_sam_weights(model: nn.Module, path: Path) -> None:

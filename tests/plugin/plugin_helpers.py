@@ -24,5 +24,4 @@ def make_widget(qtbot, viewer):
 
     widget = InContextWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    qtbot.waitUntil(lambda: widget.backends_ready, timeout=120_000)
     return widget

@@ -64,7 +64,6 @@ def test_demo_opens_the_sample_and_the_widget_through_npe2(qtbot, make_napari_vi
     viewer = make_napari_viewer()
     widget = open_demo(viewer)
     assert isinstance(widget, InContextWidget)
-    qtbot.waitUntil(lambda: widget.backends_ready, timeout=120_000)
     assert [layer.name for layer in viewer.layers] == ["synthetic stack", "examples"]
     assert widget.image_combo.currentText() == "synthetic stack"
     assert widget.labels_combo.currentText() == "examples"
