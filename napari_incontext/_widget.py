@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -84,6 +85,11 @@ class InContextWidget(QWidget):
         self.device_combo.addItems(DEVICES)
         self.options_edit = QLineEdit()
         self.options_edit.setPlaceholderText("key=value ... (backend options)")
+        self.link_check = QCheckBox("link along the stack")
+        self.link_check.setToolTip(
+            "keep only proposals that touch the same label on the neighbouring slice "
+            "(stacks, not image sets)"
+        )
         self.run_button = _button("Run", "propose labels on every slice without labels")
         self.cancel_button = _button("Cancel", "stop after the slice being computed")
         self.status_label = QLabel("Paint one slice in the labels layer, then Run.")
@@ -120,6 +126,7 @@ class InContextWidget(QWidget):
         form.addRow("backend", self.backend_combo)
         form.addRow("device", self.device_combo)
         form.addRow("options", self.options_edit)
+        form.addRow("", self.link_check)
         layout = QVBoxLayout(self)
         self.setMinimumWidth(340)
         layout.addLayout(form)
@@ -226,6 +233,7 @@ class InContextWidget(QWidget):
         self.worker = start_run(
             workspace.images(), labels, functools.partial(self.session.backend, name, **options),
             self.session.cache, targets, desc=f"{name}: proposing",
+            link=self.link_check.isChecked() and not workspace.is_set,
             on_result=self._on_result, on_finished=self._on_finished,
         )
 

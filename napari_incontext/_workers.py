@@ -39,10 +39,10 @@ def guarded(results: Generator[SliceResult, None, None]) -> Generator[SliceResul
 
 
 def _run(images: Any, labels: Any, make_backend: Callable[[], Backend], cache: FeatureCache,
-         targets: Sequence[int]) -> Generator[SliceResult, None, None]:
+         targets: Sequence[int], link: bool) -> Generator[SliceResult, None, None]:
     def results() -> Generator[SliceResult, None, None]:
         backend = make_backend()  # building may load weights: keep it off the main thread
-        yield from propagate(images, labels, backend, cache=cache, targets=targets)
+        yield from propagate(images, labels, backend, cache=cache, targets=targets, link=link)
 
     yield from guarded(results())
 
@@ -55,6 +55,7 @@ def start_run(
     targets: Sequence[int],
     *,
     desc: str = "proposing",
+    link: bool = False,
     on_result: Callable[[SliceResult], None],
     on_finished: Callable[[], None],
     on_error: Callable[[Exception], None] | None = None,
@@ -68,12 +69,13 @@ def start_run(
             changed); called in the worker thread because it may load a model.
         cache: the session's feature cache (only this run's worker uses it while it runs).
         targets: slice indices to predict; they set the progress bar's total.
+        link: keep only proposals touching the same id on the neighbouring slice (stacks).
         on_result: main-thread slot for each finished slice.
         on_finished: main-thread slot run after success, cancel or error.
         on_error: main-thread slot for an error, after the notification is shown.
     """
     worker = create_worker(
-        _run, images, labels, make_backend, cache, list(targets),
+        _run, images, labels, make_backend, cache, list(targets), link,
         _progress={"total": len(targets), "desc": desc},
         _ignore_errors=True,  # errors go to our notification below, not re-raised
     )

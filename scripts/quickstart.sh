@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 if [ "${1:-}" = "--gui" ]; then
-  exec .venv/bin/napari --with napari-incontext "In-context annotation"
+  exec .venv/bin/python -m napari_incontext
 fi
 .venv/bin/napari-incontext demo --out demo_output

@@ -10,6 +10,7 @@ import numpy as np
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
 from src_models.inputs import ImageInput, LabelInput, Prepared, prepare
+from src_models.linking import link_to_neighbour
 from src_models.types import Example, SliceResult
 
 
@@ -61,6 +62,8 @@ def propagate(
     *,
     cache: FeatureCache | None = None,
     targets: Sequence[int] | None = None,
+    link: bool = False,
+    link_radius: int | None = None,
 ) -> Generator[SliceResult, None, None]:
     """Propose labels on every slice without an example, nearest slices first.
 
@@ -71,6 +74,11 @@ def propagate(
         backend: a :class:`~src_models.backends.base.Backend`.
         cache: reuse it across runs so unchanged slices are never re-encoded.
         targets: slice indices to predict (default: every slice that is not an example).
+        link: for stacks (Z or T) only: keep, per label id, only the parts of a proposal that
+            touch the same id on the neighbouring slice toward the examples (see
+            :mod:`src_models.linking`), so nothing appears that continues no object.
+        link_radius: how far an object may move between slices, in pixels (default 3% of
+            the slice's larger side).
 
     Yields:
         One :class:`SliceResult` per target. Closing the generator stops the run at once.
@@ -79,10 +87,14 @@ def propagate(
     cache = FeatureCache() if cache is None else cache
     order = propagation_order(len(data.images), data.examples, targets)
     fit_seconds = fit_examples(backend, data, cache)
+    finished = {i: data.labels[i] for i in data.examples}
     for done, index in enumerate(order, start=1):
         features, timings = _features(backend, cache, data.images[index])
         start = time.perf_counter()
         lab, conf = backend.predict(features, data.images[index].shape[:2])
+        if link:
+            lab, conf = link_to_neighbour(index, lab, conf, finished, data.examples, link_radius)
+            finished[index] = lab
         timings["head"] = time.perf_counter() - start
         timings.update(getattr(backend, "last_head_timings", {}))
         if done == 1:

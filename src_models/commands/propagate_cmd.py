@@ -21,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output TIFF stack or folder")
     add_backend_arguments(parser)
     parser.add_argument("--timings", default=None, help="write per-slice seconds as JSON here")
+    parser.add_argument(
+        "--link", action="store_true",
+        help="stacks only: keep the parts of a proposal that touch the same id on the "
+        "neighbouring slice (drops look-alikes away from the object)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     result = [np.asarray(lab) if lab is not None else None for lab in labels]
     rows = []
     bar = None
-    for res in propagate(images.images, labels, backend):
+    for res in propagate(images.images, labels, backend, link=args.link):
         if bar is None:  # created after validation, so a bad input prints one line only
             bar = tqdm(total=res.total, desc=backend.name, unit="slice", file=sys.stderr,
                        disable=args.quiet)

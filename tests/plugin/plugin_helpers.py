@@ -19,7 +19,7 @@ def run_and_wait(qtbot, widget, timeout: int = 60_000) -> None:
 
 
 def make_widget(qtbot, viewer):
-    """Dock a new widget and wait until its backend check finished (Run is enabled then)."""
+    """Dock a new widget on the viewer."""
     from napari_incontext._widget import InContextWidget
 
     widget = InContextWidget(viewer)

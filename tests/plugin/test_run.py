@@ -153,3 +153,19 @@ def test_backend_list_marks_missing_weights(qtbot, make_napari_viewer, monkeypat
     assert widget.backend_combo.itemText(row) == "heavy (no weights, GPU recommended)"
     assert widget.backend_combo.itemText(widget.backend_combo.findData("classic")) == "classic"
     assert widget.run_button.isEnabled()
+
+
+def test_link_checkbox_drops_a_look_alike_away_from_the_object(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    image = viewer.layers["stack"].data.copy()
+    example = N_SLICES // 2
+    texture = image[example][viewer.layers["examples"].data[example] == 1][:100]
+    image[N_SLICES - 1, :10, :10] = texture.reshape(10, 10)  # object 1 pasted far away
+    viewer.layers["stack"].data = image
+    run_and_wait(qtbot, widget)
+    free = viewer.layers[PROPOSALS].data[N_SLICES - 1, :10, :10].copy()
+    widget.link_check.setChecked(True)
+    run_and_wait(qtbot, widget)
+    linked = viewer.layers[PROPOSALS].data[N_SLICES - 1, :10, :10]
+    assert (free == 1).mean() > 0.5  # the classifier alone takes the pasted texture
+    assert not (linked == 1).any()  # a linked run keeps only what continues object 1
