@@ -34,16 +34,18 @@ def mean_iou(pred: np.ndarray, truth: np.ndarray, ids: list[int]) -> float:
 
 
 def accuracy(name: str, image: np.ndarray, truth: np.ndarray, example: int, targets: list[int],
-             options: dict) -> dict:
+             options: dict, link: bool = False) -> dict:
     ids = [int(k) for k in np.unique(truth) if k]
     labels = np.zeros_like(truth)
     labels[example] = truth[example]
     start = time.perf_counter()
     scores = [mean_iou(r.labels, truth[r.index], ids)
-              for r in propagate(image, labels, build_backend("classic", **options), targets=targets)]
+              for r in propagate(image, labels, build_backend("classic", **options), targets=targets,
+                                link=link)]
     seconds = (time.perf_counter() - start) / len(targets)
     copy = float(np.mean([mean_iou(truth[example], truth[i], ids) for i in targets]))
-    return {"stack": name, "options": options, "miou": float(np.mean(scores)), "copy": copy,
+    shown = {**options, "link": True} if link else options
+    return {"stack": name, "options": shown, "miou": float(np.mean(scores)), "copy": copy,
             "n": len(targets), "s_per_slice": seconds}
 
 
@@ -88,13 +90,22 @@ def main() -> None:
     if isbi.exists():
         img = tifffile.imread(isbi / "images_stack_zyx.tif")
         lab = (tifffile.imread(isbi / "labels_stack_zyx.tif") > 0).astype(np.int32)
-        rows.append(accuracy("ISBI-2012 EM (0 → 1..29)", img, lab, 0, list(range(1, 30)), {}))
+        for link in (False, True):
+            rows.append(accuracy("ISBI-2012 EM (0 → 1..29)", img, lab, 0, list(range(1, 30)), {},
+                                 link))
     if hippo.exists():
         img = tifffile.imread(hippo / "image_zyx.tif")
         lab = tifffile.imread(hippo / "labels_zyx.tif").astype(np.int32)
         targets = [i for i in range(len(lab)) if lab[i].any() and i != 12]
+        everything = [i for i in range(len(lab)) if i != 12]
         for options in ({}, {"position": True}):
-            rows.append(accuracy("Hippocampus MRI (12 → labelled)", img, lab, 12, targets, options))
+            for link in (False, True):
+                rows.append(accuracy("Hippocampus MRI (12 → labelled)", img, lab, 12, targets,
+                                     options, link))
+        # linking needs the chain of neighbours: run on every slice, score the labelled ones
+        for link in (False, True):
+            row = accuracy("Hippocampus MRI (12 → all)", img, lab, 12, everything, {}, link)
+            rows.append(row)
     lines += ["## classic: mean IoU per slice", "",
               "| stack | options | mean IoU | copy example | slices | s/slice |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['stack']} | {r['options'] or 'defaults'} | {r['miou']:.3f} | {r['copy']:.3f} | "
