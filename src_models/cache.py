@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,19 @@ def content_key(image: np.ndarray) -> str:
     h.update(f"{image.shape}{image.dtype}".encode())
     h.update(np.ascontiguousarray(image).tobytes())
     return h.hexdigest()
+
+
+def model_tag(model: Any) -> str:
+    """A tag naming this model object in feature keys; unlike ``id()`` it is never reused.
+
+    Two backends built from the same weights get different tags, so a cache can never serve
+    features computed by a model that was replaced (other weights, other random init).
+    """
+    tag = getattr(model, "_incontext_tag", None)
+    if tag is None:
+        tag = uuid.uuid4().hex[:12]
+        object.__setattr__(model, "_incontext_tag", tag)
+    return tag
 
 
 def nbytes(value: Any) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 
 from src_models.backbones.dinov2 import PatchEncoder, build_dinov2, pick_device, pick_dtype
 from src_models.backends.base import object_ids
+from src_models.cache import model_tag
 from src_models.matching import ExampleBank, build_bank, class_scores, scores_to_probabilities
 from src_models.refine import refine_probabilities
 from src_models.types import Example
@@ -67,7 +68,7 @@ class Dinov2Backend:
     @property
     def feature_key(self) -> str:
         c = self.config
-        return f"dinov2:{c.model}:{c.input_size}:{self.encoder.dtype}:{id(self.encoder.model)}"
+        return f"dinov2:{c.model}:{c.input_size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
 
     @property
     def last_timings(self) -> dict[str, float]:

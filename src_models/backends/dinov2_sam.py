@@ -19,6 +19,7 @@ import numpy as np
 
 from src_models.backbones.dinov2 import PatchEncoder, build_dinov2, pick_device, pick_dtype
 from src_models.backends.base import object_ids
+from src_models.cache import model_tag
 from src_models.matching import ExampleBank, build_bank, class_scores
 from src_models.refine import upsample
 from src_models.sam.build import build_sam
@@ -118,8 +119,8 @@ class DinoSamBackend:
     @property
     def feature_key(self) -> str:
         c = self.config
-        dino = "none" if self.dino is None else f"{c.model}:{c.input_size}:{self.dino.dtype}:{id(self.dino.model)}"
-        return f"dinov2-sam:{dino}:{self.encoder.key}:{id(self.encoder.sam)}"
+        dino = "none" if self.dino is None else f"{c.model}:{c.input_size}:{self.dino.dtype}:{model_tag(self.dino.model)}"
+        return f"dinov2-sam:{dino}:{self.encoder.key}:{model_tag(self.encoder.sam)}"
 
     def compute_features(self, image: np.ndarray) -> DinoSamFeatures:
         tokens, timings = None, {}

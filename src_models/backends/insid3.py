@@ -22,6 +22,7 @@ from src_models.backbones.dinov2 import PatchEncoder, build_dinov2, pick_device,
 from src_models.backbones.dinov3 import build_dinov3, weights_tag
 from src_models.backends.base import object_ids
 from src_models.backends.dinov2 import PatchFeatures
+from src_models.cache import model_tag
 from src_models.heads import insid3 as head
 from src_models.matching import patch_label_fractions
 from src_models.refine import refine_probabilities
@@ -190,7 +191,7 @@ class Insid3Backend:
     @property
     def feature_key(self) -> str:
         c = self.config
-        return f"insid3:{c.backbone}:{c.size}:{self.encoder.dtype}:{id(self.encoder.model)}"
+        return f"insid3:{c.backbone}:{c.size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
 
     @property
     def last_timings(self) -> dict[str, float]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from src_models.backends.base import Backend
+from src_models.cache import model_tag
 from src_models.sam.persam import mask_box
 from src_models.sam.predictor import SamEmbedding, SamEncoder, SamHead, combine_objects
 from src_models.types import Example
@@ -106,7 +107,7 @@ class SamRefined:
 
     @property
     def feature_key(self) -> str:
-        return f"{self.inner.feature_key}|{self.encoder.key}:{id(self.encoder.sam)}"
+        return f"{self.inner.feature_key}|{self.encoder.key}:{model_tag(self.encoder.sam)}"
 
     def compute_features(self, image: np.ndarray) -> RefinedFeatures:
         inner = self.inner.compute_features(image)

@@ -18,6 +18,7 @@ from torch import nn
 
 from src_models.backbones.dinov2 import build_dinov2, pick_device, pick_dtype
 from src_models.backends.base import object_ids
+from src_models.cache import model_tag
 from src_models.heads.segic import (
     SEGIC_CHECKPOINTS,
     SegicDecoder,
@@ -134,7 +135,7 @@ class SegicBackend:
     @property
     def feature_key(self) -> str:
         c = self.config
-        return f"segic:{c.model}:{c.input_size}:{self.encoder.dtype}:{id(self.encoder.model)}"
+        return f"segic:{c.model}:{c.input_size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
 
     @property
     def last_timings(self) -> dict[str, float]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from src_models.cache import model_tag
 from src_models.weights import (
     WeightsSpec,
     get_spec,
@@ -160,7 +161,7 @@ def build_sam(
     arch = get_arch(arch)
     if weights == "random":
         model = build_sam_random(arch)
-        model.weights_tag = f"random:{id(model)}"
+        model.weights_tag = f"random:{model_tag(model)}"
         return model.eval().requires_grad_(False)
     path = _checkpoint_path(arch, weights, spec)  # fail fast, before building a large model
     model = build_sam_random(arch)

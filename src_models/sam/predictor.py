@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src_models.cache import model_tag
 from src_models.sam.disk_cache import DiskEmbeddingCache
 
 
@@ -83,7 +84,7 @@ class SamEncoder:
     @property
     def key(self) -> str:
         """Identity of the encoder (weights, dtype) for cache keys."""
-        return f"sam:{getattr(self.sam, 'weights_tag', id(self.sam))}:{self.dtype}"
+        return f"sam:{getattr(self.sam, 'weights_tag', model_tag(self.sam))}:{self.dtype}"
 
     @torch.inference_mode()
     def _encode(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:

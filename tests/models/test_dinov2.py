@@ -101,3 +101,9 @@ def test_wrong_or_corrupt_file_is_rejected(tmp_path: Path) -> None:
     torch.save(state, other)
     with pytest.raises(RuntimeError, match="does not fit"):
         build_dinov2("vits14", other)
+
+
+def test_a_replaced_model_never_shares_cached_features(backend) -> None:
+    other = build_backend("dinov2", weights="random", device="cpu", dtype="float32")
+    assert other.feature_key != backend.feature_key  # another random init: other features
+    assert backend.feature_key == backend.feature_key  # stable for one model
