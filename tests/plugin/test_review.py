@@ -138,3 +138,32 @@ def test_layer_choices_follow_the_viewer(qtbot, viewer_widget):
     assert widget.image_combo.currentText() == "renamed"
     viewer.add_image(np.zeros((2, 8, 8)), name="another")
     assert widget.image_combo.findText("another") >= 0
+
+
+def test_a_correction_makes_the_rerun_better(qtbot, viewer_widget, stack):
+    from tests.plugin.plugin_helpers import choose_backend
+
+    viewer, widget = viewer_widget
+    _, truth, _ = stack
+    choose_backend(widget, "classic")
+
+    def quality(index: int) -> float:
+        scores = []
+        for k in (1, 2):
+            a, b = viewer.layers[PROPOSALS].data[index] == k, truth[index] == k
+            scores.append((a & b).sum() / max((a | b).sum(), 1))
+        return float(np.mean(scores))
+
+    run_and_wait(qtbot, widget)
+    first = {i: quality(i) for i in range(N_SLICES) if i != EXAMPLE}
+    worst = min(first, key=first.get)
+    viewer.dims.set_current_step(0, worst)
+    ys, xs = np.nonzero(np.ones_like(truth[worst], bool))
+    viewer.layers["examples"].data_setitem(  # the person paints the right answer
+        (np.full(ys.size, worst), ys, xs), truth[worst][ys, xs]
+    )
+    qtbot.wait(20)
+    assert widget.session.status(worst) == "edited"
+    run_and_wait(qtbot, widget)
+    rest = [i for i in first if i != worst]
+    assert np.mean([quality(i) for i in rest]) > np.mean([first[i] for i in rest]) + 0.02
