@@ -90,9 +90,9 @@ def main() -> None:
     if isbi.exists():
         img = tifffile.imread(isbi / "images_stack_zyx.tif")
         lab = (tifffile.imread(isbi / "labels_stack_zyx.tif") > 0).astype(np.int32)
-        for link in (False, True):
-            rows.append(accuracy("ISBI-2012 EM (0 → 1..29)", img, lab, 0, list(range(1, 30)), {},
-                                 link))
+        for options, link in (({}, False), ({}, True), ({"per_slice": True}, False)):
+            rows.append(accuracy("ISBI-2012 EM (0 → 1..29)", img, lab, 0, list(range(1, 30)),
+                                 options, link))
     if hippo.exists():
         img = tifffile.imread(hippo / "image_zyx.tif")
         lab = tifffile.imread(hippo / "labels_zyx.tif").astype(np.int32)

@@ -43,3 +43,18 @@ def test_position_features_change_the_design_matrix() -> None:
     placed = ClassicBackend(ClassicConfig(position=True))._design(features)
     assert plain.shape == (30, 4) and placed.shape == (30, 6)
     assert placed[-1, -2:].tolist() == [1.0, 1.0]
+
+
+def test_per_slice_standardisation_copes_with_brightness_drift() -> None:
+    image, truth = synthetic_stack(n_slices=6, size=64, seed=2)
+    drifted = image.astype(np.float64)
+    for z in range(6):
+        drifted[z] = drifted[z] * (1.0 + 0.35 * z) + 3000.0 * z  # gain and offset per section
+    labels = example_labels(truth, 0)
+
+    def mean_iou(config: ClassicConfig) -> float:
+        return float(np.mean([iou(r.labels == 1, truth[r.index] == 1)
+                              for r in propagate(drifted, labels, ClassicBackend(config))]))
+
+    plain, standardised = mean_iou(ClassicConfig()), mean_iou(ClassicConfig(per_slice=True))
+    assert standardised > 0.85 and standardised > plain + 0.2
