@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from src_models.backends.base import Backend
@@ -29,67 +30,41 @@ class BackendInfo:
     gpu_recommended: bool = False
 
 
-def _build_classic(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
-    from src_models.backends.classic import ClassicBackend, ClassicConfig
+def _lazy(module: str, builder: str, **defaults: Any) -> Callable[..., Backend]:
+    """A builder that imports ``module`` only when a backend is built (torch stays unloaded
+    until then); ``defaults`` are options the caller may override."""
 
-    return ClassicBackend(ClassicConfig(**options))
+    def build(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
+        make = getattr(import_module(module), builder)
+        return make(device=device, weights=weights, **{**defaults, **options})
 
-
-def _build_dinov2(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
-    from src_models.backends.dinov2 import build_dinov2_backend
-
-    return build_dinov2_backend(device=device, weights=weights, **options)
-
-
-def _build_dinov2_sam(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
-    from src_models.backends.dinov2_sam import build_dinov2_sam_backend
-
-    return build_dinov2_sam_backend(device=device, weights=weights, **options)
-
-
-def _build_segic(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
-    from src_models.backends.segic import build_segic_backend
-
-    return build_segic_backend(device=device, weights=weights, **options)
-
-
-def _build_dinov3_insid3(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
-    from src_models.backends.insid3 import build_insid3_backend
-
-    return build_insid3_backend(device=device, weights=weights, **options)
-
-
-def _build_dinov2_insid3(device: str = "auto", weights: Any = None, **options: Any) -> Backend:
-    from src_models.backends.insid3 import build_insid3_backend
-
-    options.setdefault("backbone", "dinov2_vits14")
-    return build_insid3_backend(device=device, weights=weights, **options)
+    return build
 
 
 BACKENDS: dict[str, BackendInfo] = {
     "classic": BackendInfo(
         name="classic",
         description="Multiscale filter features + random forest; no weights, fast on CPU.",
-        build=_build_classic,
+        build=_lazy("src_models.backends.classic", "build_classic_backend"),
         weights_available=lambda: True,
     ),
     "dinov2": BackendInfo(
         name="dinov2",
         description="DINOv2 patch matching (prototype + nearest neighbour), training-free.",
-        build=_build_dinov2,
+        build=_lazy("src_models.backends.dinov2", "build_dinov2_backend"),
         weights_available=lambda: available("dinov2_vits14"),
     ),
     "dinov2-sam": BackendInfo(
         name="dinov2-sam",
         description="DINOv2 correspondence + SAM prompted PerSAM-style (option persam_f, correspondence=sam).",
-        build=_build_dinov2_sam,
+        build=_lazy("src_models.backends.dinov2_sam", "build_dinov2_sam_backend"),
         weights_available=lambda: available("dinov2_vits14", "sam_vit_b"),
         gpu_recommended=True,
     ),
     "dinov2-segic": BackendInfo(
         name="dinov2-segic",
         description="SEGIC in-context decoder on DINOv2-L (released checkpoint or fine-tuned).",
-        build=_build_segic,
+        build=_lazy("src_models.backends.segic", "build_segic_backend"),
         weights_available=lambda: available("dinov2_vitl14")
         and (available("segic_dinov2_l_80kx12e") or available("segic_dinov2_l_160kx12e")),
         gpu_recommended=True,
@@ -97,13 +72,15 @@ BACKENDS: dict[str, BackendInfo] = {
     "dinov3-insid3": BackendInfo(
         name="dinov3-insid3",
         description="INSID3: DINOv3 clustering + debiased matching, training-free (gated weights).",
-        build=_build_dinov3_insid3,
+        build=_lazy("src_models.backends.insid3", "build_insid3_backend"),
         weights_available=lambda: available("dinov3_vits16"),
     ),
     "dinov2-insid3": BackendInfo(
         name="dinov2-insid3",
         description="INSID3 head on DINOv2 (ungated fallback of dinov3-insid3), training-free.",
-        build=_build_dinov2_insid3,
+        build=_lazy(
+            "src_models.backends.insid3", "build_insid3_backend", backbone="dinov2_vits14"
+        ),
         weights_available=lambda: available("dinov2_vits14"),
     ),
 }

@@ -99,6 +99,17 @@ def _dinov3(size: str, params: str, sha_prefix: str) -> WeightsSpec:
     )
 
 
+def _segic(tag: str) -> WeightsSpec:
+    """A released SEGIC decoder checkpoint (DINOv2-L); its sha256 is not published."""
+    return WeightsSpec(
+        name=f"segic_dinov2_l_{tag}",
+        file_name=f"segic_dinov2_l_{tag}.pth",
+        hf_id="menglc/SEGIC",
+        hf_file=f"segic_dinov2_l_{tag}.pth",
+        license="MIT (SEGIC decoder for DINOv2-L, 5.38M params; needs dinov2_vitl14 too)",
+    )
+
+
 WEIGHTS: dict[str, WeightsSpec] = {
     "dinov2_vits14": _dinov2("s", "21M", None),
     "dinov2_vitb14": _dinov2("b", "86M", None),
@@ -113,20 +124,8 @@ WEIGHTS: dict[str, WeightsSpec] = {
     "sam_vit_h": _sam(
         "vit_h", "4b8939", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2_564_550_879
     ),
-    "segic_dinov2_l_80kx12e": WeightsSpec(
-        name="segic_dinov2_l_80kx12e",
-        file_name="segic_dinov2_l_80kx12e.pth",
-        hf_id="menglc/SEGIC",
-        hf_file="segic_dinov2_l_80kx12e.pth",
-        license="MIT (SEGIC decoder for DINOv2-L, 5.38M params; needs dinov2_vitl14 too)",
-    ),
-    "segic_dinov2_l_160kx12e": WeightsSpec(
-        name="segic_dinov2_l_160kx12e",
-        file_name="segic_dinov2_l_160kx12e.pth",
-        hf_id="menglc/SEGIC",
-        hf_file="segic_dinov2_l_160kx12e.pth",
-        license="MIT (SEGIC decoder for DINOv2-L, 5.38M params; needs dinov2_vitl14 too)",
-    ),
+    "segic_dinov2_l_80kx12e": _segic("80kx12e"),
+    "segic_dinov2_l_160kx12e": _segic("160kx12e"),
     "dinov3_vits16": _dinov3("s", "21M", "08c60483"),
     "dinov3_vitb16": _dinov3("b", "86M", "73cec8be"),
     "dinov3_vitl16": _dinov3("l", "300M", "8aa4cbdd"),

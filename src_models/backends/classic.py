@@ -141,3 +141,10 @@ class ClassicBackend:
         labels = self._classes[best].astype(np.int32)
         confidence = np.take_along_axis(proba, best[..., None], -1)[..., 0]
         return labels, np.clip(confidence, 0, 1).astype(np.float32)
+
+
+def build_classic_backend(
+    device: str = "auto", weights: object = None, **options: object
+) -> ClassicBackend:
+    """Build the classic backend; it runs on the CPU and needs no weights (both ignored)."""
+    return ClassicBackend(ClassicConfig(**options))  # type: ignore[arg-type]

@@ -37,7 +37,5 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 def backend_from_args(args: argparse.Namespace) -> Any:
     from src_models.registry import build_backend
 
-    options = parse_options(args.option)
-    if args.backend != "classic":
-        options.update(device=args.device, weights=args.weights)
-    return build_backend(args.backend, **options)
+    return build_backend(args.backend, device=args.device, weights=args.weights,
+                         **parse_options(args.option))
