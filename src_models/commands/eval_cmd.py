@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=None, help="annotator: most corrections")
     parser.add_argument("--pick", choices=list(PICKS), default="confidence",
                         help="annotator: least confident proposal, or the worst (oracle)")
+    parser.add_argument("--link", action="store_true",
+                        help="propagate/video/annotator: the engine's link option (keep what "
+                        "continues an object from the neighbouring slice)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.data} holds no dataset the {args.protocol!r} protocol can use")
     backend = backend_from_args(args)
     note = RANDOM_NOTE if args.weights == "random" and args.backend != "classic" else ""
-    config = AnnotatorConfig(target_iou=args.target_iou, budget=args.budget, pick=args.pick)
+    config = AnnotatorConfig(target_iou=args.target_iou, budget=args.budget, pick=args.pick,
+                             link=args.link)
     bar = tqdm(desc=args.protocol, unit="slice", file=sys.stderr, disable=args.quiet)
 
     def on_item(item: object) -> None:
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     for dataset in datasets:
         gen = run_protocol(args.protocol, dataset, backend, shots=args.shots, limit=args.limit,
                            note=note, device=_device(args.device), annotator=config,
-                           max_frames=args.max_frames)
+                           max_frames=args.max_frames, link=args.link)
         results.append(drain(gen, on_item))
     bar.close()
     print(results_table(results))

@@ -34,12 +34,14 @@ class AnnotatorConfig:
         budget: most corrections allowed (None = one per slice).
         pick: "confidence" (least confident failing proposal) or "worst" (oracle: lowest IoU).
         start: the first labelled slice (None = ``protocols.default_start``).
+        link: the engine's ``link`` option for every run.
     """
 
     target_iou: float = 0.9
     budget: int | None = None
     pick: str = "confidence"
     start: int | None = None
+    link: bool = False
 
     def __post_init__(self) -> None:
         if self.pick not in PICKS:
@@ -91,14 +93,14 @@ class AnnotatorResult:
 
 def _run_round(
     image: np.ndarray, truth: np.ndarray, examples: list[int], backend: Backend,
-    cache: FeatureCache, classes: list[int],
+    cache: FeatureCache, classes: list[int], link: bool = False,
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, float, int, int]]:
     """Propagate from ``examples``; return per-slice IoU and score, seconds, hits, misses."""
     labels = np.zeros_like(truth)
     labels[examples] = truth[examples]
     ious, scores = np.ones(len(truth)), np.ones(len(truth))
     hits, misses, start = cache.hits, cache.misses, time.perf_counter()
-    for res in propagate(image, labels, backend, cache=cache):
+    for res in propagate(image, labels, backend, cache=cache, link=link):
         ious[res.index] = np.mean(list(object_ious(res.labels, truth[res.index], classes).values()))
         scores[res.index] = res.score
         yield Progress(res.done, res.total, f"{len(examples)} example(s)")
@@ -146,7 +148,7 @@ def simulate_annotator(
     corrected: int | None = None
     while True:
         ious, scores, seconds, hits, misses = yield from _run_round(
-            image, truth, examples, backend, cache, classes)
+            image, truth, examples, backend, cache, classes, config.link)
         below = int((ious < config.target_iou).sum())
         rounds.append(Round(len(rounds), corrected, sorted(examples), float(ious.mean()),
                             float(ious.min()), below, seconds, hits, misses))

@@ -89,11 +89,11 @@ def _mean(values: Iterable[float]) -> float:
 
 def _run(
     images: Any, labels: Any, backend: Backend, cache: FeatureCache,
-    targets: list[int] | None, message: str,
+    targets: list[int] | None, message: str, link: bool = False,
 ) -> Generator[Progress, None, list[SliceResult]]:
     """Propagate and collect every SliceResult, yielding progress per slice."""
     results = []
-    for res in propagate(images, labels, backend, cache=cache, targets=targets):
+    for res in propagate(images, labels, backend, cache=cache, targets=targets, link=link):
         results.append(res)
         yield Progress(res.done, res.total, message)
     return results
@@ -263,12 +263,14 @@ def object_substack(labels: np.ndarray, obj: int, margin: int) -> tuple[slice, i
 def propagate_stack(
     stack: Stack, backend: Backend, *, start: int | None = None, limit: int | None = None,
     n_objects: int = 3, margin: int = 2, cache: FeatureCache | None = None, note: str = "",
+    link: bool = False,
 ) -> Generator[Progress, None, EvalResult]:
     """Label one slice with ground truth, propagate, score every other slice.
 
     Semantic stacks: every class from ``start`` (default :func:`default_start`); ``limit``
     keeps the slices nearest to it. Instance stacks: ``n_objects`` (or ``limit``) objects,
     each on its own z range ± margin, started from its largest slice near the middle.
+    ``link`` is the engine's option (keep what continues an object from the next slice).
     """
     start_time, cache = time.perf_counter(), cache or FeatureCache()
     if stack.instance:
@@ -286,7 +288,8 @@ def propagate_stack(
         classes = [int(c) for c in np.unique(truth) if c != 0]
         example = np.zeros_like(truth)
         example[s] = truth[s]
-        results = yield from _run(image, example, backend, cache, targets, f"{stack.name}: {name}")
+        results = yield from _run(image, example, backend, cache, targets,
+                                  f"{stack.name}: {name}", link)
         for res in results:
             pred, gt = res.labels, truth[res.index]
             if stack.instance:
@@ -309,7 +312,7 @@ def propagate_stack(
 
 def video(
     data: Video, backend: Backend, *, limit: int | None = None, max_frames: int | None = None,
-    note: str = "",
+    note: str = "", link: bool = False,
 ) -> Generator[Progress, None, EvalResult]:
     """Frame 0's mask → every later frame; DAVIS J, F and J&F per sequence.
 
@@ -321,7 +324,8 @@ def video(
         stack = seq.load(max_frames, data.max_side)
         example = np.zeros_like(stack.labels)
         example[0] = stack.labels[0]
-        results = yield from _run(stack.image, example, backend, FeatureCache(), None, seq.name)
+        results = yield from _run(stack.image, example, backend, FeatureCache(), None, seq.name,
+                                  link)
         last = len(stack.labels) - 1
         scored = [r for r in results if last < 2 or r.index != last]
         j = [metrics.davis_j(r.labels != 0, stack.labels[r.index] != 0) for r in scored]

@@ -91,7 +91,7 @@ def run_speed(dataset: Stack | Video, backend: Backend, limit: int | None, devic
 def run_protocol(
     protocol: str, dataset: Dataset, backend: Backend, *, shots: int = 1,
     limit: int | None = None, note: str = "", device: str = "cpu",
-    annotator: AnnotatorConfig | None = None, max_frames: int | None = None,
+    annotator: AnnotatorConfig | None = None, max_frames: int | None = None, link: bool = False,
 ) -> Generator[Progress | Any, None, EvalResult]:
     """Run one protocol on one dataset; ``limit`` bounds the work (see the CLI help)."""
     if not compatible(protocol, dataset):
@@ -103,10 +103,11 @@ def run_protocol(
     if protocol == "one-shot" and isinstance(dataset, InstanceImage):
         return (yield from protocols.instance_one_shot(dataset, backend, shots=shots, note=note))
     if protocol == "propagate" and isinstance(dataset, Stack):
-        return (yield from protocols.propagate_stack(dataset, backend, limit=limit, note=note))
+        return (yield from protocols.propagate_stack(dataset, backend, limit=limit, note=note,
+                                                     link=link))
     if protocol == "video" and isinstance(dataset, Video):
         return (yield from protocols.video(dataset, backend, limit=limit, max_frames=max_frames,
-                                           note=note))
+                                           note=note, link=link))
     if protocol == "annotator" and isinstance(dataset, Stack):
         config = annotator or AnnotatorConfig()
         return (yield from run_annotator(dataset, backend, config, limit, note))

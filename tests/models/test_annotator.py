@@ -83,3 +83,15 @@ def test_config_is_validated() -> None:
         AnnotatorConfig(target_iou=1.5)
     with pytest.raises(ValueError, match=">= 2 slices"):
         drain(simulate_annotator(np.zeros((1, 4, 4)), np.ones((1, 4, 4)), _classic()))
+
+
+def test_link_option_reaches_every_run() -> None:
+    from tests.models.test_linking import _blob_and_newcomer
+
+    image, truth = _blob_and_newcomer()
+    rounds = {}
+    for link in (False, True):
+        config = AnnotatorConfig(target_iou=0.9, budget=0, start=1, link=link)
+        rounds[link] = drain(simulate_annotator(image, truth, build_backend("classic"), config))
+    # the look-alike on slices 5-6 costs IoU without linking, not with it
+    assert rounds[True].rounds[0].min_iou > 0.9 > rounds[False].rounds[0].min_iou
