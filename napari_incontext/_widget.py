@@ -91,6 +91,10 @@ class InContextWidget(QWidget):
             "(stacks, not image sets)"
         )
         self.run_button = _button("Run", "propose labels on every slice without labels")
+        self.run_slice_button = _button(
+            "Run this slice",
+            "propose only the slice on screen (e.g. with sam_refine=vit_b in the options)",
+        )
         self.cancel_button = _button("Cancel", "stop after the slice being computed")
         self.status_label = QLabel("Paint one slice in the labels layer, then Run.")
         self.status_label.setWordWrap(True)
@@ -128,9 +132,9 @@ class InContextWidget(QWidget):
         form.addRow("options", self.options_edit)
         form.addRow("", self.link_check)
         layout = QVBoxLayout(self)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(380)
         layout.addLayout(form)
-        layout.addLayout(self._row(self.run_button, self.cancel_button))
+        layout.addLayout(self._row(self.run_button, self.run_slice_button, self.cancel_button))
         layout.addWidget(self.status_label)
         layout.addWidget(self.table)
         layout.addLayout(self._row(self.next_button, self.accept_button, self.reject_button))
@@ -150,6 +154,7 @@ class InContextWidget(QWidget):
         for layer in self.viewer.layers:
             layer.events.name.connect(self._refresh_layer_choices)
         self.run_button.clicked.connect(self.run)
+        self.run_slice_button.clicked.connect(self.run_slice)
         self.cancel_button.clicked.connect(self.cancel)
         self.table.cellClicked.connect(lambda row, _col: self.goto(self._row_index(row)))
         self.next_button.clicked.connect(self.next_lowest)
@@ -206,13 +211,21 @@ class InContextWidget(QWidget):
     # ------------------------------------------------------------------ running
     def run(self) -> None:
         """Start a run in a worker thread (errors in the setup become notifications)."""
+        self._run_guarded(None)
+
+    def run_slice(self) -> None:
+        """Run on the slice on screen only: cheap, and how to spend a slow head (SAM) where
+        it matters."""
+        self._run_guarded(self.current_index())
+
+    def _run_guarded(self, only: int | None) -> None:
         try:
-            self._start()
+            self._start(only)
         except ValueError as error:
             show_error(str(error))
         self._update_buttons()
 
-    def _start(self) -> None:
+    def _start(self, only: int | None = None) -> None:
         if self.worker is not None:
             return
         workspace = Workspace.from_layers(self.viewer, *self._chosen_layers())
@@ -222,8 +235,10 @@ class InContextWidget(QWidget):
         if not examples:
             raise ValueError("no example: paint at least one object on one slice, then Run")
         targets = [i for i in range(len(workspace)) if i not in examples]
+        if only is not None:
+            targets = [i for i in targets if i == only]
         if not targets:
-            show_info("every slice already holds labels: nothing to propose")
+            show_info("no slice without labels to propose here")
             return
         if not workspace.is_set:
             workspace.proposals_layer()
@@ -272,6 +287,7 @@ class InContextWidget(QWidget):
     def _update_buttons(self) -> None:
         running = self.worker is not None
         self.run_button.setEnabled(not running)
+        self.run_slice_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
 
     # ------------------------------------------------------------------ review

@@ -169,3 +169,15 @@ def test_link_checkbox_drops_a_look_alike_away_from_the_object(qtbot, viewer_wid
     linked = viewer.layers[PROPOSALS].data[N_SLICES - 1, :10, :10]
     assert (free == 1).mean() > 0.5  # the classifier alone takes the pasted texture
     assert not (linked == 1).any()  # a linked run keeps only what continues object 1
+
+
+def test_run_this_slice_proposes_only_the_slice_on_screen(qtbot, viewer_widget, built):
+    viewer, widget = viewer_widget
+    target = N_SLICES // 2 + 2
+    viewer.dims.set_current_step(0, target)
+    widget.run_slice_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    filled = [i for i in range(N_SLICES) if viewer.layers[PROPOSALS].data[i].any()]
+    assert filled == [target]
+    assert built[-1].computed == 2  # the example and this slice only
+    assert widget.session.status(target) == "proposed"
