@@ -11,7 +11,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -264,6 +264,12 @@ class InContextWidget(QWidget):
         workspace.clear_proposals()  # proposals of other layers would be misleading
         self.workspace = workspace
         workspace.labels.events.paint.connect(self._on_paint)
+
+    def event(self, event: QEvent) -> bool:
+        """Cancel a run when napari removes the widget (its dock's × unparents it)."""
+        if event.type() == QEvent.ParentChange and self.parent() is None:
+            self.cancel()
+        return super().event(event)
 
     def cancel(self) -> None:
         if self.worker is not None:

@@ -181,3 +181,15 @@ def test_run_this_slice_proposes_only_the_slice_on_screen(qtbot, viewer_widget, 
     assert filled == [target]
     assert built[-1].computed == 2  # the example and this slice only
     assert widget.session.status(target) == "proposed"
+
+
+def test_removing_the_widget_cancels_its_run(qtbot, viewer_widget, built):
+    viewer, widget = viewer_widget
+    choose_backend(widget, "slow")
+    widget.run_button.click()
+    worker = widget.worker
+    qtbot.waitUntil(lambda: _filled(viewer) >= 1, timeout=30_000)
+    viewer.window.remove_dock_widget(widget)  # what the dock's close button does
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert worker.abort_requested
+    assert built[-1].computed < N_SLICES  # stopped before encoding every slice
