@@ -19,7 +19,8 @@ def propagation_order(n: int, examples: Sequence[int], targets: Sequence[int] | 
 
     Ties alternate both directions, so the run moves outward from the examples.
     """
-    wanted = [i for i in (range(n) if targets is None else targets) if i not in set(examples)]
+    skip = set(examples)
+    wanted = [i for i in (range(n) if targets is None else targets) if i not in skip]
     for i in wanted:
         if not 0 <= i < n:
             raise ValueError(f"target slice {i} is outside 0..{n - 1}")
