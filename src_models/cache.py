@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections import OrderedDict
@@ -33,7 +34,10 @@ def model_tag(model: Any) -> str:
 
 
 def nbytes(value: Any) -> int:
-    """Approximate memory of a cached value: arrays, tensors, and tuples/dicts of them."""
+    """Approximate memory of a cached value: arrays, tensors, and tuples, dicts and
+    dataclass instances of them (other fields count 0)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
     if isinstance(value, (tuple, list)):
         return sum(nbytes(v) for v in value)
     if isinstance(value, dict):

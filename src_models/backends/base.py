@@ -36,8 +36,8 @@ class Backend(Protocol):
             image: (H, W, C) float32.
 
         Returns:
-            An opaque object the head understands; must expose ``nbytes`` or be a numpy
-            array / torch tensor so the cache can size it.
+            An opaque object the head understands; a numpy array, a torch
+            tensor, or a dataclass / tuple / dict of them, so the cache can size it.
         """
         ...
 

@@ -50,10 +50,6 @@ class PatchFeatures:
     tokens: np.ndarray
     guide: np.ndarray
 
-    @property
-    def nbytes(self) -> int:
-        return self.tokens.nbytes + self.guide.nbytes
-
 
 class Dinov2Backend:
     """Prototype + nearest-neighbour matching on DINOv2 tokens, refined to pixels."""

@@ -83,10 +83,6 @@ class DinoSamFeatures:
     tokens: np.ndarray | None
     sam: SamEmbedding
 
-    @property
-    def nbytes(self) -> int:
-        return (0 if self.tokens is None else self.tokens.nbytes) + self.sam.nbytes
-
 
 @dataclass
 class _Object:

@@ -86,12 +86,6 @@ class RefinedFeatures:
     inner: Any
     sam: SamEmbedding
 
-    @property
-    def nbytes(self) -> int:
-        from src_models.cache import nbytes
-
-        return nbytes(self.inner) + self.sam.nbytes
-
 
 class SamRefined:
     """Wraps a backend: its proposals are refined by SAM (box + mask prompt per object)."""

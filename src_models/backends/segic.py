@@ -80,10 +80,6 @@ class SegicFeatures:
     valid: tuple[int, int]
     shape: tuple[int, int]
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.tokens.nbytes)
-
 
 class SegicEncoder:
     """Frozen DINOv2 → SEGIC features; ``last_timings["backbone"]`` holds the forward seconds."""

@@ -34,10 +34,6 @@ class SamEmbedding:
     input_size: tuple[int, int]
     original_size: tuple[int, int]
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.embedding.nbytes)
-
 
 def to_sam_input(image: np.ndarray, img_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """(H, W, C) float32 in [0, 1] → (1, 3, h, w) float32 on 0–255, longest side ``img_size``.

@@ -91,3 +91,19 @@ def test_several_objects_keep_their_ids(stack: tuple[np.ndarray, np.ndarray]) ->
         assert set(np.unique(res.labels)) <= {0, 1, 7}
         assert iou(res.labels == 1, truth[res.index] == 1) > 0.6
         assert iou(res.labels == 7, truth[res.index] == 2) > 0.2
+
+
+def test_cache_sizes_dataclass_features_by_their_arrays() -> None:
+    from dataclasses import dataclass
+
+    from src_models.cache import nbytes
+
+    @dataclass(frozen=True)
+    class Features:
+        tokens: np.ndarray
+        guide: np.ndarray | None
+        shape: tuple[int, int]
+
+    value = Features(np.zeros((4, 4, 8), np.float32), None, (16, 16))
+    assert nbytes(value) == 4 * 4 * 8 * 4
+    assert nbytes((value, {"a": np.zeros(3, np.uint8)})) == 4 * 4 * 8 * 4 + 3
