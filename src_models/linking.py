@@ -37,9 +37,10 @@ def keep_linked(
         The filtered labels and confidence; a removed pixel becomes 0 with confidence
         1 − its old confidence (the two-class complement).
     """
+    from skimage.morphology import disk
+
     out, conf = labels.copy(), confidence.copy()
-    disk = np.add.outer(np.arange(-radius, radius + 1) ** 2, np.arange(-radius, radius + 1) ** 2)
-    footprint = disk <= radius**2
+    footprint = disk(radius).astype(bool)
     for k in np.unique(labels[labels != 0]):
         grown = ndi.binary_dilation(reference == k, structure=footprint)
         parts, count = ndi.label(labels == k)

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src_models.evaluation.metrics import iou  # noqa: F401  (re-exported for the tests)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -16,11 +18,6 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared/data is only beside the CI checkout)")
     return path
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def disks_image(size: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

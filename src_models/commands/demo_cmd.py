@@ -18,13 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="also save image, example and result TIFFs here")
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def run(args: argparse.Namespace) -> int:
     from src_models.engine import propagate
+    from src_models.evaluation.metrics import iou
     from src_models.registry import build_backend
     from src_models.sample_data import example_labels, synthetic_stack
 

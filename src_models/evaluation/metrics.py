@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import disk
 
 DAVIS_BOUND_TH = 0.008
 
@@ -111,11 +112,6 @@ def boundary_tolerance(shape: tuple[int, int], bound_th: float = DAVIS_BOUND_TH)
     return math.ceil(bound_th * math.hypot(*shape))
 
 
-def _disk(radius: int) -> np.ndarray:
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    return yy**2 + xx**2 <= radius**2
-
-
 def boundary_precision_recall(
     pred: np.ndarray, truth: np.ndarray, bound_th: float = DAVIS_BOUND_TH
 ) -> tuple[float, float]:
@@ -129,9 +125,9 @@ def boundary_precision_recall(
         return 1.0, 0.0
     if n_t == 0:
         return 0.0, 1.0
-    disk = _disk(boundary_tolerance(pb.shape, bound_th))
-    precision = float((pb & ndi.binary_dilation(tb, disk)).sum() / n_p)
-    recall = float((tb & ndi.binary_dilation(pb, disk)).sum() / n_t)
+    footprint = disk(boundary_tolerance(pb.shape, bound_th)).astype(bool)
+    precision = float((pb & ndi.binary_dilation(tb, footprint)).sum() / n_p)
+    recall = float((tb & ndi.binary_dilation(pb, footprint)).sum() / n_t)
     return precision, recall
 
 
