@@ -204,8 +204,7 @@ class InContextWidget(QWidget):
 
         name = self.backend_combo.currentData()
         options = parse_options(self.options_edit.text().split())
-        if name != "classic":
-            options.setdefault("device", self.device_combo.currentText())
+        options.setdefault("device", self.device_combo.currentText())
         return name, options
 
     # ------------------------------------------------------------------ running
