@@ -19,18 +19,15 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from src_models.cache import FeatureCache
 from src_models.engine import propagate
+from src_models.evaluation.benchmark import speed_benchmark
+from src_models.evaluation.metrics import object_ious
+from src_models.evaluation.protocols import drain
 from src_models.registry import build_backend
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def mean_iou(pred: np.ndarray, truth: np.ndarray, ids: list[int]) -> float:
-    return float(np.mean([iou(pred == k, truth == k) for k in ids]))
+    return float(np.mean(list(object_ious(pred, truth, ids).values())))
 
 
 def accuracy(name: str, image: np.ndarray, truth: np.ndarray, example: int, targets: list[int],
@@ -50,29 +47,11 @@ def accuracy(name: str, image: np.ndarray, truth: np.ndarray, example: int, targ
 
 
 def timing(name: str, options: dict, image: np.ndarray, truth: np.ndarray) -> dict:
-    backend = build_backend(name, **options)
+    """The evaluation harness's cold-then-cached speed benchmark, example on slice 0."""
     labels = np.zeros_like(truth)
     labels[0] = truth[0]
-    cache = FeatureCache()
-    start = time.perf_counter()
-    first = list(propagate(image, labels, backend, cache=cache))
-    cold = time.perf_counter() - start
-    start = time.perf_counter()
-    list(propagate(image, labels, backend, cache=cache))
-    warm = time.perf_counter() - start
-    fresh = [r for r in first if not r.timings["cached"]]
-    row = {
-        "backend": name,
-        "features": float(np.mean([r.timings["features"] for r in fresh])),
-        "head": float(np.mean([r.timings["head"] for r in first])),
-        "cold_run": cold,
-        "cached_run": warm,
-        "speedup": cold / warm,
-    }
-    if "backbone" in fresh[0].timings:
-        row["backbone"] = float(np.mean([r.timings["backbone"] for r in fresh]))
-        row["ratio"] = (row["features"] + row["head"]) / row["backbone"]
-    return row
+    report = drain(speed_benchmark(image, labels, build_backend(name, **options)))
+    return {"backend": name, **report}
 
 
 def main() -> None:
@@ -121,9 +100,10 @@ def main() -> None:
               "|---|---|---|---|---|---|---|---|"]
     for t in timings:
         lines.append(
-            f"| {t['backend']} | {t['features']:.3f} | {t.get('backbone', float('nan')):.3f} | "
-            f"{t['head']:.3f} | {t.get('ratio', float('nan')):.2f} | {t['cold_run']:.1f} | "
-            f"{t['cached_run']:.1f} | {t['speedup']:.1f}× |")
+            f"| {t['backend']} | {t['features s/slice']:.3f} | "
+            f"{t.get('backbone s/slice', float('nan')):.3f} | {t['head s/slice']:.3f} | "
+            f"{t.get('total / backbone', float('nan')):.2f} | {t['cold run s']:.1f} | "
+            f"{t['cached run s']:.1f} | {t['cached speed-up']:.1f}× |")
     text = "\n".join(lines)
     print(text)
     if args.out:
