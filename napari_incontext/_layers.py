@@ -61,8 +61,9 @@ def _find(viewer: napari.Viewer, name: str) -> Labels | None:
     return layer if isinstance(layer, Labels) else None
 
 
-def _ensure_labels(viewer: napari.Viewer, name: str, like: Image, shape: tuple[int, ...],
-                   opacity: float) -> Labels:
+def _ensure_labels(
+    viewer: napari.Viewer, name: str, like: Image, shape: tuple[int, ...], opacity: float
+) -> Labels:
     """The labels layer ``name`` with this shape, created empty (int32) when missing."""
     layer = _find(viewer, name)
     if layer is not None and layer.data.shape == shape:
@@ -73,8 +74,11 @@ def _ensure_labels(viewer: napari.Viewer, name: str, like: Image, shape: tuple[i
             "rename or delete it and run again"
         )
     return viewer.add_labels(
-        np.zeros(shape, np.int32), name=name, opacity=opacity,
-        scale=like.scale[: len(shape)], translate=like.translate[: len(shape)],
+        np.zeros(shape, np.int32),
+        name=name,
+        opacity=opacity,
+        scale=like.scale[: len(shape)],
+        translate=like.translate[: len(shape)],
     )
 
 
@@ -132,7 +136,8 @@ class Workspace:
                 "or 2D images"
             )
         targets = [
-            layer for layer in image_layers(viewer)
+            layer
+            for layer in image_layers(viewer)
             if layer is not image and spatial_ndim(layer) == 2
         ]
         if not targets:

@@ -184,7 +184,8 @@ class InContextWidget(QWidget):
 
     def _refresh_layer_choices(self, event: Any = None) -> None:
         user_labels = [
-            layer for layer in _layers.labels_layers(self.viewer)
+            layer
+            for layer in _layers.labels_layers(self.viewer)
             if not _layers.is_generated(layer.name)
         ]
         _fill(self.image_combo, [layer.name for layer in _layers.image_layers(self.viewer)])
@@ -245,16 +246,23 @@ class InContextWidget(QWidget):
         self._run_backend = name
         self.status_label.setText(f"{name}: {len(examples)} example(s), {len(targets)} to propose…")
         self.worker = start_run(
-            workspace.images(), labels, functools.partial(self.session.backend, name, **options),
-            self.session.cache, targets, desc=f"{name}: proposing",
+            workspace.images(),
+            labels,
+            functools.partial(self.session.backend, name, **options),
+            self.session.cache,
+            targets,
+            desc=f"{name}: proposing",
             link=self.link_check.isChecked() and not workspace.is_set,
-            on_result=self._on_result, on_finished=self._on_finished,
+            on_result=self._on_result,
+            on_finished=self._on_finished,
         )
 
     def _use_workspace(self, workspace: Workspace) -> None:
         old = self.workspace
         if old is not None and (old.image, old.labels, old.targets) == (
-            workspace.image, workspace.labels, workspace.targets
+            workspace.image,
+            workspace.labels,
+            workspace.targets,
         ):
             return
         if old is not None:

@@ -38,8 +38,14 @@ def guarded(results: Generator[SliceResult, None, None]) -> Generator[SliceResul
         raise RunError(f"{type(error).__name__}: {error}") from error
 
 
-def _run(images: Any, labels: Any, make_backend: Callable[[], Backend], cache: FeatureCache,
-         targets: Sequence[int], link: bool) -> Generator[SliceResult, None, None]:
+def _run(
+    images: Any,
+    labels: Any,
+    make_backend: Callable[[], Backend],
+    cache: FeatureCache,
+    targets: Sequence[int],
+    link: bool,
+) -> Generator[SliceResult, None, None]:
     def results() -> Generator[SliceResult, None, None]:
         backend = make_backend()  # building may load weights: keep it off the main thread
         yield from propagate(images, labels, backend, cache=cache, targets=targets, link=link)
@@ -75,7 +81,13 @@ def start_run(
         on_error: main-thread slot for an error, after the notification is shown.
     """
     worker = create_worker(
-        _run, images, labels, make_backend, cache, list(targets), link,
+        _run,
+        images,
+        labels,
+        make_backend,
+        cache,
+        list(targets),
+        link,
         _progress={"total": len(targets), "desc": desc},
         _ignore_errors=True,  # errors go to our notification below, not re-raised
     )

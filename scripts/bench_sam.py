@@ -20,8 +20,10 @@ import torch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # PerSAM paper (ViT-H): PerSeg mIoU and DAVIS-2017 val J&F (methods.md §7).
-PAPER = {"persam": {"PerSeg mIoU": 89.32, "DAVIS-17 J&F": 60.3},
-         "persam_f": {"PerSeg mIoU": 95.33, "DAVIS-17 J&F": 71.9}}
+PAPER = {
+    "persam": {"PerSeg mIoU": 89.32, "DAVIS-17 J&F": 60.3},
+    "persam_f": {"PerSeg mIoU": 95.33, "DAVIS-17 J&F": 71.9},
+}
 
 
 def _stack(n: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -46,8 +48,14 @@ def timing(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         for variant, extra in (("persam", {}), ("persam_f", {"persam_f": True})):
             if variant == "persam_f" and dtype != args.dtypes[0]:
                 continue
-            backend = build_backend("dinov2-sam", device=args.device, weights="random",
-                                    sam_model=args.sam_model, dtype=dtype, **extra)
+            backend = build_backend(
+                "dinov2-sam",
+                device=args.device,
+                weights="random",
+                sam_model=args.sam_model,
+                dtype=dtype,
+                **extra,
+            )
             per_slice: dict[str, list[float]] = {}
             for res in propagate(stack, labels, backend):
                 for key in ("backbone", "sam_encoder"):
@@ -57,7 +65,11 @@ def timing(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             row = {k: float(np.mean(v)) for k, v in per_slice.items()}
             row.update(backend.fit_timings)
             rows[f"{variant} {dtype}"] = row
-            print(f"{variant:9s} {dtype:9s}", json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
+            print(
+                f"{variant:9s} {dtype:9s}",
+                json.dumps({k: round(v, 3) for k, v in row.items()}),
+                flush=True,
+            )
     return rows
 
 
@@ -69,14 +81,19 @@ def evaluate(args: argparse.Namespace) -> None:
     from src_models.weights import available
 
     if not available(f"sam_{args.sam_model}", "dinov2_vits14"):
-        print(f"eval skipped: official sam_{args.sam_model} and dinov2_vits14 weights not found "
-              "(set NAPARI_INCONTEXT_WEIGHTS or run `napari-incontext weights download ...`)")
+        print(
+            f"eval skipped: official sam_{args.sam_model} and dinov2_vits14 weights not found "
+            "(set NAPARI_INCONTEXT_WEIGHTS or run `napari-incontext weights download ...`)"
+        )
         return
     if not DATA.is_dir():
         print(f"eval skipped: {DATA} is absent")
         return
-    variants = {"dinov2-sam": {}, "persam": {"correspondence": "sam"},
-                "persam_f": {"correspondence": "sam", "persam_f": True}}
+    variants = {
+        "dinov2-sam": {},
+        "persam": {"correspondence": "sam"},
+        "persam_f": {"correspondence": "sam", "persam_f": True},
+    }
     perseg = load_datasets(DATA / "perseg_examples")[0]
     davis = load_datasets(DATA / "davis2016_val", max_side=args.davis_side)[0]
     for name, opts in variants.items():
@@ -85,9 +102,12 @@ def evaluate(args: argparse.Namespace) -> None:
         seg = drain(one_shot(perseg, backend, episodes=1))
         vid = drain(video(davis, backend, limit=args.davis_sequences, max_frames=args.davis_frames))
         paper = PAPER.get(name, {})
-        print(f"{name:10s} PerSeg mIoU {100 * seg.summary['mIoU']:.1f} (paper {paper.get('PerSeg mIoU', '-')}, "
-              f"ViT-H, all of PerSeg)  DAVIS-16 J&F {100 * vid.summary['J&F']:.1f} (paper DAVIS-17 "
-              f"{paper.get('DAVIS-17 J&F', '-')})  [{time.perf_counter() - start:.0f} s]", flush=True)
+        print(
+            f"{name:10s} PerSeg mIoU {100 * seg.summary['mIoU']:.1f} (paper {paper.get('PerSeg mIoU', '-')}, "
+            f"ViT-H, all of PerSeg)  DAVIS-16 J&F {100 * vid.summary['J&F']:.1f} (paper DAVIS-17 "
+            f"{paper.get('DAVIS-17 J&F', '-')})  [{time.perf_counter() - start:.0f} s]",
+            flush=True,
+        )
 
 
 def main() -> None:

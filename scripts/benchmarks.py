@@ -50,14 +50,38 @@ class Job:
 SECTIONS: dict[str, list[str]] = {
     "One-shot (semantic and personalized)": ["mIoU", "FB-IoU", "Dice", "pairs"],
     "Instance one-shot (a fully labelled crop → every nucleus)": [
-        "IoU (fg)", "instance F1@0.5", "precision", "recall", "matched IoU", "true instances"],
+        "IoU (fg)",
+        "instance F1@0.5",
+        "precision",
+        "recall",
+        "matched IoU",
+        "true instances",
+    ],
     "Slice propagation": ["mIoU", "FB-IoU", "mean slice IoU", "Dice", "slices"],
     "Video propagation (DAVIS 2016, from frame 0)": ["J&F", "J", "F", "sequences"],
-    "Simulated annotator": ["slices", "target IoU", "corrections", "reached", "IoU round 0",
-                            "IoU final", "min IoU final", "s round 0", "s per re-run"],
-    "Speed and memory": ["slices", "features s/slice", "backbone s/slice", "head s/slice",
-                         "total / backbone", "cold run s", "cached run s", "cached speed-up",
-                         "peak RSS MiB", "CUDA peak MiB"],
+    "Simulated annotator": [
+        "slices",
+        "target IoU",
+        "corrections",
+        "reached",
+        "IoU round 0",
+        "IoU final",
+        "min IoU final",
+        "s round 0",
+        "s per re-run",
+    ],
+    "Speed and memory": [
+        "slices",
+        "features s/slice",
+        "backbone s/slice",
+        "head s/slice",
+        "total / backbone",
+        "cold run s",
+        "cached run s",
+        "cached speed-up",
+        "peak RSS MiB",
+        "CUDA peak MiB",
+    ],
 }
 ONE, INST, PROP, VID, ANN, SPEED = SECTIONS
 
@@ -70,8 +94,14 @@ JOBS: list[Job] = [
     Job(PROP, "plant_cells_3d_pytorch3dunet", "propagate", {"limit": 3}, {"limit": 1}),
     Job(PROP, "hippocampus_mri_3d_mmseg", "propagate", {}, {"limit": 12}),
     Job(PROP, "stardist_nuclei", "propagate", {"limit": 3}, {"limit": 1}),
-    Job(VID, "davis2016_val", "video", {"limit": 3, "max_frames": 15},
-        {"limit": 2, "max_frames": 10}, max_side=480),
+    Job(
+        VID,
+        "davis2016_val",
+        "video",
+        {"limit": 3, "max_frames": 15},
+        {"limit": 2, "max_frames": 10},
+        max_side=480,
+    ),
     Job(ANN, "isbi2012_em_membrane", "annotator", {"limit": 14}, {"limit": 9}, max_side=256),
     Job(ANN, "plant_cells_3d_pytorch3dunet", "annotator", {}, {}),
     Job(SPEED, "isbi2012_em_membrane", "speed", {"limit": 8}, {"limit": 6}),
@@ -90,8 +120,11 @@ class Spec:
 
     @property
     def label(self) -> str:
-        return self.name + (" (random)" if self.weights == "random" else "") + (
-            f" [{self.device}]" if self.device != "cpu" else "")
+        return (
+            self.name
+            + (" (random)" if self.weights == "random" else "")
+            + (f" [{self.device}]" if self.device != "cpu" else "")
+        )
 
 
 def parse_specs(text: str) -> list[Spec]:
@@ -121,15 +154,25 @@ def settings_text(job: Job, kwargs: dict[str, Any]) -> str:
 def run_job(job: Job, spec: Spec, data: Path) -> list[EvalResult]:
     """Every dataset of the job's folder that fits its protocol, with this backend."""
     kwargs = job.light if spec.name == "classic" else job.heavy
-    backend, note = build_for_eval(spec.name, weights=spec.weights, device=spec.device,
-                                   **spec.options)
+    backend, note = build_for_eval(
+        spec.name, weights=spec.weights, device=spec.device, **spec.options
+    )
     out = []
     for dataset in load_datasets(data / job.folder, job.max_side):
         if not compatible(job.protocol, dataset):
             continue
         config = AnnotatorConfig(target_iou=job.target_iou, budget=job.budget)
-        result = drain(run_protocol(job.protocol, dataset, backend, device=spec.device,
-                                    annotator=config, note=note, **kwargs))
+        result = drain(
+            run_protocol(
+                job.protocol,
+                dataset,
+                backend,
+                device=spec.device,
+                annotator=config,
+                note=note,
+                **kwargs,
+            )
+        )
         result.backend = spec.label
         result.note = "; ".join(filter(None, [settings_text(job, kwargs), note]))
         out.append(result)
@@ -163,24 +206,39 @@ def hardware() -> str:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} cores (load average {load} when the run ended), {gpu}; "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores (load average {load} when the run ended), {gpu}; "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def render(results: dict[str, list[EvalResult]], failures: list[str], seconds: float) -> str:
     lines = [
-        "# Benchmarks", "",
-        ("Regenerate with `python scripts/benchmarks.py` (reads `../shared/data`, see "
-         "`docs/evaluation.md` for the protocols and metrics)."), "",
-        (f"- Generated {datetime.datetime.now():%Y-%m-%d %H:%M} in {seconds / 60:.1f} min "
-         f"on: {hardware()}."),
-        (f"- Rows marked *{RANDOM_NOTE}* use untrained backbones: they show that every "
-         "protocol runs end to end and how long it takes, not how good the backend is."),
-        ("- Rows with official weights appear when the weights are available offline "
-         "(`napari-incontext backends`); none were in this run unless listed."),
-        ("- Non-classic backends run on smaller subsets (the `note` column gives each row's "
-         "settings: `limit` = episodes per class, slices/objects, sequences or frames)."),
-        "- Timings vary 3-9x between runs on a shared CPU: compare ratios within one table.", "",
+        "# Benchmarks",
+        "",
+        (
+            "Regenerate with `python scripts/benchmarks.py` (reads `../shared/data`, see "
+            "`docs/evaluation.md` for the protocols and metrics)."
+        ),
+        "",
+        (
+            f"- Generated {datetime.datetime.now():%Y-%m-%d %H:%M} in {seconds / 60:.1f} min "
+            f"on: {hardware()}."
+        ),
+        (
+            f"- Rows marked *{RANDOM_NOTE}* use untrained backbones: they show that every "
+            "protocol runs end to end and how long it takes, not how good the backend is."
+        ),
+        (
+            "- Rows with official weights appear when the weights are available offline "
+            "(`napari-incontext backends`); none were in this run unless listed."
+        ),
+        (
+            "- Non-classic backends run on smaller subsets (the `note` column gives each row's "
+            "settings: `limit` = episodes per class, slices/objects, sequences or frames)."
+        ),
+        "- Timings vary 3-9x between runs on a shared CPU: compare ratios within one table.",
+        "",
     ]
     for section, columns in SECTIONS.items():
         rows = results.get(section, [])
@@ -221,12 +279,17 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append(f"{job.protocol} {job.folder} {spec.label}: {error}")
                 continue
             results.setdefault(job.section, []).extend(rows)
-            print(f"{time.perf_counter() - t:6.1f}s {job.protocol:9s} {job.folder} {spec.label}",
-                  file=sys.stderr)
+            print(
+                f"{time.perf_counter() - t:6.1f}s {job.protocol:9s} {job.folder} {spec.label}",
+                file=sys.stderr,
+            )
     Path(args.out).write_text(render(results, failures, time.perf_counter() - start))
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {k: [r.to_dict() for r in v] for k, v in results.items()}, indent=1, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {k: [r.to_dict() for r in v] for k, v in results.items()}, indent=1, default=str
+            )
+        )
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

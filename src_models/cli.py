@@ -10,8 +10,15 @@ import argparse
 import sys
 from types import ModuleType
 
-from src_models.commands import backends_cmd, demo_cmd, eval_cmd, propagate_cmd, weights_cmd
-from src_models.commands import segic_text_cmd, train_segic_cmd
+from src_models.commands import (
+    backends_cmd,
+    demo_cmd,
+    eval_cmd,
+    propagate_cmd,
+    segic_text_cmd,
+    train_segic_cmd,
+    weights_cmd,
+)
 
 COMMANDS: dict[str, ModuleType] = {
     "propagate": propagate_cmd,

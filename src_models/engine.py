@@ -14,7 +14,9 @@ from src_models.linking import link_to_neighbour
 from src_models.types import Example, SliceResult
 
 
-def propagation_order(n: int, examples: Sequence[int], targets: Sequence[int] | None = None) -> list[int]:
+def propagation_order(
+    n: int, examples: Sequence[int], targets: Sequence[int] | None = None
+) -> list[int]:
     """Targets sorted by distance to the nearest example, then by index.
 
     Ties alternate both directions, so the run moves outward from the examples.

@@ -51,7 +51,10 @@ def center_tokens(tokens: np.ndarray, center: np.ndarray) -> np.ndarray:
 
 
 def build_bank(
-    tokens: Sequence[np.ndarray], labels: Sequence[np.ndarray], ids: np.ndarray, min_fraction: float = 0.5
+    tokens: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    ids: np.ndarray,
+    min_fraction: float = 0.5,
 ) -> ExampleBank:
     """Collect the patches of every example whose class covers at least ``min_fraction``.
 
@@ -72,12 +75,21 @@ def build_bank(
                 keep = frac[c] == frac[c].max()
             per_class[c].append(tok[keep])
     stacked = [np.concatenate(chunks).astype(np.float32) for chunks in per_class]
-    protos = np.stack([t.mean(0) if len(t) else np.zeros(stacked[0].shape[1], np.float32) for t in stacked])
+    protos = np.stack(
+        [t.mean(0) if len(t) else np.zeros(stacked[0].shape[1], np.float32) for t in stacked]
+    )
     protos /= np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-8)
-    return ExampleBank(ids=ids, center=center.astype(np.float32), tokens=stacked, prototypes=protos.astype(np.float32))
+    return ExampleBank(
+        ids=ids,
+        center=center.astype(np.float32),
+        tokens=stacked,
+        prototypes=protos.astype(np.float32),
+    )
 
 
-def class_scores(target: np.ndarray, bank: ExampleBank, proto_weight: float = 0.2, topk: int = 3) -> np.ndarray:
+def class_scores(
+    target: np.ndarray, bank: ExampleBank, proto_weight: float = 0.2, topk: int = 3
+) -> np.ndarray:
     """Similarity of every target patch to every class.
 
     score_c = (1 − proto_weight) · mean of the top-k cosines to class-c example patches

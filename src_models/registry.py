@@ -65,8 +65,10 @@ BACKENDS: dict[str, BackendInfo] = {
         name="dinov2-segic",
         description="SEGIC in-context decoder on DINOv2-L (released checkpoint or fine-tuned).",
         build=_lazy("src_models.backends.segic", "build_segic_backend"),
-        weights_available=lambda: available("dinov2_vitl14")
-        and (available("segic_dinov2_l_80kx12e") or available("segic_dinov2_l_160kx12e")),
+        weights_available=lambda: (
+            available("dinov2_vitl14")
+            and (available("segic_dinov2_l_80kx12e") or available("segic_dinov2_l_160kx12e"))
+        ),
         gpu_recommended=True,
     ),
     "dinov3-insid3": BackendInfo(
@@ -78,9 +80,7 @@ BACKENDS: dict[str, BackendInfo] = {
     "dinov2-insid3": BackendInfo(
         name="dinov2-insid3",
         description="INSID3 head on DINOv2 (ungated fallback of dinov3-insid3), training-free.",
-        build=_lazy(
-            "src_models.backends.insid3", "build_insid3_backend", backbone="dinov2_vits14"
-        ),
+        build=_lazy("src_models.backends.insid3", "build_insid3_backend", backbone="dinov2_vits14"),
         weights_available=lambda: available("dinov2_vits14"),
     ),
 }

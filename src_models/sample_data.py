@@ -33,8 +33,23 @@ def synthetic_stack(
     labels = np.zeros((n_slices, size, size), np.int32)
     for z in range(n_slices):
         t = z / max(n_slices - 1, 1)
-        one = _ellipse(shape, size * (0.35 + 0.1 * t), size * (0.3 + 0.15 * t), size * (0.16 + 0.05 * np.sin(3 * t)), size * 0.2)
-        two = _ellipse(shape, size * (0.72 - 0.05 * t), size * (0.7 - 0.1 * t), size * 0.12, size * (0.1 + 0.04 * t)) & ~one
+        one = _ellipse(
+            shape,
+            size * (0.35 + 0.1 * t),
+            size * (0.3 + 0.15 * t),
+            size * (0.16 + 0.05 * np.sin(3 * t)),
+            size * 0.2,
+        )
+        two = (
+            _ellipse(
+                shape,
+                size * (0.72 - 0.05 * t),
+                size * (0.7 - 0.1 * t),
+                size * 0.12,
+                size * (0.1 + 0.04 * t),
+            )
+            & ~one
+        )
         background = 2000 + 300 * _texture(rng, shape, 4.0)
         image[z] = np.where(one, 9000 + 900 * _texture(rng, shape, 1.0), background)
         image[z] = np.where(two, 5200 + 700 * _texture(rng, shape, 3.0), image[z])

@@ -12,7 +12,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -116,13 +115,22 @@ WEIGHTS: dict[str, WeightsSpec] = {
     "dinov2_vitl14": _dinov2("l", "300M", 1_217_586_395),
     "dinov2_vitg14": _dinov2("g", "1.1B", None),
     "sam_vit_b": _sam(
-        "vit_b", "01ec64", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 375_042_383
+        "vit_b",
+        "01ec64",
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+        375_042_383,
     ),
     "sam_vit_l": _sam(
-        "vit_l", "0b3195", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", 1_249_524_607
+        "vit_l",
+        "0b3195",
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+        1_249_524_607,
     ),
     "sam_vit_h": _sam(
-        "vit_h", "4b8939", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2_564_550_879
+        "vit_h",
+        "4b8939",
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+        2_564_550_879,
     ),
     "segic_dinov2_l_80kx12e": _segic("80kx12e"),
     "segic_dinov2_l_160kx12e": _segic("160kx12e"),

@@ -78,8 +78,14 @@ def stream_to_file(
     headers = getattr(response, "headers", None)
     if total is None and headers is not None and headers.get("Content-Length"):
         total = int(headers["Content-Length"])
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc=spec.file_name, file=sys.stderr,
-               disable=not progress)
+    bar = tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=spec.file_name,
+        file=sys.stderr,
+        disable=not progress,
+    )
     try:
         with open(part, "wb") as handle:
             while block := response.read(CHUNK):  # type: ignore[attr-defined]

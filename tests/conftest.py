@@ -14,7 +14,9 @@ def disks() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture
-def geometry_stack(disks: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def geometry_stack(
+    disks: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slice 0 is the example; 1 = the same image, 2 = shifted, 3 = flipped left-right.
 
     Returns image (4, Y, X) float32, example labels (4, Y, X) and ground truth (4, Y, X).

@@ -93,8 +93,13 @@ def to_model_input(image: np.ndarray, longest: int, patch: int) -> torch.Tensor:
         x = x.expand(-1, 3, -1, -1)
     height, width = image.shape[:2]
     scale = longest / max(height, width)
-    size = (max(1, round(height * scale / patch)) * patch, max(1, round(width * scale / patch)) * patch)
-    x = F.interpolate(x.clamp(0, 1), size=size, mode="bilinear", align_corners=False, antialias=True)
+    size = (
+        max(1, round(height * scale / patch)) * patch,
+        max(1, round(width * scale / patch)) * patch,
+    )
+    x = F.interpolate(
+        x.clamp(0, 1), size=size, mode="bilinear", align_corners=False, antialias=True
+    )
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -106,7 +111,9 @@ class PatchEncoder:
     ``last_timings["backbone"]`` holds the seconds of the bare model forward.
     """
 
-    def __init__(self, model: nn.Module, input_size: int, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, model: nn.Module, input_size: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
         self.model = model.to(device=device, dtype=dtype)
         self.input_size = input_size
         self.device = device

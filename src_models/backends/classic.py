@@ -131,7 +131,9 @@ class ClassicBackend:
         ).fit(x, y)
         self._classes = self._forest.classes_.astype(np.int64)
 
-    def predict(self, features: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, features: np.ndarray, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self._forest is None:
             raise RuntimeError("call fit() with at least one example before predict()")
         proba = self._forest.predict_proba(self._design(features)).reshape(*shape, -1)

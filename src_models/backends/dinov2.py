@@ -64,7 +64,9 @@ class Dinov2Backend:
     @property
     def feature_key(self) -> str:
         c = self.config
-        return f"dinov2:{c.model}:{c.input_size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
+        return (
+            f"dinov2:{c.model}:{c.input_size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
+        )
 
     @property
     def last_timings(self) -> dict[str, float]:
@@ -75,9 +77,13 @@ class Dinov2Backend:
 
     def fit(self, examples: Sequence[Example]) -> None:
         ids = object_ids(examples)
-        self._bank = build_bank([e.features.tokens for e in examples], [e.labels for e in examples], ids)
+        self._bank = build_bank(
+            [e.features.tokens for e in examples], [e.labels for e in examples], ids
+        )
 
-    def predict(self, features: PatchFeatures, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, features: PatchFeatures, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self._bank is None:
             raise RuntimeError("call fit() with at least one example before predict()")
         c = self.config
@@ -98,5 +104,7 @@ def build_dinov2_backend(
     config = Dinov2Config(**options)  # type: ignore[arg-type]
     torch_device = pick_device(device)
     model = build_dinov2(config.model, weights)
-    encoder = PatchEncoder(model, config.input_size, torch_device, pick_dtype(config.dtype, torch_device))
+    encoder = PatchEncoder(
+        model, config.input_size, torch_device, pick_dtype(config.dtype, torch_device)
+    )
     return Dinov2Backend(encoder, config)

@@ -97,14 +97,20 @@ class DinoSamBackend:
 
     name = "dinov2-sam"
 
-    def __init__(self, dino: PatchEncoder | None, encoder: SamEncoder, config: DinoSamConfig) -> None:
+    def __init__(
+        self, dino: PatchEncoder | None, encoder: SamEncoder, config: DinoSamConfig
+    ) -> None:
         self.dino = dino
         self.encoder = encoder
         self.head = SamHead(encoder.sam)
         self.context = install_persam(encoder.sam)
         self.config = config
-        self.persam = PersamConfig(config.guided_attention, config.semantic_prompt,
-                                   config.negative_point, config.refine_steps)
+        self.persam = PersamConfig(
+            config.guided_attention,
+            config.semantic_prompt,
+            config.negative_point,
+            config.refine_steps,
+        )
         self._ids = np.zeros(0, np.int64)
         self._objects: dict[int, _Object] = {}
         self._bank: ExampleBank | None = None
@@ -115,7 +121,11 @@ class DinoSamBackend:
     @property
     def feature_key(self) -> str:
         c = self.config
-        dino = "none" if self.dino is None else f"{c.model}:{c.input_size}:{self.dino.dtype}:{model_tag(self.dino.model)}"
+        dino = (
+            "none"
+            if self.dino is None
+            else f"{c.model}:{c.input_size}:{self.dino.dtype}:{model_tag(self.dino.model)}"
+        )
         return f"dinov2-sam:{dino}:{self.encoder.key}:{model_tag(self.encoder.sam)}"
 
     def compute_features(self, image: np.ndarray) -> DinoSamFeatures:
@@ -144,7 +154,9 @@ class DinoSamBackend:
                 continue
             obj = _Object(target)
             if c.persam_f:
-                fconf = PersamFConfig(iterations=c.persam_f_iterations, max_side=c.persam_f_max_side)
+                fconf = PersamFConfig(
+                    iterations=c.persam_f_iterations, max_side=c.persam_f_max_side
+                )
                 obj.weights, timings = train_weights(self.head, embs, masks, target, fconf)
                 for key, value in timings.items():
                     self.fit_timings[key] = self.fit_timings.get(key, 0.0) + value
@@ -153,7 +165,10 @@ class DinoSamBackend:
     def _priors(self, features: DinoSamFeatures, shape: tuple[int, int]) -> dict[int, np.ndarray]:
         """(H, W) location prior per object id that should be predicted."""
         if self.dino is None:
-            return {k: similarity_map(self.head, features.sam, o.target) for k, o in self._objects.items()}
+            return {
+                k: similarity_map(self.head, features.sam, o.target)
+                for k, o in self._objects.items()
+            }
         if self._bank is None or features.tokens is None:
             raise RuntimeError("the DINOv2 example bank is missing: call fit() again")
         c = self.config
@@ -168,7 +183,9 @@ class DinoSamBackend:
             priors[int(k)] = upsample(scores[c_index : c_index + 1], shape)[0]
         return priors
 
-    def predict(self, features: DinoSamFeatures, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, features: DinoSamFeatures, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not self._objects:
             raise RuntimeError("call fit() with at least one example that has an object first")
         start = time.perf_counter()
@@ -186,7 +203,9 @@ class DinoSamBackend:
             if obj.weights is not None:
                 lg, _ = persam_f_predict(self.head, prior, obj.weights)
             else:
-                lg, _ = persam_predict(self.head, self.context, features.sam, obj.target, prior, self.persam)
+                lg, _ = persam_predict(
+                    self.head, self.context, features.sam, obj.target, prior, self.persam
+                )
             calls = self.head.call_seconds[before:]
             timings["decoder"] += calls[0] if calls else 0.0
             timings["refinement"] += sum(calls[1:])
@@ -231,7 +250,9 @@ def build_dinov2_sam_backend(
     _check_weights_present(config, weights, sam_weights)
     dino = None
     if config.correspondence == "dinov2":
-        dino = PatchEncoder(build_dinov2(config.model, weights), config.input_size, torch_device, dtype)
+        dino = PatchEncoder(
+            build_dinov2(config.model, weights), config.input_size, torch_device, dtype
+        )
     disk = None
     if config.disk_cache:
         disk = DiskEmbeddingCache(config.disk_cache_dir, int(config.disk_cache_gb * 2**30))

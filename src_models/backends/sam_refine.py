@@ -90,7 +90,9 @@ class RefinedFeatures:
 class SamRefined:
     """Wraps a backend: its proposals are refined by SAM (box + mask prompt per object)."""
 
-    def __init__(self, inner: Backend, encoder: SamEncoder, config: SamRefineConfig | None = None) -> None:
+    def __init__(
+        self, inner: Backend, encoder: SamEncoder, config: SamRefineConfig | None = None
+    ) -> None:
         self.inner = inner
         self.encoder = encoder
         self.head = SamHead(encoder.sam)
@@ -114,12 +116,17 @@ class SamRefined:
     def fit(self, examples: Sequence[Example]) -> None:
         self.inner.fit([Example(e.index, e.features.inner, e.labels) for e in examples])
 
-    def predict(self, features: RefinedFeatures, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, features: RefinedFeatures, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
         labels, _ = self.inner.predict(features.inner, shape)
         middle = time.perf_counter()
         out = refine_labels(self.head, features.sam, labels, self.config)
-        self.last_predict_timings = {"proposal": middle - start, "refinement": time.perf_counter() - middle}
+        self.last_predict_timings = {
+            "proposal": middle - start,
+            "refinement": time.perf_counter() - middle,
+        }
         return out
 
 

@@ -131,7 +131,9 @@ class SegicBackend:
     @property
     def feature_key(self) -> str:
         c = self.config
-        return f"segic:{c.model}:{c.input_size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
+        return (
+            f"segic:{c.model}:{c.input_size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
+        )
 
     @property
     def last_timings(self) -> dict[str, float]:

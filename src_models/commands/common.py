@@ -37,5 +37,6 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 def backend_from_args(args: argparse.Namespace) -> Any:
     from src_models.registry import build_backend
 
-    return build_backend(args.backend, device=args.device, weights=args.weights,
-                         **parse_options(args.option))
+    return build_backend(
+        args.backend, device=args.device, weights=args.weights, **parse_options(args.option)
+    )

@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="classic", help="registry name")
     parser.add_argument("--slices", type=int, default=12)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--out", default=None, help="also save image, example and result TIFFs here")
+    parser.add_argument(
+        "--out", default=None, help="also save image, example and result TIFFs here"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
         seconds = res.timings["features"] + res.timings["head"]
         print(f"{res.index:5d}  {row[0]:9.3f}  {row[1]:9.3f}  {res.score:10.3f}  {seconds:7.2f}")
     mean = np.mean(scores, axis=0)
-    print(f"mean IoU: object 1 {mean[0]:.3f}, object 2 {mean[1]:.3f}; "
-          f"{time.perf_counter() - start:.1f} s in all")
+    print(
+        f"mean IoU: object 1 {mean[0]:.3f}, object 2 {mean[1]:.3f}; "
+        f"{time.perf_counter() - start:.1f} s in all"
+    )
     if args.out:
         import tifffile
 

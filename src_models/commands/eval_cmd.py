@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shots", type=int, default=1, help="examples per episode (K-shot)")
     parser.add_argument("--out", default=None, help="write every result as JSON here")
     parser.add_argument(
-        "--limit", type=int, default=None,
+        "--limit",
+        type=int,
+        default=None,
         help="quick run: episodes per class (one-shot), slices nearest the start or objects "
         "(propagate, annotator), sequences (video), first slices/frames (speed)",
     )
@@ -30,11 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="video: first N frames")
     parser.add_argument("--target-iou", type=float, default=0.9, help="annotator: IoU target")
     parser.add_argument("--budget", type=int, default=None, help="annotator: most corrections")
-    parser.add_argument("--pick", choices=list(PICKS), default="confidence",
-                        help="annotator: least confident proposal, or the worst (oracle)")
-    parser.add_argument("--link", action="store_true",
-                        help="propagate/video/annotator: the engine's link option (keep what "
-                        "continues an object from the neighbouring slice)")
+    parser.add_argument(
+        "--pick",
+        choices=list(PICKS),
+        default="confidence",
+        help="annotator: least confident proposal, or the worst (oracle)",
+    )
+    parser.add_argument(
+        "--link",
+        action="store_true",
+        help="propagate/video/annotator: the engine's link option (keep what "
+        "continues an object from the neighbouring slice)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -66,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.data} holds no dataset the {args.protocol!r} protocol can use")
     backend = backend_from_args(args)
     note = RANDOM_NOTE if args.weights == "random" and args.backend != "classic" else ""
-    config = AnnotatorConfig(target_iou=args.target_iou, budget=args.budget, pick=args.pick,
-                             link=args.link)
+    config = AnnotatorConfig(
+        target_iou=args.target_iou, budget=args.budget, pick=args.pick, link=args.link
+    )
     bar = tqdm(desc=args.protocol, unit="slice", file=sys.stderr, disable=args.quiet)
 
     def on_item(item: object) -> None:
@@ -77,9 +87,18 @@ def run(args: argparse.Namespace) -> int:
 
     results = []
     for dataset in datasets:
-        gen = run_protocol(args.protocol, dataset, backend, shots=args.shots, limit=args.limit,
-                           note=note, device=_device(args.device), annotator=config,
-                           max_frames=args.max_frames, link=args.link)
+        gen = run_protocol(
+            args.protocol,
+            dataset,
+            backend,
+            shots=args.shots,
+            limit=args.limit,
+            note=note,
+            device=_device(args.device),
+            annotator=config,
+            max_frames=args.max_frames,
+            link=args.link,
+        )
         results.append(drain(gen, on_item))
     bar.close()
     print(results_table(results))

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend_arguments(parser)
     parser.add_argument("--timings", default=None, help="write per-slice seconds as JSON here")
     parser.add_argument(
-        "--link", action="store_true",
+        "--link",
+        action="store_true",
         help="stacks only: keep the parts of a proposal that touch the same id on the "
         "neighbouring slice (drops look-alikes away from the object)",
     )
@@ -33,8 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def timing_report(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-slice timings plus means and the ratio of total time to the backbone forward."""
     fresh = [r for r in results if not r["cached"]]
-    mean = {k: float(np.mean([r.get(k, 0.0) for r in fresh])) if fresh else 0.0
-            for k in ("features", "head", "backbone")}
+    mean = {
+        k: float(np.mean([r.get(k, 0.0) for r in fresh])) if fresh else 0.0
+        for k in ("features", "head", "backbone")
+    }
     report: dict[str, Any] = {"slices": results, "mean_seconds": mean}
     if mean["backbone"] > 0:
         report["total_over_backbone"] = (mean["features"] + mean["head"]) / mean["backbone"]
@@ -59,15 +62,22 @@ def run(args: argparse.Namespace) -> int:
     bar = None
     for res in propagate(images.images, labels, backend, link=args.link):
         if bar is None:  # created after validation, so a bad input prints one line only
-            bar = tqdm(total=res.total, desc=backend.name, unit="slice", file=sys.stderr,
-                       disable=args.quiet)
+            bar = tqdm(
+                total=res.total,
+                desc=backend.name,
+                unit="slice",
+                file=sys.stderr,
+                disable=args.quiet,
+            )
         bar.update(1)
         result[res.index] = res.labels
         rows.append({"index": res.index, "score": res.score, **res.timings})
     if bar is not None:
         bar.close()
-    final = [r if r is not None else np.zeros(np.shape(images.images[i])[:2], np.int32)
-             for i, r in enumerate(result)]
+    final = [
+        r if r is not None else np.zeros(np.shape(images.images[i])[:2], np.int32)
+        for i, r in enumerate(result)
+    ]
     write_labels(out, final, images)
     if args.timings:
         Path(args.timings).write_text(json.dumps(timing_report(rows), indent=2))

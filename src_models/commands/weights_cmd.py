@@ -9,7 +9,9 @@ HELP = "list, download, verify or locate model checkpoints (nothing downloads un
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["list", "download", "verify", "path"])
-    parser.add_argument("name", nargs="?", default=None, help="checkpoint name (see `weights list`)")
+    parser.add_argument(
+        "name", nargs="?", default=None, help="checkpoint name (see `weights list`)"
+    )
     parser.add_argument("--file", default=None, help="verify/path: check this file instead")
     parser.add_argument("--quiet", action="store_true", help="download: no progress bar")
 
@@ -24,7 +26,9 @@ def _list() -> int:
     for spec in WEIGHTS.values():
         found = find_local(spec)
         status = f"ready  {found}" if found else "missing"
-        print(f"{spec.name:<24} {_size(spec.size):>9}  {status}\n    {spec.file_name}; {spec.license}")
+        print(
+            f"{spec.name:<24} {_size(spec.size):>9}  {status}\n    {spec.file_name}; {spec.license}"
+        )
     return 0
 
 

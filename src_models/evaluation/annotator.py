@@ -92,8 +92,13 @@ class AnnotatorResult:
 
 
 def _run_round(
-    image: np.ndarray, truth: np.ndarray, examples: list[int], backend: Backend,
-    cache: FeatureCache, classes: list[int], link: bool = False,
+    image: np.ndarray,
+    truth: np.ndarray,
+    examples: list[int],
+    backend: Backend,
+    cache: FeatureCache,
+    classes: list[int],
+    link: bool = False,
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, float, int, int]]:
     """Propagate from ``examples``; return per-slice IoU and score, seconds, hits, misses."""
     labels = np.zeros_like(truth)
@@ -118,8 +123,11 @@ def _pick(
 
 
 def simulate_annotator(
-    image: np.ndarray, truth: np.ndarray, backend: Backend,
-    config: AnnotatorConfig | None = None, cache: FeatureCache | None = None,
+    image: np.ndarray,
+    truth: np.ndarray,
+    backend: Backend,
+    config: AnnotatorConfig | None = None,
+    cache: FeatureCache | None = None,
 ) -> Generator[Progress | Round, None, AnnotatorResult]:
     """Run the correct-and-rerun loop on a stack with a ground-truth label stack.
 
@@ -148,15 +156,33 @@ def simulate_annotator(
     corrected: int | None = None
     while True:
         ious, scores, seconds, hits, misses = yield from _run_round(
-            image, truth, examples, backend, cache, classes, config.link)
+            image, truth, examples, backend, cache, classes, config.link
+        )
         below = int((ious < config.target_iou).sum())
-        rounds.append(Round(len(rounds), corrected, sorted(examples), float(ious.mean()),
-                            float(ious.min()), below, seconds, hits, misses))
+        rounds.append(
+            Round(
+                len(rounds),
+                corrected,
+                sorted(examples),
+                float(ious.mean()),
+                float(ious.min()),
+                below,
+                seconds,
+                hits,
+                misses,
+            )
+        )
         yield rounds[-1]
         corrected = _pick(ious, scores, examples, config)
         if corrected is None or len(examples) - 1 >= budget:
             break
         examples.append(corrected)
-    return AnnotatorResult(len(truth), config.target_iou, config.pick, len(examples) - 1,
-                           rounds[-1].below_target == 0, sum(r.compute_seconds for r in rounds),
-                           rounds)
+    return AnnotatorResult(
+        len(truth),
+        config.target_iou,
+        config.pick,
+        len(examples) - 1,
+        rounds[-1].below_target == 0,
+        sum(r.compute_seconds for r in rounds),
+        rounds,
+    )

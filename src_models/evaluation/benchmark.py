@@ -102,15 +102,19 @@ def speed_benchmark(
     warm, warm_s = yield from _timed_run(image, labels, backend, cache, "cached re-run")
     stages = stage_means(cold)
     report: dict[str, Any] = {
-        "backend": backend.name, "device": device, "slices": len(cold),
+        "backend": backend.name,
+        "device": device,
+        "slices": len(cold),
         "shape": list(np.shape(image)),
         **{f"{k} s/slice": v for k, v in stages.items()},
         "total s/slice": stages.get("features", 0.0) + stages.get("head", 0.0),
         "cached head s/slice": stage_means(warm).get("head", float("nan")),
-        "cold run s": cold_s, "cached run s": warm_s,
+        "cold run s": cold_s,
+        "cached run s": warm_s,
         "cached speed-up": cold_s / warm_s if warm_s > 0 else float("nan"),
         "cache hits (re-run)": cache.hits - hits,
-        "peak RSS MiB": peak_rss_mb(), "RSS now MiB": current_rss_mb(),
+        "peak RSS MiB": peak_rss_mb(),
+        "RSS now MiB": current_rss_mb(),
     }
     if stages.get("backbone", 0.0) > 0:
         report["total / backbone"] = report["total s/slice"] / stages["backbone"]

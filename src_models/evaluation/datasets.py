@@ -192,16 +192,25 @@ def _read_stacks(folder: Path, meta: dict, max_side: int | None) -> list[Dataset
             continue
         image, labels = read_image(image_path), read_image(label_path).astype(np.int32)
         if image.shape[: labels.ndim] != labels.shape:
-            raise ValueError(f"{image_path.name} {image.shape} and {label_path.name} "
-                             f"{labels.shape} differ: the label stack must match the image")
+            raise ValueError(
+                f"{image_path.name} {image.shape} and {label_path.name} "
+                f"{labels.shape} differ: the label stack must match the image"
+            )
         labels = _binarise(labels)
         name = f"{folder.name}/{image_stem}"
         if labels.ndim == 2:
-            found.append(InstanceImage(name, _resize(image, max_side, 1),
-                                       _resize(labels, max_side, 0)))
+            found.append(
+                InstanceImage(name, _resize(image, max_side, 1), _resize(labels, max_side, 0))
+            )
         else:
-            found.append(Stack(name, _resize_stack(image, max_side, 1),
-                               _resize_stack(labels, max_side, 0), _is_instance(labels, meta)))
+            found.append(
+                Stack(
+                    name,
+                    _resize_stack(image, max_side, 1),
+                    _resize_stack(labels, max_side, 0),
+                    _is_instance(labels, meta),
+                )
+            )
     return found
 
 
@@ -228,8 +237,10 @@ def _read_image_set(folder: Path, max_side: int | None) -> ImageSet | None:
         masks = _files(mask_dir / sub) if (mask_dir / sub).is_dir() else {}
         missing = sorted(set(images) - set(masks))
         if missing:
-            raise ValueError(f"{images_dir / sub}: no mask for {', '.join(missing[:5])} in "
-                             f"{mask_dir / sub}; give every image a mask with the same name")
+            raise ValueError(
+                f"{images_dir / sub}: no mask for {', '.join(missing[:5])} in "
+                f"{mask_dir / sub}; give every image a mask with the same name"
+            )
         stems = list(images)
         groups = [sub] * len(stems) if sub else _stem_group(stems, folder.name)
         entries += [(g, images[s], masks[s]) for g, s in zip(groups, stems)]
@@ -255,8 +266,9 @@ def _read_video(folder: Path, max_side: int | None) -> Video | None:
         common = sorted(set(frames) & set(masks))
         if not common:
             raise ValueError(f"{seq.name}: no frame of JPEGImages has a mask in Annotations")
-        video.sequences.append(Sequence(seq.name, [frames[c] for c in common],
-                                        [masks[c] for c in common]))
+        video.sequences.append(
+            Sequence(seq.name, [frames[c] for c in common], [masks[c] for c in common])
+        )
     return video
 
 

@@ -55,9 +55,7 @@ class EvalResult:
         return asdict(self)
 
 
-def drain(
-    gen: Generator[Any, None, T], on_item: Callable[[Any], None] | None = None
-) -> T:
+def drain(gen: Generator[Any, None, T], on_item: Callable[[Any], None] | None = None) -> T:
     """Run a protocol generator to the end and return its result."""
     while True:
         try:
@@ -88,8 +86,13 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def _run(
-    images: Any, labels: Any, backend: Backend, cache: FeatureCache,
-    targets: list[int] | None, message: str, link: bool = False,
+    images: Any,
+    labels: Any,
+    backend: Backend,
+    cache: FeatureCache,
+    targets: list[int] | None,
+    message: str,
+    link: bool = False,
 ) -> Generator[Progress, None, list[SliceResult]]:
     """Propagate and collect every SliceResult, yielding progress per slice."""
     results = []
@@ -112,8 +115,14 @@ def episode_starts(n: int, episodes: int | None, seed: int) -> list[int]:
 
 
 def one_shot(
-    dataset: ImageSet, backend: Backend, *, shots: int = 1, episodes: int | None = None,
-    seed: int = 0, cache: FeatureCache | None = None, note: str = "",
+    dataset: ImageSet,
+    backend: Backend,
+    *,
+    shots: int = 1,
+    episodes: int | None = None,
+    seed: int = 0,
+    cache: FeatureCache | None = None,
+    note: str = "",
 ) -> Generator[Progress, None, EvalResult]:
     """K-shot within each class: K reference images (cyclic window from each start) → the rest.
 
@@ -132,25 +141,49 @@ def one_shot(
             targets = [i for i in idx if i not in refs]
             images = [dataset.images[i] for i in refs + targets]
             labels = [(dataset.masks[i] != 0).astype(np.int32) for i in refs]
-            results = yield from _run(images, labels + [None] * len(targets), backend, cache,
-                                      None, f"{group}: reference {dataset.names[refs[0]]}")
+            results = yield from _run(
+                images,
+                labels + [None] * len(targets),
+                backend,
+                cache,
+                None,
+                f"{group}: reference {dataset.names[refs[0]]}",
+            )
             for res in results:
                 t = targets[res.index - shots]
                 pred, truth = res.labels != 0, dataset.masks[t] != 0
                 acc.add(pred * k, truth * k, [k])
-                items.append({"class": group, "reference": [dataset.names[r] for r in refs],
-                              "target": dataset.names[t], "iou": metrics.iou(pred, truth),
-                              "dice": metrics.dice(pred, truth), "score": res.score,
-                              **_timing_row(res)})
+                items.append(
+                    {
+                        "class": group,
+                        "reference": [dataset.names[r] for r in refs],
+                        "target": dataset.names[t],
+                        "iou": metrics.iou(pred, truth),
+                        "dice": metrics.dice(pred, truth),
+                        "score": res.score,
+                        **_timing_row(res),
+                    }
+                )
     if not items:
         raise ValueError(f"{dataset.name}: no class has more than {shots} images to score")
     names = {k: g for k, g in enumerate(dataset.group_indices(), start=1)}
-    summary = {"mIoU": acc.miou(), "FB-IoU": acc.fb_iou(), "pairs": float(len(items)),
-               "mean IoU": _mean(i["iou"] for i in items),
-               "Dice": _mean(i["dice"] for i in items)}
+    summary = {
+        "mIoU": acc.miou(),
+        "FB-IoU": acc.fb_iou(),
+        "pairs": float(len(items)),
+        "mean IoU": _mean(i["iou"] for i in items),
+        "Dice": _mean(i["dice"] for i in items),
+    }
     summary.update({f"IoU[{names[k]}]": v for k, v in acc.class_iou().items()})
-    return EvalResult(f"{shots}-shot", dataset.name, backend.name, summary, items,
-                      time.perf_counter() - start_time, note)
+    return EvalResult(
+        f"{shots}-shot",
+        dataset.name,
+        backend.name,
+        summary,
+        items,
+        time.perf_counter() - start_time,
+        note,
+    )
 
 
 # instance one-shot: a fully labelled crop → every instance of the image --------------------
@@ -176,8 +209,13 @@ def crop_windows(labels: np.ndarray, size: int, count: int) -> list[tuple[int, i
 
 
 def instance_one_shot(
-    dataset: InstanceImage, backend: Backend, *, shots: int = 1, crop: int = 128,
-    cache: FeatureCache | None = None, note: str = "",
+    dataset: InstanceImage,
+    backend: Backend,
+    *,
+    shots: int = 1,
+    crop: int = 128,
+    cache: FeatureCache | None = None,
+    note: str = "",
 ) -> Generator[Progress, None, EvalResult]:
     """Label every instance inside ``shots`` crop windows, segment the whole image.
 
@@ -190,19 +228,45 @@ def instance_one_shot(
     corners = crop_windows(dataset.labels, size, shots)
     crops = [dataset.image[y : y + size, x : x + size] for y, x in corners]
     masks = [(dataset.labels[y : y + size, x : x + size] != 0).astype(np.int32) for y, x in corners]
-    results = yield from _run(crops + [dataset.image], masks + [None], backend,
-                              cache or FeatureCache(), None, f"{dataset.name}: whole image")
+    results = yield from _run(
+        crops + [dataset.image],
+        masks + [None],
+        backend,
+        cache or FeatureCache(),
+        None,
+        f"{dataset.name}: whole image",
+    )
     res = results[0]
     pred_fg, truth = res.labels != 0, dataset.labels
     match = metrics.match_instances(ndi.label(pred_fg)[0], truth)
-    summary = {"IoU (fg)": metrics.iou(pred_fg, truth != 0),
-               "Dice (fg)": metrics.dice(pred_fg, truth != 0),
-               "instance F1@0.5": match.f1, "precision": match.precision, "recall": match.recall,
-               "matched IoU": match.mean_matched_iou, "true instances": float(match.tp + match.fn)}
-    items = [{"crops": corners, "crop": size, "tp": match.tp, "fp": match.fp, "fn": match.fn,
-              **_timing_row(res)}]
-    return EvalResult(f"instance {shots}-shot", dataset.name, backend.name, summary, items,
-                      time.perf_counter() - start_time, note)
+    summary = {
+        "IoU (fg)": metrics.iou(pred_fg, truth != 0),
+        "Dice (fg)": metrics.dice(pred_fg, truth != 0),
+        "instance F1@0.5": match.f1,
+        "precision": match.precision,
+        "recall": match.recall,
+        "matched IoU": match.mean_matched_iou,
+        "true instances": float(match.tp + match.fn),
+    }
+    items = [
+        {
+            "crops": corners,
+            "crop": size,
+            "tp": match.tp,
+            "fp": match.fp,
+            "fn": match.fn,
+            **_timing_row(res),
+        }
+    ]
+    return EvalResult(
+        f"instance {shots}-shot",
+        dataset.name,
+        backend.name,
+        summary,
+        items,
+        time.perf_counter() - start_time,
+        note,
+    )
 
 
 # slice propagation --------------------------------------------------------------------------
@@ -261,8 +325,15 @@ def object_substack(labels: np.ndarray, obj: int, margin: int) -> tuple[slice, i
 
 
 def propagate_stack(
-    stack: Stack, backend: Backend, *, start: int | None = None, limit: int | None = None,
-    n_objects: int = 3, margin: int = 2, cache: FeatureCache | None = None, note: str = "",
+    stack: Stack,
+    backend: Backend,
+    *,
+    start: int | None = None,
+    limit: int | None = None,
+    n_objects: int = 3,
+    margin: int = 2,
+    cache: FeatureCache | None = None,
+    note: str = "",
     link: bool = False,
 ) -> Generator[Progress, None, EvalResult]:
     """Label one slice with ground truth, propagate, score every other slice.
@@ -288,31 +359,55 @@ def propagate_stack(
         classes = [int(c) for c in np.unique(truth) if c != 0]
         example = np.zeros_like(truth)
         example[s] = truth[s]
-        results = yield from _run(image, example, backend, cache, targets,
-                                  f"{stack.name}: {name}", link)
+        results = yield from _run(
+            image, example, backend, cache, targets, f"{stack.name}: {name}", link
+        )
         for res in results:
             pred, gt = res.labels, truth[res.index]
             if stack.instance:
                 acc.add((pred != 0) * k, (gt != 0) * k, [k])
             else:
                 acc.add(pred, gt, classes)
-            items.append({"run": name, "start": s + offset, "slice": res.index + offset,
-                          "iou": slice_iou(pred, gt, classes),
-                          "dice": metrics.dice(pred != 0, gt != 0), "score": res.score,
-                          **_timing_row(res)})
-    summary = {"mIoU": acc.miou(), "FB-IoU": acc.fb_iou(), "slices": float(len(items)),
-               "mean slice IoU": _mean(i["iou"] for i in items),
-               "Dice": _mean(i["dice"] for i in items)}
-    return EvalResult("propagate", stack.name, backend.name, summary, items,
-                      time.perf_counter() - start_time, note)
+            items.append(
+                {
+                    "run": name,
+                    "start": s + offset,
+                    "slice": res.index + offset,
+                    "iou": slice_iou(pred, gt, classes),
+                    "dice": metrics.dice(pred != 0, gt != 0),
+                    "score": res.score,
+                    **_timing_row(res),
+                }
+            )
+    summary = {
+        "mIoU": acc.miou(),
+        "FB-IoU": acc.fb_iou(),
+        "slices": float(len(items)),
+        "mean slice IoU": _mean(i["iou"] for i in items),
+        "Dice": _mean(i["dice"] for i in items),
+    }
+    return EvalResult(
+        "propagate",
+        stack.name,
+        backend.name,
+        summary,
+        items,
+        time.perf_counter() - start_time,
+        note,
+    )
 
 
 # video propagation --------------------------------------------------------------------------
 
 
 def video(
-    data: Video, backend: Backend, *, limit: int | None = None, max_frames: int | None = None,
-    note: str = "", link: bool = False,
+    data: Video,
+    backend: Backend,
+    *,
+    limit: int | None = None,
+    max_frames: int | None = None,
+    note: str = "",
+    link: bool = False,
 ) -> Generator[Progress, None, EvalResult]:
     """Frame 0's mask → every later frame; DAVIS J, F and J&F per sequence.
 
@@ -324,18 +419,26 @@ def video(
         stack = seq.load(max_frames, data.max_side)
         example = np.zeros_like(stack.labels)
         example[0] = stack.labels[0]
-        results = yield from _run(stack.image, example, backend, FeatureCache(), None, seq.name,
-                                  link)
+        results = yield from _run(
+            stack.image, example, backend, FeatureCache(), None, seq.name, link
+        )
         last = len(stack.labels) - 1
         scored = [r for r in results if last < 2 or r.index != last]
         j = [metrics.davis_j(r.labels != 0, stack.labels[r.index] != 0) for r in scored]
         f = [metrics.boundary_f(r.labels != 0, stack.labels[r.index] != 0) for r in scored]
         times = [_timing_row(r) for r in results]
-        items.append({"sequence": seq.name, "frames": len(stack.labels), **metrics.j_and_f(j, f),
-                      "seconds per frame": _mean(t["features"] + t["head"] for t in times)})
+        items.append(
+            {
+                "sequence": seq.name,
+                "frames": len(stack.labels),
+                **metrics.j_and_f(j, f),
+                "seconds per frame": _mean(t["features"] + t["head"] for t in times),
+            }
+        )
     if not items:
         raise ValueError(f"{data.name}: no sequence to score")
     summary = {k: _mean(i[k] for i in items) for k in ("J&F", "J", "F")}
     summary["sequences"] = float(len(items))
-    return EvalResult("video", data.name, backend.name, summary, items,
-                      time.perf_counter() - start_time, note)
+    return EvalResult(
+        "video", data.name, backend.name, summary, items, time.perf_counter() - start_time, note
+    )

@@ -7,8 +7,15 @@ from collections.abc import Sequence
 
 from src_models.evaluation.protocols import EvalResult
 
-COUNT_KEYS = ("pairs", "slices", "sequences", "corrections", "true instances", "reached",
-              "cache hits (re-run)")
+COUNT_KEYS = (
+    "pairs",
+    "slices",
+    "sequences",
+    "corrections",
+    "true instances",
+    "reached",
+    "cache hits (re-run)",
+)
 
 
 def format_value(key: str, value: object) -> str:

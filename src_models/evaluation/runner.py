@@ -56,20 +56,29 @@ def run_annotator(
     image, truth, where = annotator_stack(stack, limit)
     result = yield from simulate_annotator(image, truth, backend, config)
     first, last = result.rounds[0], result.rounds[-1]
-    summary = {"slices": float(result.n_slices), "target IoU": result.target_iou,
-               "corrections": float(result.corrections), "reached": float(result.reached_target),
-               "IoU round 0": first.mean_iou, "IoU final": last.mean_iou,
-               "min IoU final": last.min_iou, "compute s": result.total_seconds,
-               "s round 0": first.compute_seconds,
-               "s per re-run": float(np.mean([r.compute_seconds for r in result.rounds[1:]]))
-               if len(result.rounds) > 1 else float("nan")}
+    summary = {
+        "slices": float(result.n_slices),
+        "target IoU": result.target_iou,
+        "corrections": float(result.corrections),
+        "reached": float(result.reached_target),
+        "IoU round 0": first.mean_iou,
+        "IoU final": last.mean_iou,
+        "min IoU final": last.min_iou,
+        "compute s": result.total_seconds,
+        "s round 0": first.compute_seconds,
+        "s per re-run": float(np.mean([r.compute_seconds for r in result.rounds[1:]]))
+        if len(result.rounds) > 1
+        else float("nan"),
+    }
     items = [{"where": where, "pick": config.pick, **asdict(r)} for r in result.rounds]
-    return EvalResult("annotator", stack.name, backend.name, summary, items,
-                      time.perf_counter() - start, note)
+    return EvalResult(
+        "annotator", stack.name, backend.name, summary, items, time.perf_counter() - start, note
+    )
 
 
-def run_speed(dataset: Stack | Video, backend: Backend, limit: int | None, device: str,
-              note: str) -> Generator[Any, None, EvalResult]:
+def run_speed(
+    dataset: Stack | Video, backend: Backend, limit: int | None, device: str, note: str
+) -> Generator[Any, None, EvalResult]:
     start = time.perf_counter()
     if isinstance(dataset, Video):
         stack = dataset.sequences[0].load(limit, dataset.max_side)
@@ -84,30 +93,48 @@ def run_speed(dataset: Stack | Video, backend: Backend, limit: int | None, devic
     labels[s] = truth[s]
     report = yield from speed_benchmark(image, labels, backend, device)
     summary = {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
-    return EvalResult("speed", stack.name, backend.name, summary, [report],
-                      time.perf_counter() - start, note)
+    return EvalResult(
+        "speed", stack.name, backend.name, summary, [report], time.perf_counter() - start, note
+    )
 
 
 def run_protocol(
-    protocol: str, dataset: Dataset, backend: Backend, *, shots: int = 1,
-    limit: int | None = None, note: str = "", device: str = "cpu",
-    annotator: AnnotatorConfig | None = None, max_frames: int | None = None, link: bool = False,
+    protocol: str,
+    dataset: Dataset,
+    backend: Backend,
+    *,
+    shots: int = 1,
+    limit: int | None = None,
+    note: str = "",
+    device: str = "cpu",
+    annotator: AnnotatorConfig | None = None,
+    max_frames: int | None = None,
+    link: bool = False,
 ) -> Generator[Progress | Any, None, EvalResult]:
     """Run one protocol on one dataset; ``limit`` bounds the work (see the CLI help)."""
     if not compatible(protocol, dataset):
-        raise ValueError(f"protocol {protocol!r} needs a {' or '.join(PROTOCOLS[protocol])} "
-                         f"dataset; {dataset.name} is {dataset.kind!r}")
+        raise ValueError(
+            f"protocol {protocol!r} needs a {' or '.join(PROTOCOLS[protocol])} "
+            f"dataset; {dataset.name} is {dataset.kind!r}"
+        )
     if protocol == "one-shot" and isinstance(dataset, ImageSet):
-        return (yield from protocols.one_shot(dataset, backend, shots=shots, episodes=limit,
-                                              note=note))
+        return (
+            yield from protocols.one_shot(dataset, backend, shots=shots, episodes=limit, note=note)
+        )
     if protocol == "one-shot" and isinstance(dataset, InstanceImage):
         return (yield from protocols.instance_one_shot(dataset, backend, shots=shots, note=note))
     if protocol == "propagate" and isinstance(dataset, Stack):
-        return (yield from protocols.propagate_stack(dataset, backend, limit=limit, note=note,
-                                                     link=link))
+        return (
+            yield from protocols.propagate_stack(
+                dataset, backend, limit=limit, note=note, link=link
+            )
+        )
     if protocol == "video" and isinstance(dataset, Video):
-        return (yield from protocols.video(dataset, backend, limit=limit, max_frames=max_frames,
-                                           note=note, link=link))
+        return (
+            yield from protocols.video(
+                dataset, backend, limit=limit, max_frames=max_frames, note=note, link=link
+            )
+        )
     if protocol == "annotator" and isinstance(dataset, Stack):
         config = annotator or AnnotatorConfig()
         return (yield from run_annotator(dataset, backend, config, limit, note))

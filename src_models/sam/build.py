@@ -49,8 +49,18 @@ SAM_ARCHS: dict[str, SamArch] = {
     "vit_l": SamArch("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamArch("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
     # A few-MB model with the same module classes, for tests and smoke runs (random weights).
-    "test_tiny": SamArch("test_tiny", 32, 2, 2, (1,), img_size=256, prompt_dim=32,
-                         decoder_mlp=64, decoder_heads=2, window=4),
+    "test_tiny": SamArch(
+        "test_tiny",
+        32,
+        2,
+        2,
+        (1,),
+        img_size=256,
+        prompt_dim=32,
+        decoder_mlp=64,
+        decoder_heads=2,
+        window=4,
+    ),
 }
 
 
@@ -73,20 +83,36 @@ def _build_modules(arch: SamArch) -> nn.Module:
     grid = arch.img_size // 16
     return Sam(
         image_encoder=ImageEncoderViT(
-            depth=arch.depth, embed_dim=arch.embed_dim, img_size=arch.img_size, mlp_ratio=4,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6), num_heads=arch.num_heads, patch_size=16,
-            qkv_bias=True, use_rel_pos=True, global_attn_indexes=arch.global_attn,
-            window_size=arch.window, out_chans=arch.prompt_dim,
+            depth=arch.depth,
+            embed_dim=arch.embed_dim,
+            img_size=arch.img_size,
+            mlp_ratio=4,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            num_heads=arch.num_heads,
+            patch_size=16,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=arch.global_attn,
+            window_size=arch.window,
+            out_chans=arch.prompt_dim,
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=arch.prompt_dim, image_embedding_size=(grid, grid),
-            input_image_size=(arch.img_size, arch.img_size), mask_in_chans=16,
+            embed_dim=arch.prompt_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(arch.img_size, arch.img_size),
+            mask_in_chans=16,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=arch.prompt_dim,
-                                          mlp_dim=arch.decoder_mlp, num_heads=arch.decoder_heads),
-            transformer_dim=arch.prompt_dim, iou_head_depth=3, iou_head_hidden_dim=256,
+            transformer=TwoWayTransformer(
+                depth=2,
+                embedding_dim=arch.prompt_dim,
+                mlp_dim=arch.decoder_mlp,
+                num_heads=arch.decoder_heads,
+            ),
+            transformer_dim=arch.prompt_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
         ),
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],

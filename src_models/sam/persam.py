@@ -177,7 +177,9 @@ def persam_predict(
     labels = np.array([1, 0] if config.negative_point else [1], np.int64)
     device = head.predictor.device
     attn = attention_bias(head, emb, prior).to(device) if config.guided_attention else None
-    semantic = torch.from_numpy(target).reshape(1, 1, -1).to(device) if config.semantic_prompt else None
+    semantic = (
+        torch.from_numpy(target).reshape(1, 1, -1).to(device) if config.semantic_prompt else None
+    )
     with persam_prompts(context, attn, semantic):
         first = head.predict(points, labels, multimask=False)
     return cascade_refine(head, points, labels, first, 0, config.refine_steps)

@@ -80,7 +80,9 @@ class SemanticBlock(TwoWayAttentionBlock):
 
     persam: PersamContext
 
-    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+    ) -> tuple[Tensor, Tensor]:
         target = self.persam.target_embedding if hasattr(self, "persam") else None
         if target is not None:
             queries = queries + target

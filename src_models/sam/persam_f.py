@@ -48,7 +48,9 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, alpha: float, gamma: float
+) -> torch.Tensor:
     """Mean sigmoid focal loss (Lin et al.) of (H, W) logits against a {0, 1} target."""
     prob = logits.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -92,7 +94,11 @@ def train_weights(
         (2,) float32 weights and timings {"persam_f_decode": s, "persam_f_train": s}.
     """
     start = time.perf_counter()
-    pairs = [_training_pair(head, e, m, prototype, config.max_side) for e, m in zip(embs, masks) if m.any()]
+    pairs = [
+        _training_pair(head, e, m, prototype, config.max_side)
+        for e, m in zip(embs, masks)
+        if m.any()
+    ]
     decoded = time.perf_counter()
     weights = torch.nn.Parameter(torch.ones(2) / 3)
     threads = torch.get_num_threads()
@@ -106,7 +112,9 @@ def train_weights(
 
 
 def _fit(
-    weights: torch.nn.Parameter, pairs: list[tuple[torch.Tensor, torch.Tensor]], config: PersamFConfig
+    weights: torch.nn.Parameter,
+    pairs: list[tuple[torch.Tensor, torch.Tensor]],
+    config: PersamFConfig,
 ) -> None:
     """AdamW + cosine schedule on dice + focal loss of the blended logits."""
     optimizer = torch.optim.AdamW([weights], lr=config.lr, eps=config.eps)
@@ -148,5 +156,9 @@ def persam_f_predict(
             break
         pred = head.predict(pos, labels, box=box, mask_input=low_res)
         best = pred.best()
-        logits, low_res, score = pred.logits[best], pred.low_res[best : best + 1], float(pred.scores[best])
+        logits, low_res, score = (
+            pred.logits[best],
+            pred.low_res[best : best + 1],
+            float(pred.scores[best]),
+        )
     return logits, score

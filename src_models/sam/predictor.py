@@ -104,7 +104,9 @@ class SamEncoder:
             cached = self.disk_cache.get(key)
             if cached is not None:
                 self.last_timings = {"sam_encoder": 0.0}
-                size = ResizeLongestSide.get_preprocess_shape(original[0], original[1], self.img_size)
+                size = ResizeLongestSide.get_preprocess_shape(
+                    original[0], original[1], self.img_size
+                )
                 return SamEmbedding(cached, (int(size[0]), int(size[1])), original)
         embedding, input_size = self._encode(image)
         if self.disk_cache is not None:
@@ -183,7 +185,9 @@ class SamHead:
             return_logits=True,
         )
         self.call_seconds.append(time.perf_counter() - start)
-        return Prediction(logits.astype(np.float32), scores.astype(np.float32), low_res.astype(np.float32))
+        return Prediction(
+            logits.astype(np.float32), scores.astype(np.float32), low_res.astype(np.float32)
+        )
 
     def image_grid_map(self, emb: SamEmbedding, values: np.ndarray, fill: float) -> np.ndarray:
         """Map an (H, W) image-size map onto the (g, g) embedding grid (resize, pad, average).

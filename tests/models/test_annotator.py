@@ -32,8 +32,10 @@ def test_loop_converges_on_synthetic_stack(stack: tuple[np.ndarray, np.ndarray])
     image, truth = stack
     cache = FeatureCache()
     items: list[object] = []
-    result = drain(simulate_annotator(image, truth, _classic(), AnnotatorConfig(target_iou=0.9),
-                                      cache=cache), items.append)
+    result = drain(
+        simulate_annotator(image, truth, _classic(), AnnotatorConfig(target_iou=0.9), cache=cache),
+        items.append,
+    )
     first, last = result.rounds[0], result.rounds[-1]
     assert first.below_target > 0  # one example is not enough: the loop has work to do
     assert result.reached_target and last.below_target == 0 and last.min_iou >= 0.9
@@ -52,8 +54,9 @@ def test_loop_converges_on_synthetic_stack(stack: tuple[np.ndarray, np.ndarray])
 
 def test_budget_stops_the_loop(stack: tuple[np.ndarray, np.ndarray]) -> None:
     image, truth = stack
-    result = drain(simulate_annotator(image, truth, _classic(),
-                                      AnnotatorConfig(target_iou=0.999, budget=1)))
+    result = drain(
+        simulate_annotator(image, truth, _classic(), AnnotatorConfig(target_iou=0.999, budget=1))
+    )
     assert result.corrections == 1 and len(result.rounds) == 2
     assert not result.reached_target
 

@@ -33,7 +33,9 @@ def test_confidence_is_lower_where_the_answer_is_unclear() -> None:
     labels = example_labels(truth, 0)
     noisy = image.astype(np.float64)
     noisy[3] = np.random.default_rng(0).uniform(noisy.min(), noisy.max(), noisy[3].shape)
-    results = {r.index: r for r in propagate(noisy, labels, ClassicBackend(ClassicConfig(smooth_sigma=0)))}
+    results = {
+        r.index: r for r in propagate(noisy, labels, ClassicBackend(ClassicConfig(smooth_sigma=0)))
+    }
     assert results[3].confidence.mean() < results[1].confidence.mean()
 
 
@@ -53,8 +55,14 @@ def test_per_slice_standardisation_copes_with_brightness_drift() -> None:
     labels = example_labels(truth, 0)
 
     def mean_iou(config: ClassicConfig) -> float:
-        return float(np.mean([iou(r.labels == 1, truth[r.index] == 1)
-                              for r in propagate(drifted, labels, ClassicBackend(config))]))
+        return float(
+            np.mean(
+                [
+                    iou(r.labels == 1, truth[r.index] == 1)
+                    for r in propagate(drifted, labels, ClassicBackend(config))
+                ]
+            )
+        )
 
     plain, standardised = mean_iou(ClassicConfig()), mean_iou(ClassicConfig(per_slice=True))
     assert standardised > 0.85 and standardised > plain + 0.2

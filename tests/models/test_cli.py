@@ -40,8 +40,19 @@ def folder_files(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
 def test_propagate_a_stack_with_timings(stack_files, tmp_path: Path) -> None:
     image, labels, truth = stack_files
     out, timings = tmp_path / "out.tif", tmp_path / "t.json"
-    code = main(["propagate", str(image), "--labels", str(labels), "--out", str(out),
-                 "--timings", str(timings), "--quiet"])
+    code = main(
+        [
+            "propagate",
+            str(image),
+            "--labels",
+            str(labels),
+            "--out",
+            str(out),
+            "--timings",
+            str(timings),
+            "--quiet",
+        ]
+    )
     assert code == 0
     result = tifffile.imread(out)
     assert result.shape == truth.shape
@@ -55,15 +66,18 @@ def test_propagate_a_stack_with_timings(stack_files, tmp_path: Path) -> None:
 def test_propagate_a_folder_mirrors_it(folder_files, tmp_path: Path) -> None:
     images, masks, truth = folder_files
     out = tmp_path / "out"
-    assert main(["propagate", str(images), "--labels", str(masks), "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(["propagate", str(images), "--labels", str(masks), "--out", str(out), "--quiet"]) == 0
+    )
     written = sorted(p.name for p in out.iterdir())
     assert written == [f"img_{i}.png" for i in range(4)]
     assert iou(iio.imread(out / "img_3.png") == 1, truth[3] == 1) > 0.7
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "src_models.cli", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "src_models.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_existing_output_is_refused_unless_overwrite(stack_files, tmp_path: Path) -> None:
@@ -73,13 +87,28 @@ def test_existing_output_is_refused_unless_overwrite(stack_files, tmp_path: Path
     done = _run("propagate", str(image), "--labels", str(labels), "--out", str(out))
     assert done.returncode == 2 and "--overwrite" in done.stderr
     assert "Traceback" not in done.stderr and out.read_bytes() == b"keep me"
-    assert main(["propagate", str(image), "--labels", str(labels), "--out", str(out),
-                 "--overwrite", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "propagate",
+                str(image),
+                "--labels",
+                str(labels),
+                "--out",
+                str(out),
+                "--overwrite",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert tifffile.imread(out).shape == (5, 48, 48)
 
 
-@pytest.mark.parametrize("case", ["no_examples", "shape", "whole", "nan", "ndim", "unreadable",
-                                  "empty_mask", "unknown_backend"])
+@pytest.mark.parametrize(
+    "case",
+    ["no_examples", "shape", "whole", "nan", "ndim", "unreadable", "empty_mask", "unknown_backend"],
+)
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(case: str, tmp_path: Path) -> None:
     image = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
     labels = np.zeros((3, 16, 16), np.uint8)
@@ -104,8 +133,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case: str, tmp_path:
         src.mkdir()
         lab.mkdir()
         iio.imwrite(src / "a.png", (image[0] * 255).astype(np.uint8))
-        (src / "b.png").write_bytes(b"\x89PNG broken") if case == "unreadable" else \
-            iio.imwrite(src / "b.png", (image[1] * 255).astype(np.uint8))
+        (src / "b.png").write_bytes(b"\x89PNG broken") if case == "unreadable" else iio.imwrite(
+            src / "b.png", (image[1] * 255).astype(np.uint8)
+        )
         iio.imwrite(lab / "a.png", labels[0] * (case != "empty_mask"))
     out = tmp_path / "out"
     done = _run("propagate", str(src), "--labels", str(lab), "--out", str(out), *args)

@@ -45,7 +45,9 @@ def test_order_moves_outward_from_the_examples() -> None:
         propagation_order(3, [0], targets=[5])
 
 
-def test_results_stream_one_slice_at_a_time_and_can_stop(stack: tuple[np.ndarray, np.ndarray]) -> None:
+def test_results_stream_one_slice_at_a_time_and_can_stop(
+    stack: tuple[np.ndarray, np.ndarray],
+) -> None:
     image, truth = stack
     backend = CountingBackend()
     run = propagate(image, example_labels(truth, 3), backend)
@@ -53,7 +55,7 @@ def test_results_stream_one_slice_at_a_time_and_can_stop(stack: tuple[np.ndarray
     assert first.index in (2, 4) and first.total == 7 and first.done == 1
     assert first.labels.shape == (64, 64) and first.labels.dtype == np.int32
     assert first.confidence.dtype == np.float32
-    assert 0.0 <= first.confidence.min() and first.confidence.max() <= 1.0
+    assert first.confidence.min() >= 0.0 and first.confidence.max() <= 1.0
     assert 0.0 <= first.score <= 1.0
     assert {"features", "head", "fit"} <= set(first.timings)
     run.close()  # stop mid-run: no more work happens

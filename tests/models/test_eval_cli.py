@@ -170,8 +170,22 @@ def test_eval_command_is_registered_and_writes_json(tmp_path: Path, capsys) -> N
     assert "eval" in cli.COMMANDS
     _write_stack(tmp_path)
     out = tmp_path / "results.json"
-    rc = cli.main(["eval", "--data", str(tmp_path), "--protocol", "propagate", "--backend",
-                   "classic", "--option", "n_estimators=5", "--out", str(out), "--quiet"])
+    rc = cli.main(
+        [
+            "eval",
+            "--data",
+            str(tmp_path),
+            "--protocol",
+            "propagate",
+            "--backend",
+            "classic",
+            "--option",
+            "n_estimators=5",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| dataset | backend | mIoU" in printed and "classic" in printed
@@ -182,8 +196,22 @@ def test_eval_command_is_registered_and_writes_json(tmp_path: Path, capsys) -> N
 
 def test_eval_annotator_protocol(tmp_path: Path, capsys) -> None:
     _write_stack(tmp_path)
-    rc = cli.main(["eval", "--data", str(tmp_path), "--protocol", "annotator", "--backend",
-                   "classic", "--option", "n_estimators=5", "--target-iou", "0.5", "--quiet"])
+    rc = cli.main(
+        [
+            "eval",
+            "--data",
+            str(tmp_path),
+            "--protocol",
+            "annotator",
+            "--backend",
+            "classic",
+            "--option",
+            "n_estimators=5",
+            "--target-iou",
+            "0.5",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert "corrections" in capsys.readouterr().out
 
@@ -193,8 +221,12 @@ def test_eval_refuses_a_protocol_the_data_cannot_run(tmp_path: Path, capsys) -> 
     rc = cli.main(["eval", "--data", str(tmp_path), "--protocol", "video", "--quiet"])
     assert rc == 2
     assert "video" in capsys.readouterr().err
-    assert cli.main(["eval", "--data", str(tmp_path), "--protocol", "propagate",
-                     "--limit", "0", "--quiet"]) == 2
+    assert (
+        cli.main(
+            ["eval", "--data", str(tmp_path), "--protocol", "propagate", "--limit", "0", "--quiet"]
+        )
+        == 2
+    )
 
 
 def test_eval_takes_any_registry_name_and_labels_random_weights(
@@ -203,8 +235,20 @@ def test_eval_takes_any_registry_name_and_labels_random_weights(
     info = BackendInfo("threshold", "test", lambda **kw: ThresholdBackend(), lambda: True)
     monkeypatch.setitem(BACKENDS, "threshold", info)
     _write_davis(tmp_path, frames=3)
-    rc = cli.main(["eval", "--data", str(tmp_path), "--protocol", "video", "--backend",
-                   "threshold", "--weights", "random", "--quiet"])
+    rc = cli.main(
+        [
+            "eval",
+            "--data",
+            str(tmp_path),
+            "--protocol",
+            "video",
+            "--backend",
+            "threshold",
+            "--weights",
+            "random",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert RANDOM_NOTE in printed and "| 1.000 |" in printed

@@ -62,11 +62,8 @@ def test_accumulator_miou_and_fb_iou() -> None:
 def test_boundary_map_matches_hand_drawn_davis_convention() -> None:
     mask = _square((5, 5), 1, 1, 3)
     expected = np.array(
-        [[1, 1, 1, 1, 0],
-         [1, 0, 0, 1, 0],
-         [1, 0, 0, 1, 0],
-         [1, 1, 1, 1, 0],
-         [0, 0, 0, 0, 0]], bool)
+        [[1, 1, 1, 1, 0], [1, 0, 0, 1, 0], [1, 0, 0, 1, 0], [1, 1, 1, 1, 0], [0, 0, 0, 0, 0]], bool
+    )
     np.testing.assert_array_equal(metrics.boundary_map(mask), expected)
     # the image border is not a boundary
     assert not metrics.boundary_map(np.ones((4, 4))).any()

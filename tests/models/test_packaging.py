@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_installed_entry_point_serves_the_top_level_manifest() -> None:
-    (entry,) = [e for e in metadata.entry_points(group="napari.manifest") if e.name == "napari-incontext"]
+    (entry,) = [
+        e for e in metadata.entry_points(group="napari.manifest") if e.name == "napari-incontext"
+    ]
     package, _, name = entry.value.partition(":")
     served = (resources.files(package) / name).read_text()
     assert served == (ROOT / "napari.yaml").read_text()
@@ -28,14 +30,29 @@ def test_manifest_loads_through_npe2() -> None:
 
 def test_wheel_carries_the_manifest_as_a_real_file(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-         "-q", "-w", str(tmp_path)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = tmp_path.glob("napari_incontext-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        assert archive.read("napari_incontext/napari.yaml").decode() == (ROOT / "napari.yaml").read_text()
+        assert (
+            archive.read("napari_incontext/napari.yaml").decode()
+            == (ROOT / "napari.yaml").read_text()
+        )
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         text = archive.read(entry_points).decode()
     assert "napari-incontext = napari_incontext:napari.yaml" in text

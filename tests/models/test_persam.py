@@ -76,7 +76,11 @@ def test_install_persam_keeps_weights_and_stock_output_when_off(tiny: torch.nn.M
     blocks = tiny.mask_decoder.transformer.layers
     assert all(isinstance(b, SemanticBlock) for b in blocks)
     assert all(isinstance(b.cross_attn_token_to_image, GuidedAttention) for b in blocks)
-    image, pe, tokens = torch.randn(1, 32, 16, 16), torch.randn(1, 32, 16, 16), torch.randn(1, 7, 32)
+    image, pe, tokens = (
+        torch.randn(1, 32, 16, 16),
+        torch.randn(1, 32, 16, 16),
+        torch.randn(1, 7, 32),
+    )
     out = tiny.mask_decoder.transformer(image, pe, tokens)
     ref = stock.mask_decoder.transformer(image, pe, tokens)
     assert all(torch.allclose(o, r, atol=1e-6) for o, r in zip(out, ref))
@@ -97,7 +101,9 @@ def test_guided_attention_matches_manual_computation(tiny: torch.nn.Module) -> N
     qh = attn._separate_heads(attn.q_proj(q), heads)
     kh = attn._separate_heads(attn.k_proj(k), heads)
     vh = attn._separate_heads(attn.v_proj(k), heads)
-    w = torch.softmax(torch.softmax(qh @ kh.transpose(-1, -2) / (qh.shape[-1] ** 0.5), -1) + bias, -1)
+    w = torch.softmax(
+        torch.softmax(qh @ kh.transpose(-1, -2) / (qh.shape[-1] ** 0.5), -1) + bias, -1
+    )
     assert torch.allclose(out, attn.out_proj(attn._recombine_heads(w @ vh)), atol=1e-5)
 
 
@@ -106,7 +112,12 @@ def test_semantic_prompt_is_added_to_block_tokens_and_final_query(tiny: torch.nn
     context = install_persam(tiny)
     transformer = tiny.mask_decoder.transformer
     target = torch.randn(1, 1, 32)
-    q, k, qpe, kpe = torch.randn(1, 7, 32), torch.randn(1, 256, 32), torch.randn(1, 7, 32), torch.randn(1, 256, 32)
+    q, k, qpe, kpe = (
+        torch.randn(1, 7, 32),
+        torch.randn(1, 256, 32),
+        torch.randn(1, 7, 32),
+        torch.randn(1, 256, 32),
+    )
     with persam_prompts(context, None, target):
         block_out = transformer.layers[1](q, k, qpe, kpe)
         final_out = transformer.final_attn_token_to_image(q=q, k=k, v=k)
@@ -154,9 +165,17 @@ class _RecordingHead(SamHead):
         logits[:, 10:30, 20:50] = 5.0
         low = np.random.default_rng(len(self.calls)).standard_normal((n, 64, 64)).astype(np.float32)
         scores = np.array([0.1, 0.9, 0.3][:n], np.float32)
-        self.calls.append({"points": points, "box": box, "mask_input": mask_input,
-                           "multimask": multimask, "attn": self.context.attn_sim is not None,
-                           "semantic": self.context.target_embedding is not None, "low": low})
+        self.calls.append(
+            {
+                "points": points,
+                "box": box,
+                "mask_input": mask_input,
+                "multimask": multimask,
+                "attn": self.context.attn_sim is not None,
+                "semantic": self.context.target_embedding is not None,
+                "low": low,
+            }
+        )
         return Prediction(logits, scores, low)
 
 
@@ -165,8 +184,9 @@ def test_cascaded_refinement_order(tiny: torch.nn.Module) -> None:
     emb = SamEmbedding(np.zeros((32, 16, 16), np.float16), (171, 256), (40, 60))
     prior = np.zeros((40, 60), np.float32)
     prior[20, 30], prior[0, 0] = 1.0, -1.0
-    logits, score = persam_predict(head, head.context, emb, np.ones(32, np.float32) / 32**0.5,
-                                   prior, PersamConfig())
+    logits, score = persam_predict(
+        head, head.context, emb, np.ones(32, np.float32) / 32**0.5, prior, PersamConfig()
+    )
     first, second, third = head.calls
     assert first["multimask"] is False and first["attn"] and first["semantic"]
     assert first["mask_input"] is None and first["box"] is None
@@ -196,7 +216,9 @@ def test_persam_f_blend_and_training_pick_the_right_mask(tiny: torch.nn.Module) 
     cands[0, :30] = 4.0  # wrong: top half
     cands[1][mask] = 4.0  # right
     cands[2] = 4.0  # wrong: everything
-    head.predict = lambda *a, **kw: Prediction(cands, np.ones(3, np.float32), np.zeros((3, 64, 64), np.float32))  # type: ignore[method-assign]
+    head.predict = lambda *a, **kw: Prediction(
+        cands, np.ones(3, np.float32), np.zeros((3, 64, 64), np.float32)
+    )  # type: ignore[method-assign]
     target = target_embedding(head, [emb], [mask], "max_mean")
     w, timings = train_weights(head, [emb], [mask], target, PersamFConfig(iterations=200, lr=1e-2))
     blended = blend(torch.from_numpy(w), torch.from_numpy(cands)).numpy()

@@ -28,7 +28,9 @@ def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, W.Weights
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "tiny_sam.pth"
     torch.save(build_sam_random("test_tiny").state_dict(), path)
-    spec = dataclasses.replace(W.get_spec("sam_vit_b"), file_name=path.name, sha256=W.sha256sum(path))
+    spec = dataclasses.replace(
+        W.get_spec("sam_vit_b"), file_name=path.name, sha256=W.sha256sum(path)
+    )
     return path, spec
 
 
@@ -51,7 +53,9 @@ def test_encoder_embedding_shape_and_frame(tiny: torch.nn.Module) -> None:
     assert emb.input_size == (171, 256) and emb.original_size == (60, 90)  # longest side → 256
 
 
-def test_bf16_encoder_is_close_to_fp32(tiny: torch.nn.Module, tiny_file: tuple[Path, W.WeightsSpec]) -> None:
+def test_bf16_encoder_is_close_to_fp32(
+    tiny: torch.nn.Module, tiny_file: tuple[Path, W.WeightsSpec]
+) -> None:
     image = _image()[0]
     fp32 = SamEncoder(tiny, CPU, torch.float32)(image).embedding.astype(np.float32).ravel()
     bf16 = SamEncoder(build_sam("test_tiny", *tiny_file), CPU, torch.bfloat16)(image)
@@ -80,8 +84,16 @@ def test_feature_cache_second_run_never_reencodes(tiny_file: tuple[Path, W.Weigh
     stack = np.stack([_image()[0].mean(-1)] * 3)
     labels = np.zeros(stack.shape, np.int32)
     labels[0][_image()[1]] = 1
-    backend = build_backend("dinov2-sam", device="cpu", weights="random", sam_weights=str(tiny_file[0]),
-                            sam_model="test_tiny", input_size=56, dtype="float32", correspondence="sam")
+    backend = build_backend(
+        "dinov2-sam",
+        device="cpu",
+        weights="random",
+        sam_weights=str(tiny_file[0]),
+        sam_model="test_tiny",
+        input_size=56,
+        dtype="float32",
+        correspondence="sam",
+    )
     cache = FeatureCache()
     first = list(propagate(stack, labels, backend, cache=cache))
     encodes = backend.encoder.encode_count
@@ -91,11 +103,17 @@ def test_feature_cache_second_run_never_reencodes(tiny_file: tuple[Path, W.Weigh
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(first, second))
 
 
-def test_disk_cache_survives_a_new_model_instance(tmp_path: Path, tiny_file: tuple[Path, W.WeightsSpec]) -> None:
+def test_disk_cache_survives_a_new_model_instance(
+    tmp_path: Path, tiny_file: tuple[Path, W.WeightsSpec]
+) -> None:
     image = _image()[0]
-    first = SamEncoder(build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskEmbeddingCache(tmp_path))
+    first = SamEncoder(
+        build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskEmbeddingCache(tmp_path)
+    )
     a = first(image)
-    again = SamEncoder(build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskEmbeddingCache(tmp_path))
+    again = SamEncoder(
+        build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskEmbeddingCache(tmp_path)
+    )
     b = again(image)
     assert first.encode_count == 1 and again.encode_count == 0 and again.disk_cache.hits == 1
     assert np.array_equal(a.embedding, b.embedding) and a.input_size == b.input_size
@@ -133,7 +151,9 @@ def test_sam_refine_prompts_are_box_and_mask_of_the_proposal(tiny: torch.nn.Modu
     out, conf = refine_labels(head, emb, labels)
     assert len(calls) == 1
     assert calls[0]["box"].tolist() == [20, 15, 59, 44]
-    back = tiny.postprocess_masks(torch.from_numpy(calls[0]["mask_input"])[None], emb.input_size, emb.original_size)
+    back = tiny.postprocess_masks(
+        torch.from_numpy(calls[0]["mask_input"])[None], emb.input_size, emb.original_size
+    )
     assert iou(back[0, 0].numpy() > 0, mask) >= 0.9
     assert set(np.unique(out)) <= {0, 4} and out.shape == mask.shape and conf.dtype == np.float32
 
@@ -146,8 +166,14 @@ def test_sam_refine_wraps_any_backend_through_the_registry() -> None:
     stack = (image.mean(-1) + noise).astype(np.float32)  # three different slices
     labels = np.zeros(stack.shape, np.int32)
     labels[0][mask] = 2
-    backend = build_backend("classic", sam_refine="test_tiny", sam_refine_weights="random",
-                            sam_refine_dtype="float32", texture=False, n_estimators=10)
+    backend = build_backend(
+        "classic",
+        sam_refine="test_tiny",
+        sam_refine_weights="random",
+        sam_refine_dtype="float32",
+        texture=False,
+        n_estimators=10,
+    )
     assert backend.name == "classic+sam"
     results = list(propagate(stack, labels, backend, targets=[2]))  # refine a chosen slice only
     assert [r.index for r in results] == [2]
@@ -165,8 +191,15 @@ def test_dinov2_sam_identity_prior_and_prompts(disks: tuple[np.ndarray, np.ndarr
     image, labels = disks
     stack = np.stack([image, image])
     examples = np.stack([labels, np.zeros_like(labels)])
-    backend = build_backend("dinov2-sam", device="cpu", weights="random", sam_model="test_tiny",
-                            input_size=224, dtype="float32", topk=1)
+    backend = build_backend(
+        "dinov2-sam",
+        device="cpu",
+        weights="random",
+        sam_model="test_tiny",
+        input_size=224,
+        dtype="float32",
+        topk=1,
+    )
     first_calls = []
     real = backend.head.predict
 
@@ -202,9 +235,27 @@ def test_cli_propagates_with_dinov2_sam(tmp_path: Path) -> None:
     np.save(tmp_path / "img.npy", stack)
     np.save(tmp_path / "lab.npy", labels)
     out = tmp_path / "out.tif"
-    code = main(["propagate", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
-                 "--out", str(out), "--backend", "dinov2-sam", "--weights", "random", "--device", "cpu",
-                 "--option", "sam_model=test_tiny", "--option", "input_size=56", "--quiet"])
+    code = main(
+        [
+            "propagate",
+            str(tmp_path / "img.npy"),
+            "--labels",
+            str(tmp_path / "lab.npy"),
+            "--out",
+            str(out),
+            "--backend",
+            "dinov2-sam",
+            "--weights",
+            "random",
+            "--device",
+            "cpu",
+            "--option",
+            "sam_model=test_tiny",
+            "--option",
+            "input_size=56",
+            "--quiet",
+        ]
+    )
     assert code == 0
     import tifffile
 
@@ -224,8 +275,19 @@ def test_cli_without_weights_prints_one_line_for_every_missing_file(
     lab = np.zeros((2, 8, 8), np.int32)
     lab[0, 2:5, 2:5] = 1
     np.save(tmp_path / "lab.npy", lab)
-    code = main(["propagate", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
-                 "--out", str(tmp_path / "o.tif"), "--backend", "dinov2-sam", "--quiet"])
+    code = main(
+        [
+            "propagate",
+            str(tmp_path / "img.npy"),
+            "--labels",
+            str(tmp_path / "lab.npy"),
+            "--out",
+            str(tmp_path / "o.tif"),
+            "--backend",
+            "dinov2-sam",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "weights download dinov2_vits14" in err and "weights download sam_vit_b" in err

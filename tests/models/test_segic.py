@@ -183,7 +183,7 @@ def test_backend_end_to_end_shapes_and_identity_point() -> None:
         assert labels[1][int(y * scale), int(x * scale)] == k
     lab, conf = backend.predict(feats[2], (64, 48))
     assert lab.shape == (64, 48) and lab.dtype == np.int32 and set(np.unique(lab)) <= {0, 1, 2}
-    assert conf.dtype == np.float32 and 0.5 <= conf.min() and conf.max() <= 1
+    assert conf.dtype == np.float32 and conf.min() >= 0.5 and conf.max() <= 1
 
 
 def test_several_examples_become_extra_instance_tokens() -> None:

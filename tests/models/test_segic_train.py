@@ -119,7 +119,7 @@ def test_augmentations_keep_size_and_binary_masks(mode: str) -> None:
         out, out_masks = augment(image, masks, rng, mode)
         assert out.shape == image.shape and out_masks.shape == masks.shape
         assert set(torch.unique(out_masks).tolist()) <= {0.0, 1.0}
-        assert 0 <= float(out.min()) and float(out.max()) <= 1
+        assert float(out.min()) >= 0 and float(out.max()) <= 1
 
 
 def test_point_loss_is_small_for_a_correct_mask_and_points_follow_uncertainty() -> None:

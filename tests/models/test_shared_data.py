@@ -16,8 +16,10 @@ def test_classic_propagates_the_isbi_em_stack_better_than_copying() -> None:
     truth = (tifffile.imread(folder / "labels_stack_zyx.tif")[:4] > 0).astype(np.int32)
     labels = np.zeros_like(truth)
     labels[0] = truth[0]
-    scores = {r.index: iou(r.labels == 1, truth[r.index] == 1)
-              for r in propagate(image, labels, build_backend("classic"))}
+    scores = {
+        r.index: iou(r.labels == 1, truth[r.index] == 1)
+        for r in propagate(image, labels, build_backend("classic"))
+    }
     copy = {i: iou(truth[0] == 1, truth[i] == 1) for i in scores}
     assert np.mean(list(scores.values())) > 0.75
     assert np.mean(list(scores.values())) > np.mean(list(copy.values())) + 0.05

@@ -46,7 +46,9 @@ def test_sam_specs_are_official() -> None:
 
 
 @pytest.mark.slow
-def test_official_vit_b_roundtrip_by_path_and_env_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_official_vit_b_roundtrip_by_path_and_env_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """segment-anything's own vit_b builder → raw state dict via torch.save → our loader."""
     from segment_anything import build_sam_vit_b
 
@@ -67,7 +69,9 @@ def test_official_vit_b_roundtrip_by_path_and_env_dir(tmp_path: Path, monkeypatc
     assert by_env.weights_tag.startswith("vit_b:sam_vit_b_01ec64.pth")
 
 
-def test_tiny_sam_by_env_dir_matches_saved_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_sam_by_env_dir_matches_saved_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "env"
     folder.mkdir()
     path = folder / "tiny.pth"
@@ -149,7 +153,9 @@ def test_offline_env_forbids_downloads(tmp_path: Path, monkeypatch: pytest.Monke
         download("sam_vit_b", tmp_path, opener=lambda url: pytest.fail("no network call"))
 
 
-def test_weights_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_weights_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from src_models.cli import main
 
     assert main(["weights", "list"]) == 0

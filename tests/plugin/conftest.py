@@ -15,8 +15,9 @@ from src_models.sample_data import example_labels, synthetic_stack
 from tests.plugin.plugin_helpers import N_SLICES, SIZE, choose_backend, make_widget
 
 # A small, fast classic configuration: seconds for a whole run on one core.
-FAST = ClassicConfig(sigma_max=4.0, texture=False, n_estimators=8, max_depth=8,
-                     samples_per_class=2000)
+FAST = ClassicConfig(
+    sigma_max=4.0, texture=False, n_estimators=8, max_depth=8, samples_per_class=2000
+)
 
 
 class CountingBackend(ClassicBackend):

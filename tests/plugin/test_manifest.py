@@ -12,9 +12,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
 def _python_names() -> list[str]:
     manifest = yaml.safe_load((ROOT / "napari.yaml").read_text())
     return [c["python_name"] for c in manifest["contributions"]["commands"]]
+
 
 def test_every_python_name_imports() -> None:
     names = _python_names()
@@ -23,10 +25,12 @@ def test_every_python_name_imports() -> None:
         module, _, attr = python_name.partition(":")
         assert callable(getattr(importlib.import_module(module), attr)), python_name
 
+
 def test_package_manifest_is_the_top_level_one() -> None:
     link = ROOT / "napari_incontext" / "napari.yaml"
     assert link.is_symlink()
     assert link.resolve() == (ROOT / "napari.yaml").resolve()
+
 
 def test_npe2_finds_the_installed_manifest() -> None:
     import npe2
@@ -37,6 +41,7 @@ def test_npe2_finds_the_installed_manifest() -> None:
     assert {c.python_name for c in manifest.contributions.commands} == set(_python_names())
     assert manifest.contributions.sample_data and manifest.contributions.widgets
 
+
 def test_importing_the_package_loads_no_qt() -> None:
     code = (
         "import sys, napari_incontext; "
@@ -45,6 +50,7 @@ def test_importing_the_package_loads_no_qt() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
 
 def test_sample_data_holds_one_labelled_slice() -> None:
     from napari_incontext._sample_data import make_sample_stack

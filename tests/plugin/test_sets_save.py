@@ -70,6 +70,7 @@ def test_image_set_of_layers(qtbot, make_napari_viewer, stack, test_backends, tm
     assert not saved["third"].any() and saved["third"].shape == (40, 44)
     record = json.loads((tmp_path / PROVENANCE_FILE).read_text())
     assert [(r["name"], r["status"]) for r in record["slices"]] == [
-        ("first", "example"), ("second", "accepted"), ("third", "proposed"),
+        ("first", "example"),
+        ("second", "accepted"),
+        ("third", "proposed"),
     ]
-
