@@ -201,10 +201,10 @@ class InContextWidget(QWidget):
 
     def backend_options(self) -> tuple[str, dict[str, Any]]:
         """(backend name, options for ``build_backend``) from the widget's controls."""
-        from src_models.commands.common import parse_options
+        from src_models.config import parse_pairs
 
         name = self.backend_combo.currentData()
-        options = parse_options(self.options_edit.text().split())
+        options: dict[str, Any] = dict(parse_pairs(self.options_edit.text().split()))
         options.setdefault("device", self.device_combo.currentText())
         return name, options
 

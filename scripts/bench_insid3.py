@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from src_models.backends.insid3 import Insid3Backend, build_insid3_backend
+from src_models.backends.insid3 import Insid3Backend
+from src_models.registry import build_backend
+from src_models.timing import Timer
 from src_models.types import Example
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -55,17 +57,12 @@ def time_backend(backend: Insid3Backend, side: int, repeats: int) -> dict[str, f
     rows = []
     for r in range(repeats):
         target, _ = synthetic_slice(side, r + 1)
+        timer = Timer()
         start = time.perf_counter()
-        features = backend.compute_features(target)
+        features = backend.compute_features(target, timer)
         features_s = time.perf_counter() - start
-        backend.predict(features, target.shape[:2])
-        rows.append(
-            {
-                "backbone": backend.last_timings["backbone"],
-                "features": features_s,
-                **backend.last_head_timings,
-            }
-        )
+        backend.predict(features, target.shape[:2], timer)
+        rows.append({"features": features_s, **timer.seconds})
     for row in rows:
         row["head"] = row["debias"] + row["matching"] + row["clustering"] + row["refine"]
         row["total"] = row["features"] + row["head"]
@@ -82,8 +79,13 @@ def timing_table(args: argparse.Namespace) -> list[dict[str, Any]]:
     for backbone in args.backbones.split(","):
         for size in [int(s) for s in args.sizes.split(",")]:
             torch.manual_seed(0)
-            backend = build_insid3_backend(
-                "cpu", "random", backbone=backbone, input_size=size, dtype=args.dtype
+            backend = build_backend(
+                "dinov3-insid3",
+                device="cpu",
+                weights="random",
+                backbone=backbone,
+                input_size=size,
+                dtype=args.dtype,
             )
             row = {
                 "backbone": backbone,
@@ -123,8 +125,13 @@ def accuracy(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     backbone = args.backbones.split(",")[0]
     for size in [int(s) for s in args.sizes.split(",")]:
-        backend = build_insid3_backend(
-            "cpu", args.weights, backbone=backbone, input_size=size, dtype=args.dtype
+        backend = build_backend(
+            "dinov3-insid3",
+            device="cpu",
+            weights=args.weights,
+            backbone=backbone,
+            input_size=size,
+            dtype=args.dtype,
         )
         for name, paper in PAPER.items():
             dataset = load_datasets(DATA / name, max_side=1024)[0]

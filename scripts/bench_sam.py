@@ -57,13 +57,13 @@ def timing(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                 **extra,
             )
             per_slice: dict[str, list[float]] = {}
+            fit: dict[str, float] = {}
             for res in propagate(stack, labels, backend):
-                for key in ("backbone", "sam_encoder"):
+                fit |= {k: v for k, v in res.timings.items() if k.startswith("fit")}
+                stages = ("backbone", "sam_encoder", "prior", "decoder", "refinement")
+                for key in stages:
                     per_slice.setdefault(key, []).append(res.timings.get(key, float("nan")))
-                for key, value in backend.last_predict_timings.items():
-                    per_slice.setdefault(key, []).append(value)
-            row = {k: float(np.mean(v)) for k, v in per_slice.items()}
-            row.update(backend.fit_timings)
+            row = {k: float(np.mean(v)) for k, v in per_slice.items()} | fit
             rows[f"{variant} {dtype}"] = row
             print(
                 f"{variant:9s} {dtype:9s}",

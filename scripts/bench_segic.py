@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src_models.backbones.dinov2 import build_dinov2, pick_device, pick_dtype
+from src_models.device import pick_device
+from src_models.backbones.dinov2 import build_dinov2
+from src_models.device import pick_dtype
 from src_models.heads.segic import build_segic_decoder
 from src_models.heads.segic_infer import decode, encode_tokens, postprocess, preprocess
 from src_models.heads.segic_text import TEXT_DIM

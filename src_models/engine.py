@@ -11,6 +11,7 @@ from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
 from src_models.inputs import ImageInput, LabelInput, Prepared, prepare
 from src_models.linking import link_to_neighbour
+from src_models.timing import Timer
 from src_models.types import Example, SliceResult
 
 
@@ -39,23 +40,32 @@ def slice_score(labels: np.ndarray, confidence: np.ndarray) -> float:
 def _features(
     backend: Backend, cache: FeatureCache, image: np.ndarray
 ) -> tuple[object, dict[str, float]]:
+    """Features of one slice (from the cache when its pixels were seen) and their timings:
+    ``features`` (seconds in all), ``cached`` (1.0 on a hit) and the backend's stages."""
+    timer = Timer()
     start = time.perf_counter()
-    features, hit = cache.get_or_compute(backend.feature_key, image, backend.compute_features)
+    features, hit = cache.get_or_compute(
+        backend.feature_key, image, lambda im: backend.compute_features(im, timer)
+    )
     timings = {"features": time.perf_counter() - start, "cached": float(hit)}
-    if not hit:
-        timings.update(getattr(backend, "last_timings", {}))
-    return features, timings
+    return features, timings | timer.seconds
 
 
-def fit_examples(backend: Backend, data: Prepared, cache: FeatureCache) -> float:
-    """Compute (or fetch) the example slices' features and fit the head; return seconds."""
+def fit_examples(backend: Backend, data: Prepared, cache: FeatureCache) -> dict[str, float]:
+    """Compute (or fetch) the example slices' features and fit the head.
+
+    Returns:
+        ``fit`` (seconds of the head's fit) and ``fit_<stage>`` for each stage it timed.
+    """
     examples = [
         Example(i, _features(backend, cache, data.images[i])[0], data.labels[i])
         for i in data.examples
     ]
+    timer = Timer()
     start = time.perf_counter()
-    backend.fit(examples)
-    return time.perf_counter() - start
+    backend.fit(examples, timer)
+    stages = {f"fit_{k}": v for k, v in timer.seconds.items()}
+    return {"fit": time.perf_counter() - start, **stages}
 
 
 def propagate(
@@ -89,17 +99,20 @@ def propagate(
     data = prepare(images, labels)
     cache = FeatureCache() if cache is None else cache
     order = propagation_order(len(data.images), data.examples, targets)
-    fit_seconds = fit_examples(backend, data, cache)
+    fit_timings = fit_examples(backend, data, cache)
     finished = {i: data.labels[i] for i in data.examples}
     for done, index in enumerate(order, start=1):
         features, timings = _features(backend, cache, data.images[index])
+        timer = Timer()
         start = time.perf_counter()
-        lab, conf = backend.predict(features, data.images[index].shape[:2])
+        lab, conf = backend.predict(features, data.images[index].shape[:2], timer)
         if link:
-            lab, conf = link_to_neighbour(index, lab, conf, finished, data.examples, link_radius)
+            with timer("link"):
+                lab, conf = link_to_neighbour(
+                    index, lab, conf, finished, data.examples, link_radius
+                )
             finished[index] = lab
-        timings["head"] = time.perf_counter() - start
-        timings.update(getattr(backend, "last_head_timings", {}))
+        timings |= {"head": time.perf_counter() - start} | timer.seconds
         if done == 1:
-            timings["fit"] = fit_seconds
+            timings |= fit_timings
         yield SliceResult(index, lab, conf, slice_score(lab, conf), timings, done, len(order))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src_models.backbones.encoder import TimedEncoder, imagenet_normalize
+from src_models.timing import NULL_TIMER, Timer
 from src_models.weights import load_state_dict, resolve
 
 DINOV2_ARCHS: dict[str, str] = {
@@ -18,8 +19,6 @@ DINOV2_ARCHS: dict[str, str] = {
     "vitl14": "vit_large_patch14_dinov2",
     "vitg14": "vit_giant_patch14_dinov2",
 }
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_timm_weights(model: nn.Module, path: Path) -> None:
@@ -59,33 +58,6 @@ def build_dinov2(size: str = "vits14", weights: str | Path | None = None) -> nn.
     return model.eval().requires_grad_(False)
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for but no CUDA GPU is visible; use cpu")
-    return torch.device(device)
-
-
-def cpu_has_bf16() -> bool:
-    """True when this CPU has native bf16 matmuls (AMX or AVX512-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` → bf16 on a CPU with native bf16 or on CUDA, else fp32."""
-    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" or cpu_has_bf16() else torch.float32
-    if dtype not in choices:
-        raise ValueError(f"unknown dtype {dtype!r}: choose auto or one of {', '.join(choices)}")
-    return choices[dtype]
-
-
 def to_model_input(image: np.ndarray, longest: int, patch: int) -> torch.Tensor:
     """(H, W, C) float32 in [0, 1] → (1, 3, h·p, w·p) ImageNet-normalised, longest side ≈ longest."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
@@ -100,37 +72,31 @@ def to_model_input(image: np.ndarray, longest: int, patch: int) -> torch.Tensor:
     x = F.interpolate(
         x.clamp(0, 1), size=size, mode="bilinear", align_corners=False, antialias=True
     )
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return imagenet_normalize(x)
 
 
-class PatchEncoder:
+class PatchEncoder(TimedEncoder):
     """Runs a ViT on one image and returns its L2-normalised patch tokens.
 
-    ``last_timings["backbone"]`` holds the seconds of the bare model forward.
+    The model forward is timed as the ``backbone`` stage.
     """
 
     def __init__(
         self, model: nn.Module, input_size: int, device: torch.device, dtype: torch.dtype
     ) -> None:
-        self.model = model.to(device=device, dtype=dtype)
+        super().__init__(model, device, dtype)
         self.input_size = input_size
-        self.device = device
-        self.dtype = dtype
         self.patch = int(model.patch_embed.patch_size[0])
-        self.last_timings: dict[str, float] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
 
     @torch.inference_mode()
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> np.ndarray:
         """(H, W, C) float32 → (h, w, D) float32 unit-norm tokens."""
-        x = to_model_input(image, self.input_size, self.patch).to(self.device, self.dtype)
+        x = to_model_input(image, self.input_size, self.patch)
         grid = (x.shape[2] // self.patch, x.shape[3] // self.patch)
-        start = time.perf_counter()
-        tokens = self.model.forward_features(x)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.last_timings = {"backbone": time.perf_counter() - start}
+        tokens = self.timed_forward(x, timer)
         tokens = tokens[0, self.model.num_prefix_tokens :].float()
         tokens = F.normalize(tokens, dim=-1)
         return tokens.reshape(*grid, -1).cpu().numpy()

@@ -1,7 +1,9 @@
-"""The backend protocol: an expensive per-image step and a cheap head.
+"""The backend contract: an expensive per-image step, a cheap head, typed options, timers.
 
-A backend turns one image into features (cacheable, done once per slice), fits its head
-on the example slices, and predicts labels plus a per-pixel confidence for a target slice.
+A backend turns one image into features (cacheable, done once per slice), fits its head on
+the example slices, and predicts labels plus a per-pixel confidence for a target slice. Its
+options are a config dataclass built by :func:`src_models.config.build_config`; its stages
+are timed with the :class:`~src_models.timing.Timer` the engine passes to each call.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 
 
@@ -19,46 +22,102 @@ class Backend(Protocol):
     """What the engine needs from a backend.
 
     Images reach the backend as (H, W, C) float32 with C in {1, 3} (channel-last) and
-    intensities already scaled to about [0, 1] by :mod:`src_models.inputs`.
+    intensities already scaled to about [0, 1] by :mod:`src_models.inputs`. Example labels
+    are (H, W) int32 with compact ids 1..K (0 = background); the engine maps them back to
+    the user's ids.
     """
 
     name: str
+    config: Any
 
     @property
     def feature_key(self) -> str:
-        """Identity of the feature extractor (model, size, dtype), used to key the cache."""
+        """Identity of the feature extractor (model, size, dtype), used to key the cache.
+
+        It must change with everything that changes the features (weights, input size,
+        dtype, options that alter ``compute_features``) and nothing else.
+        """
         ...
 
-    def compute_features(self, image: np.ndarray) -> Any:
+    def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> Any:
         """The expensive per-image step.
 
         Args:
             image: (H, W, C) float32.
+            timer: records stages (e.g. ``backbone``) of this call.
 
         Returns:
-            An opaque object the head understands; a numpy array, a torch
-            tensor, or a dataclass / tuple / dict of them, so the cache can size it.
+            An opaque object the head understands; a numpy array, a torch tensor, or a
+            dataclass / tuple / dict of them, so the cache can size it.
         """
         ...
 
-    def fit(self, examples: Sequence[Example]) -> None:
+    def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         """Fit the head on every example slice (labels 0 = negatives, k > 0 = objects)."""
         ...
 
-    def predict(self, features: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, features: Any, shape: tuple[int, int], timer: Timer = NULL_TIMER
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predict one target slice.
 
         Args:
             features: the output of ``compute_features`` for the target.
             shape: (H, W) of the target image.
+            timer: records head stages (e.g. ``refine``) of this call.
 
         Returns:
             labels (H, W) int32 with the example ids, and confidence (H, W) float32 in [0, 1].
         """
         ...
 
+    def close(self) -> None:
+        """Release the models; later calls raise ``RuntimeError``."""
+        ...
+
+
+class BackendBase:
+    """What every backend shares: ``close()`` and the check that it was not closed.
+
+    Subclasses list the attributes holding models in ``_models``; ``close()`` drops them so
+    their memory can be freed while the object itself may still be referenced.
+    """
+
+    name: str = "backend"
+    _models: tuple[str, ...] = ()
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+        for attr in self._models:
+            setattr(self, attr, None)
+
+    def check_open(self) -> None:
+        """Raise ``RuntimeError`` when :meth:`close` was called."""
+        if self.closed:
+            raise RuntimeError(f"the {self.name} backend was closed: build a new one to run again")
+
 
 def object_ids(examples: Sequence[Example]) -> np.ndarray:
     """Sorted nonzero label ids present in the examples, (K,) int64."""
     ids = np.unique(np.concatenate([np.unique(e.labels) for e in examples]))
-    return ids[ids != 0].astype(np.int64)
+    return ids[ids > 0].astype(np.int64)
+
+
+def labels_from_probs(
+    probs: np.ndarray, classes: np.ndarray, axis: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel argmax of class probabilities.
+
+    Args:
+        probs: (K+1, H, W) float class probabilities (``axis=0``) or (H, W, K+1) (``axis=-1``).
+        classes: (K+1,) label id of each class (0 = background first, by convention).
+        axis: the class axis of ``probs``.
+
+    Returns:
+        labels (H, W) int32 and confidence (H, W) float32 in [0, 1] (the winner's probability).
+    """
+    best = probs.argmax(axis)
+    confidence = np.take_along_axis(probs, np.expand_dims(best, axis), axis).squeeze(axis)
+    labels = np.asarray(classes)[best].astype(np.int32)
+    return labels, np.clip(confidence, 0, 1).astype(np.float32)

@@ -10,33 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from src_models.backbones.dinov2 import PatchEncoder, build_dinov2, pick_device, pick_dtype
+from src_models.backbones.dinov2 import PatchEncoder, build_dinov2
 from src_models.backbones.dinov3 import build_dinov3, weights_tag
-from src_models.backends.base import object_ids
+from src_models.backends.base import BackendBase, labels_from_probs, object_ids
+from src_models.backends.configs import Insid3Config
 from src_models.backends.dinov2 import PatchFeatures
 from src_models.cache import model_tag
+from src_models.device import pick_device, pick_dtype
 from src_models.heads import insid3 as head
 from src_models.matching import patch_label_fractions
 from src_models.refine import refine_probabilities
+from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 
-BACKBONES: tuple[str, ...] = (
-    "dinov3_vits16",
-    "dinov3_vitb16",
-    "dinov3_vitl16",
-    "dinov2_vits14",
-    "dinov2_vitb14",
-    "dinov2_vitl14",
-    "dinov2_vitg14",
-)
 # (family, device type) → input size when none is given; see docs/backends/insid3.md
 DEFAULT_INPUT_SIZE: dict[tuple[str, str], int] = {
     ("dinov3", "cpu"): 512,
@@ -46,56 +39,18 @@ DEFAULT_INPUT_SIZE: dict[tuple[str, str], int] = {
 }
 
 
-@dataclass(frozen=True)
-class Insid3Config:
-    """Options of the INSID3 backends.
+def head_params(c: Insid3Config) -> head.Insid3Params:
+    """The head's thresholds from the backend options."""
+    return head.Insid3Params(
+        c.tau, c.merge_threshold, c.forward_quantile, c.negative_filter, c.temperature
+    )
 
-    Attributes:
-        backbone: ``dinov3_vits16`` (default; also ``vitb16``, ``vitl16``) or a DINOv2
-            fallback ``dinov2_vits14`` / ``vitb14`` / ``vitl14`` / ``vitg14``.
-        input_size: longest side fed to the ViT (aspect ratio kept, rounded to the patch);
-            None → DINOv3: 512 on a CPU (measured default, docs/backends/insid3.md), 1024 (the
-            paper's) on CUDA; DINOv2: 518 (its native grid). The official code offers 768
-            for speed.
-        dtype: ``auto`` (bf16 on CPUs with AMX/AVX512-BF16 and on CUDA), ``float32``, ``bfloat16``.
-        debias_components: positional components removed; None → 500/1024 of the width.
-        tau, merge_threshold, forward_quantile, negative_filter, temperature: see
-            :class:`src_models.heads.insid3.Insid3Params`.
-        refine: snap the upsampled mask to image edges with the guided filter.
-        refine_eps: guided-filter regulariser.
-    """
 
-    backbone: str = "dinov3_vits16"
-    input_size: int | None = None
-    dtype: str = "auto"
-    debias_components: int | None = None
-    tau: float = 0.6
-    merge_threshold: float = 0.2
-    forward_quantile: float = 0.9
-    negative_filter: bool = True
-    temperature: float = 0.05
-    refine: bool = True
-    refine_eps: float = 1e-3
-
-    @property
-    def family(self) -> str:
-        return self.backbone.split("_")[0]
-
-    @property
-    def size(self) -> int:
-        if self.input_size is None:
-            raise ValueError("input_size is resolved by build_insid3_backend")
-        return self.input_size
-
-    @property
-    def params(self) -> head.Insid3Params:
-        return head.Insid3Params(
-            self.tau,
-            self.merge_threshold,
-            self.forward_quantile,
-            self.negative_filter,
-            self.temperature,
-        )
+def input_size(c: Insid3Config) -> int:
+    """The resolved input side (``build_insid3_backend`` fills a None ``input_size``)."""
+    if c.input_size is None:
+        raise ValueError("input_size is resolved by build_insid3_backend")
+    return c.input_size
 
 
 def debias_cache_dir() -> Path:
@@ -174,8 +129,10 @@ class _Prepared:
     labels: np.ndarray
 
 
-class Insid3Backend:
+class Insid3Backend(BackendBase):
     """INSID3 on a frozen ViT; each label id is segmented separately, unannotated = negatives."""
+
+    _models = ("encoder", "debiaser")
 
     def __init__(
         self, encoder: PatchEncoder, config: Insid3Config, debiaser: PositionalDebias
@@ -184,27 +141,22 @@ class Insid3Backend:
         self.encoder = encoder
         self.config = config
         self.debiaser = debiaser
-        self.last_head_timings: dict[str, float] = {}
         self._ids = np.zeros(0, np.int64)
         self._refs: list[head.Reference] = []
 
     @property
     def feature_key(self) -> str:
-        c = self.config
-        return f"insid3:{c.backbone}:{c.size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
+        c, enc = self.config, self.encoder
+        return f"insid3:{c.backbone}:{input_size(c)}:{enc.dtype}:{model_tag(enc.model)}"
 
-    @property
-    def last_timings(self) -> dict[str, float]:
-        """Seconds of the last ``compute_features``: ``backbone`` (+ ``debias_basis``, once)."""
-        return self.encoder.last_timings
-
-    def compute_features(self, image: np.ndarray) -> PatchFeatures:
-        tokens = self.encoder(image)
+    def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> PatchFeatures:
+        """Tokens and guide; the first slice of a grid also times ``debias_basis``."""
+        self.check_open()
+        tokens = self.encoder(image, timer)
         grid = tokens.shape[:2]
         if not self.debiaser.has(grid):
-            start = time.perf_counter()
-            self.debiaser.basis(grid)
-            self.encoder.last_timings["debias_basis"] = time.perf_counter() - start
+            with timer("debias_basis"):
+                self.debiaser.basis(grid)
         return PatchFeatures(tokens, image.mean(-1).astype(np.float16))
 
     def _debias(self, tokens: np.ndarray) -> np.ndarray:
@@ -214,7 +166,7 @@ class Insid3Backend:
             tokens, basis, head.default_components(tokens.shape[-1]) if n is None else n
         )
 
-    def fit(self, examples: Sequence[Example]) -> None:
+    def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         """Build one :class:`~src_models.heads.insid3.Reference` per label id."""
         ids = object_ids(examples)
         if len(ids) == 0:
@@ -237,59 +189,42 @@ class Insid3Backend:
         return head.make_reference(shots, masks, negatives)
 
     def predict(
-        self, features: PatchFeatures, shape: tuple[int, int]
+        self, features: PatchFeatures, shape: tuple[int, int], timer: Timer = NULL_TIMER
     ) -> tuple[np.ndarray, np.ndarray]:
         """Labels (H, W) int32 with the example ids and confidence (H, W) float32 in [0, 1]."""
+        self.check_open()
         if not self._refs:
             raise RuntimeError("call fit() with at least one example before predict()")
         c = self.config
         tokens = features.tokens
-        start = time.perf_counter()
-        debiased = self._debias(tokens)
-        t_cluster = time.perf_counter()
-        clusters = head.cluster_patches(tokens, c.tau)
-        t_match = time.perf_counter()
-        fg, votes = zip(
-            *(head.segment_object(r, tokens, debiased, clusters, c.params) for r in self._refs)
-        )
-        fg = head.resolve_overlaps(np.stack(fg), np.stack(votes))
-        probs = np.concatenate([np.prod(1.0 - fg, axis=0, keepdims=True), fg]).astype(np.float32)
-        probs /= np.maximum(probs.sum(0, keepdims=True), 1e-8)
-        t_refine = time.perf_counter()
-        radius = max(1, round(shape[0] / tokens.shape[0])) if c.refine else 0
-        probs = refine_probabilities(probs, features.guide.astype(np.float32), radius, c.refine_eps)
-        best = probs.argmax(0)
-        confidence = np.take_along_axis(probs, best[None], 0)[0]
-        end = time.perf_counter()
-        self.last_head_timings = {
-            "debias": t_cluster - start,
-            "clustering": t_match - t_cluster,
-            "matching": t_refine - t_match,
-            "refine": end - t_refine,
-        }
-        classes = np.concatenate([[0], self._ids]).astype(np.int32)
-        return classes[best], np.clip(confidence, 0, 1).astype(np.float32)
+        with timer("debias"):
+            debiased = self._debias(tokens)
+        with timer("clustering"):
+            clusters = head.cluster_patches(tokens, c.tau)
+        with timer("matching"):
+            params = head_params(c)
+            fg, votes = zip(
+                *(head.segment_object(r, tokens, debiased, clusters, params) for r in self._refs),
+                strict=True,
+            )
+            fg = head.resolve_overlaps(np.stack(fg), np.stack(votes))
+            probs = np.concatenate([np.prod(1.0 - fg, axis=0, keepdims=True), fg])
+            probs = (probs / np.maximum(probs.sum(0, keepdims=True), 1e-8)).astype(np.float32)
+        with timer("refine"):
+            radius = max(1, round(shape[0] / tokens.shape[0])) if c.refine else 0
+            guide = features.guide.astype(np.float32)
+            probs = refine_probabilities(probs, guide, radius, c.refine_eps)
+        return labels_from_probs(probs, np.concatenate([[0], self._ids]))
 
 
 def build_insid3_backend(
-    device: str = "auto", weights: str | Path | None = None, **options: object
+    config: Insid3Config, *, device: str = "auto", weights: str | Path | None = None
 ) -> Insid3Backend:
     """Build an INSID3 backend; ``weights="random"`` gives an untrained backbone (tests).
 
     Missing DINOv3 weights raise RuntimeError saying how to request access and where to put
     the file; ``backbone="dinov2_vits14"`` is the ungated fallback.
     """
-    known = {f.name for f in fields(Insid3Config)}
-    if set(options) - known:
-        raise ValueError(
-            f"unknown option(s) {', '.join(sorted(set(options) - known))}: "
-            f"choose from {', '.join(sorted(known))}"
-        )
-    config = Insid3Config(**options)  # type: ignore[arg-type]
-    if config.backbone not in BACKBONES:
-        raise ValueError(
-            f"unknown backbone {config.backbone!r}: choose one of {', '.join(BACKBONES)}"
-        )
     size = config.backbone.split("_")[1]
     model = (
         build_dinov3(size, weights) if config.family == "dinov3" else build_dinov2(size, weights)
@@ -298,7 +233,8 @@ def build_insid3_backend(
     if config.input_size is None:
         kind = "cuda" if torch_device.type == "cuda" else "cpu"
         config = replace(config, input_size=DEFAULT_INPUT_SIZE[(config.family, kind)])
-    encoder = PatchEncoder(model, config.size, torch_device, pick_dtype(config.dtype, torch_device))
+    dtype = pick_dtype(config.dtype, torch_device)
+    encoder = PatchEncoder(model, input_size(config), torch_device, dtype)
     tag = weights_tag(weights, config.backbone)
     key = f"{config.backbone}:{encoder.dtype}:{tag}"
     return Insid3Backend(

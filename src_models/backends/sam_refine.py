@@ -9,42 +9,20 @@ or call :func:`refine_labels` on one slice.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from src_models.backends.base import Backend
+from src_models.backends.base import Backend, BackendBase
+from src_models.backends.configs import SamRefineConfig
 from src_models.cache import model_tag
 from src_models.sam.persam import mask_box
 from src_models.sam.predictor import SamEmbedding, SamEncoder, SamHead, combine_objects
+from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
-
-
-@dataclass(frozen=True)
-class SamRefineConfig:
-    """How proposals are turned into SAM prompts.
-
-    Attributes:
-        use_box: prompt with the bounding box of each object's proposal.
-        use_mask: prompt with the proposal itself as low-res mask logits.
-        multimask: ask SAM for three masks and keep the best-scored one.
-        min_pixels: objects with fewer proposed pixels are left as proposed.
-        keep_empty: when SAM returns an empty mask, keep the proposal for that object.
-    """
-
-    use_box: bool = True
-    use_mask: bool = True
-    multimask: bool = False
-    min_pixels: int = 4
-    keep_empty: bool = True
-
-    def __post_init__(self) -> None:
-        if not (self.use_box or self.use_mask):
-            raise ValueError("SAM refinement needs a prompt: set use_box or use_mask (or both)")
 
 
 def refine_labels(
@@ -87,8 +65,10 @@ class RefinedFeatures:
     sam: SamEmbedding
 
 
-class SamRefined:
+class SamRefined(BackendBase):
     """Wraps a backend: its proposals are refined by SAM (box + mask prompt per object)."""
+
+    _models = ("encoder", "head")
 
     def __init__(
         self, inner: Backend, encoder: SamEncoder, config: SamRefineConfig | None = None
@@ -98,61 +78,54 @@ class SamRefined:
         self.head = SamHead(encoder.sam)
         self.config = config or SamRefineConfig()
         self.name = f"{inner.name}+sam"
-        self.last_timings: dict[str, float] = {}
-        self.last_predict_timings: dict[str, float] = {}
 
     @property
     def feature_key(self) -> str:
         return f"{self.inner.feature_key}|{self.encoder.key}:{model_tag(self.encoder.sam)}"
 
-    def compute_features(self, image: np.ndarray) -> RefinedFeatures:
-        inner = self.inner.compute_features(image)
-        timings = dict(getattr(self.inner, "last_timings", {}))
-        sam = self.encoder(image)
-        timings.update(self.encoder.last_timings)
-        self.last_timings = timings
-        return RefinedFeatures(inner, sam)
+    def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> RefinedFeatures:
+        self.check_open()
+        return RefinedFeatures(
+            self.inner.compute_features(image, timer), self.encoder(image, timer)
+        )
 
-    def fit(self, examples: Sequence[Example]) -> None:
-        self.inner.fit([Example(e.index, e.features.inner, e.labels) for e in examples])
+    def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
+        inner = [replace(e, features=e.features.inner) for e in examples]
+        self.inner.fit(inner, timer)
 
     def predict(
-        self, features: RefinedFeatures, shape: tuple[int, int]
+        self, features: RefinedFeatures, shape: tuple[int, int], timer: Timer = NULL_TIMER
     ) -> tuple[np.ndarray, np.ndarray]:
-        start = time.perf_counter()
-        labels, _ = self.inner.predict(features.inner, shape)
-        middle = time.perf_counter()
-        out = refine_labels(self.head, features.sam, labels, self.config)
-        self.last_predict_timings = {
-            "proposal": middle - start,
-            "refinement": time.perf_counter() - middle,
-        }
-        return out
+        self.check_open()
+        with timer("proposal"):
+            labels, _ = self.inner.predict(features.inner, shape, timer)
+        with timer("refinement"):
+            return refine_labels(self.head, features.sam, labels, self.config)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
 
 
 def wrap_with_sam(
     backend: Backend,
-    sam_refine: str = "vit_b",
+    config: SamRefineConfig,
+    *,
     device: str = "auto",
-    sam_refine_weights: str | Path | None = None,
-    sam_refine_dtype: str = "auto",
-    **options: Any,
+    sam_weights: str | Path | None = None,
 ) -> SamRefined:
     """``registry.build_backend(..., sam_refine=ARCH)`` lands here.
 
     Args:
-        sam_refine: SAM architecture (``vit_b``, ``vit_l``, ``vit_h``, ``test_tiny``).
-        sam_refine_weights: checkpoint path, ``"random"``, or None to find it locally.
-        sam_refine_dtype: encoder dtype (``auto`` = bf16 where the hardware has it).
-        options: :class:`SamRefineConfig` fields prefixed ``sam_refine_`` (e.g.
-            ``sam_refine_use_mask=False``).
+        backend: the backend whose proposals are refined.
+        config: the ``sam_refine_*`` options (``model`` = the SAM architecture).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        sam_weights: SAM checkpoint path, ``"random"``, or None to find it locally.
     """
-    from src_models.backbones.dinov2 import pick_device, pick_dtype
+    from src_models.device import pick_device, pick_dtype
     from src_models.sam.build import build_sam
 
-    fields = {k.removeprefix("sam_refine_"): v for k, v in options.items()}
-    config = SamRefineConfig(**fields)
     torch_device = pick_device(device)
-    sam = build_sam(sam_refine, sam_refine_weights)
-    encoder = SamEncoder(sam, torch_device, pick_dtype(sam_refine_dtype, torch_device))
+    sam = build_sam(config.model, sam_weights)
+    encoder = SamEncoder(sam, torch_device, pick_dtype(config.dtype, torch_device))
     return SamRefined(backend, encoder, config)

@@ -7,7 +7,6 @@ with every prototype as a cross-instance token (type 1 = the query's own object)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from src_models.backbones.dinov2 import build_dinov2, pick_device, pick_dtype
-from src_models.backends.base import object_ids
+from src_models.backbones.dinov2 import build_dinov2
+from src_models.backbones.encoder import TimedEncoder
+from src_models.backends.base import BackendBase, object_ids
+from src_models.backends.configs import SegicConfig
 from src_models.cache import model_tag
+from src_models.device import pick_device, pick_dtype
 from src_models.heads.segic import (
     SEGIC_CHECKPOINTS,
     SegicDecoder,
@@ -34,36 +36,9 @@ from src_models.heads.segic_infer import (
     prototypes,
 )
 from src_models.heads.segic_text import TEXT_DIM, load_text_embedding
+from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 from src_models.weights import resolve
-
-
-@dataclass(frozen=True)
-class SegicConfig:
-    """Options of the dinov2-segic backend.
-
-    Attributes:
-        model: DINOv2 size; the released checkpoints need ``vitl14``.
-        checkpoint: which released decoder to look up when no weights path is given
-            (None: the first of 80kx12e, 160kx12e found on this machine).
-        backbone_weights: DINOv2 checkpoint path (None: found by the weights manager;
-            ``"random"``: untrained).
-        input_size: padded input side, a multiple of 28 (896 = training setting).
-        dtype: backbone dtype, ``auto`` / ``float32`` / ``bfloat16`` (the decoder stays fp32).
-        text_embedding: file from ``napari-incontext segic-text``; None = no text.
-        no_text: without a text file, ``zero`` feeds a zero 768-vector (token = the
-            projection bias) and ``omit`` leaves the text token out.
-        max_examples: example slices used per object (evenly spaced when there are more).
-    """
-
-    model: str = "vitl14"
-    checkpoint: str | None = None
-    backbone_weights: str | None = None
-    input_size: int = 896
-    dtype: str = "auto"
-    text_embedding: str | None = None
-    no_text: str = "zero"
-    max_examples: int = 8
 
 
 @dataclass(frozen=True)
@@ -81,27 +56,23 @@ class SegicFeatures:
     shape: tuple[int, int]
 
 
-class SegicEncoder:
-    """Frozen DINOv2 → SEGIC features; ``last_timings["backbone"]`` holds the forward seconds."""
+class SegicEncoder(TimedEncoder):
+    """Frozen DINOv2 → SEGIC features; the forward is timed as the ``backbone`` stage."""
 
     def __init__(
         self, model: nn.Module, input_size: int, device: torch.device, dtype: torch.dtype
     ) -> None:
-        self.model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        super().__init__(model, device, dtype)
         self.input_size = input_size
-        self.device = device
-        self.dtype = dtype
-        self.last_timings: dict[str, float] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return encode_tokens(self.model, x)
 
     @torch.inference_mode()
-    def __call__(self, image: np.ndarray) -> SegicFeatures:
+    def __call__(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> SegicFeatures:
         """(H, W, C) float32 in [0, 1] → :class:`SegicFeatures`."""
         x, valid = preprocess(image, self.input_size)
-        start = time.perf_counter()
-        tokens = encode_tokens(self.model, x.to(self.device, self.dtype))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.last_timings = {"backbone": time.perf_counter() - start}
+        tokens = self.timed_forward(x, timer)
         return SegicFeatures(tokens[0].half().cpu().numpy(), valid, tuple(image.shape[:2]))
 
 
@@ -111,14 +82,13 @@ def _spread(items: list[int], count: int) -> list[int]:
     return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
 
 
-class SegicBackend:
+class SegicBackend(BackendBase):
     """SEGIC decoding of every object of the examples on each target slice."""
 
     name = "dinov2-segic"
+    _models = ("encoder", "decoder")
 
     def __init__(self, encoder: SegicEncoder, decoder: SegicDecoder, config: SegicConfig) -> None:
-        if config.no_text not in ("zero", "omit"):
-            raise ValueError(f"no_text must be 'zero' or 'omit', got {config.no_text!r}")
         self.encoder = encoder
         self.decoder = decoder.to(encoder.device).eval()
         self.config = config
@@ -131,22 +101,17 @@ class SegicBackend:
     @property
     def feature_key(self) -> str:
         c = self.config
-        return (
-            f"segic:{c.model}:{c.input_size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
-        )
+        return f"segic:{c.backbone}:{c.input_size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
 
-    @property
-    def last_timings(self) -> dict[str, float]:
-        return self.encoder.last_timings
-
-    def compute_features(self, image: np.ndarray) -> SegicFeatures:
-        return self.encoder(image)
+    def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> SegicFeatures:
+        self.check_open()
+        return self.encoder(image, timer)
 
     def _tokens(self, features: SegicFeatures) -> torch.Tensor:
         return torch.from_numpy(features.tokens).float()[None].to(self.encoder.device)
 
     @torch.inference_mode()
-    def fit(self, examples: Sequence[Example]) -> None:
+    def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         """One prototype per (object, example slice); the object's query prototype is their mean."""
         ids = object_ids(examples)
         if len(ids) == 0:
@@ -201,11 +166,13 @@ class SegicBackend:
         return postprocess(logits, self.config.input_size, features.valid, shape).float().cpu()
 
     def predict(
-        self, features: SegicFeatures, shape: tuple[int, int]
+        self, features: SegicFeatures, shape: tuple[int, int], timer: Timer = NULL_TIMER
     ) -> tuple[np.ndarray, np.ndarray]:
         """Labels = the object with the highest logit where it is > 0; confidence = its sigmoid
         (on background: 1 − the highest object probability)."""
-        logits = self.object_logits(features, shape)
+        self.check_open()
+        with timer("decoder", self.encoder.device):
+            logits = self.object_logits(features, shape)
         best, index = logits.max(0)
         prob = torch.sigmoid(best)
         foreground = best > 0
@@ -223,28 +190,34 @@ def local_checkpoint() -> str:
 
 
 def build_segic_backend(
-    device: str = "auto", weights: str | Path | None = None, **options: object
+    config: SegicConfig,
+    *,
+    device: str = "auto",
+    weights: str | Path | None = None,
+    head_weights: str | Path | None = None,
 ) -> SegicBackend:
     """Build dinov2-segic.
 
     Args:
-        device: ``auto``, ``cpu`` or ``cuda``.
-        weights: the SEGIC decoder checkpoint (released or from ``train-segic``), None to
-            find ``checkpoint`` locally, or ``"random"`` for an untrained decoder and backbone.
-        options: :class:`SegicConfig` fields.
+        config: its options.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        weights: the DINOv2 backbone checkpoint, None to find it locally, ``"random"`` for an
+            untrained backbone (and decoder, unless ``head_weights`` is given).
+        head_weights: the SEGIC decoder checkpoint (released or from ``train-segic``), None to
+            find ``config.checkpoint`` locally, or ``"random"``.
     """
-    config = SegicConfig(**options)  # type: ignore[arg-type]
     torch_device = pick_device(device)
-    random = weights == "random"
+    if head_weights is None and weights == "random":
+        head_weights = "random"
     name = config.checkpoint or local_checkpoint()
-    if not random:
-        resolve(name, weights)  # a missing decoder fails before the 1.2 GB backbone loads
-    backbone = build_dinov2(config.model, "random" if random else config.backbone_weights)
+    if head_weights != "random":
+        resolve(name, head_weights)  # a missing decoder fails before the 1.2 GB backbone loads
+    backbone = build_dinov2(config.backbone, weights)
     feat_dim = int(backbone.embed_dim)
-    if random:
+    if head_weights == "random":
         decoder = build_segic_decoder(feat_dim=feat_dim, input_size=config.input_size)
     else:
-        decoder = load_segic_decoder(weights, name, feat_dim, config.input_size)
+        decoder = load_segic_decoder(head_weights, name, feat_dim, config.input_size)
     encoder = SegicEncoder(
         backbone, config.input_size, torch_device, pick_dtype(config.dtype, torch_device)
     )

@@ -1,21 +1,45 @@
-"""`napari-incontext backends`: the registry with the weight status of each backend."""
+"""`napari-incontext backends`: the registry with weight status, or one backend's options."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "list the backends, whether their weights are available, and whether a GPU is advised"
+HELP = "list the backends (weights available? GPU advised?) or one backend's options"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--options", metavar="NAME", default=None, help="print the options of backend NAME"
+    )
+
+
+def options_table(name: str) -> str:
+    """Markdown table of a backend's options: name, type, default, help."""
+    from src_models.config import option_table
+    from src_models.registry import get_info
+
+    rows = ["| option | type | default | what it does |", "|---|---|---|---|"]
+    for info in option_table(get_info(name).config):
+        default = "none" if info.default is None else info.default
+        rows.append(f"| `{info.name}` | {info.type} | `{default}` | {info.help} |")
+    return "\n".join(rows)
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
-    from src_models.registry import list_backends
+    from src_models.config import option_table
+    from src_models.registry import get_info, list_backends
 
+    if args.options:
+        if args.json:
+            rows = [dataclasses.asdict(o) for o in option_table(get_info(args.options).config)]
+            print(json.dumps(rows, indent=2, default=str))
+        else:
+            print(options_table(args.options))
+        return 0
     rows = list_backends()
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -48,17 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from src_models.device import pick_device
     from src_models.evaluation.annotator import AnnotatorConfig
     from src_models.evaluation.datasets import load_datasets
     from src_models.evaluation.protocols import RANDOM_NOTE, Progress, drain
@@ -94,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             shots=args.shots,
             limit=args.limit,
             note=note,
-            device=_device(args.device),
+            device=str(pick_device(args.device)),
             annotator=config,
             max_frames=args.max_frames,
             link=args.link,

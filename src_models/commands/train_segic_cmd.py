@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from src_models.heads.segic import SegicDecoder
     from src_models.heads.segic_data import EpisodeSource
 
+from src_models.device import DEVICES
+
 HELP = (
     "fine-tune (or train) the dinov2-segic decoder on a label stack or a folder of image+mask pairs"
 )
@@ -33,10 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="segic_dinov2_l_80kx12e, segic_dinov2_l_160kx12e, a checkpoint path, or 'scratch'",
     )
     parser.add_argument(
-        "--model", default="vitl14", help="DINOv2 size (the released checkpoints need vitl14)"
+        "--backbone", default="vitl14", help="DINOv2 size (the released checkpoints need vitl14)"
     )
     parser.add_argument(
-        "--backbone-weights",
+        "--weights",
         default=None,
         help="DINOv2 checkpoint path, or 'random' (testing only)",
     )
@@ -66,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from --out and its .train.pt sidecar"
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", choices=list(DEVICES))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -100,14 +102,15 @@ def _line(progress: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from src_models.backbones.dinov2 import build_dinov2, pick_device
+    from src_models.backbones.dinov2 import build_dinov2
+    from src_models.device import pick_device
     from src_models.heads.segic_text import load_text_embedding
     from src_models.heads.segic_train import SegicTrainConfig, Trainer, train_segic
     from src_models.io import check_output
 
     out = Path(args.out) if args.resume else check_output(args.out, args.overwrite)
     source = _source(args)
-    backbone = build_dinov2(args.model, args.backbone_weights)
+    backbone = build_dinov2(args.backbone, args.weights)
     decoder = _decoder(args, int(backbone.embed_dim))
     config = SegicTrainConfig(
         steps=args.steps,

@@ -27,9 +27,11 @@ from segment_anything.modeling.prompt_encoder import PromptEncoder
 from segment_anything.modeling.transformer import TwoWayTransformer
 from torch import nn
 
+from src_models.backends.configs import SEGIC_CHECKPOINTS
 from src_models.weights import load_state_dict, resolve, verify
 
-SEGIC_CHECKPOINTS = ("segic_dinov2_l_80kx12e", "segic_dinov2_l_160kx12e")
+__all__ = ["SEGIC_CHECKPOINTS", "SegicDecoder", "build_segic_decoder", "load_segic_decoder"]
+
 PE_KEY = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
 
 

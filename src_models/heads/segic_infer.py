@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src_models.backbones.dinov2 import IMAGENET_MEAN, IMAGENET_STD
+from src_models.backbones.encoder import imagenet_normalize
 from src_models.heads.segic import SegicDecoder
 
 
@@ -55,9 +55,7 @@ def preprocess(
     hv, wv = valid_size(tuple(x.shape[-2:]), input_size)
     x = F.interpolate(x, size=(hv, wv), mode="bilinear", align_corners=False)
     x = _pad(x, input_size, 128 / 255)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    x = (x - mean) / std
+    x = imagenet_normalize(x)
     x[..., hv:, :] = 0
     x[..., :, wv:] = 0
     return x, (hv, wv)

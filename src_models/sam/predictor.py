@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src_models.backbones.encoder import TimedEncoder
 from src_models.cache import model_tag
 from src_models.sam.disk_cache import DiskEmbeddingCache
+from src_models.timing import NULL_TIMER, Timer
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,14 @@ def to_sam_input(image: np.ndarray, img_size: int) -> tuple[torch.Tensor, tuple[
     return x, (int(size[0]), int(size[1]))
 
 
-class SamEncoder:
-    """Runs SAM's image encoder; bf16 on CPUs with native bf16 when ``dtype`` is bfloat16.
+class SamEncoder(TimedEncoder):
+    """Runs SAM's image encoder (in ``dtype``; the prompt encoder and decoder stay float32).
 
-    ``last_timings["sam_encoder"]`` holds the seconds of the last encoder forward (0 on a
-    disk-cache hit); ``encode_count`` counts forwards (tests use it to prove cache hits).
+    The encoder forward is timed as the ``sam_encoder`` stage (absent on a disk-cache hit);
+    ``encode_count`` counts forwards (tests use it to prove cache hits).
     """
+
+    stage = "sam_encoder"
 
     def __init__(
         self,
@@ -65,13 +69,16 @@ class SamEncoder:
         dtype: torch.dtype = torch.float32,
         disk_cache: DiskEmbeddingCache | None = None,
     ) -> None:
-        self.sam = sam.to(device)
-        self.sam.image_encoder.to(dtype=dtype)
-        self.device = device
-        self.dtype = dtype
+        super().__init__(sam, device, dtype, cast=sam.image_encoder)
         self.disk_cache = disk_cache
         self.encode_count = 0
-        self.last_timings: dict[str, float] = {}
+
+    @property
+    def sam(self) -> nn.Module:
+        return self.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.image_encoder(x)
 
     @property
     def img_size(self) -> int:
@@ -83,18 +90,14 @@ class SamEncoder:
         return f"sam:{getattr(self.sam, 'weights_tag', model_tag(self.sam))}:{self.dtype}"
 
     @torch.inference_mode()
-    def _encode(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    def _encode(self, image: np.ndarray, timer: Timer) -> tuple[np.ndarray, tuple[int, int]]:
         x, input_size = to_sam_input(image, self.img_size)
         x = self.sam.preprocess(x.to(self.device))  # normalise, pad bottom/right
-        start = time.perf_counter()
-        out = self.sam.image_encoder(x.to(self.dtype))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.last_timings = {"sam_encoder": time.perf_counter() - start}
+        out = self.timed_forward(x, timer)
         self.encode_count += 1
         return out[0].float().cpu().numpy().astype(np.float16), input_size
 
-    def __call__(self, image: np.ndarray) -> SamEmbedding:
+    def __call__(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> SamEmbedding:
         """(H, W, C) float32 in [0, 1] → :class:`SamEmbedding`."""
         from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -103,12 +106,11 @@ class SamEncoder:
         if self.disk_cache is not None:
             cached = self.disk_cache.get(key)
             if cached is not None:
-                self.last_timings = {"sam_encoder": 0.0}
                 size = ResizeLongestSide.get_preprocess_shape(
                     original[0], original[1], self.img_size
                 )
                 return SamEmbedding(cached, (int(size[0]), int(size[1])), original)
-        embedding, input_size = self._encode(image)
+        embedding, input_size = self._encode(image, timer)
         if self.disk_cache is not None:
             self.disk_cache.put(key, embedding)
         return SamEmbedding(embedding, input_size, original)

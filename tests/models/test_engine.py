@@ -11,6 +11,7 @@ from src_models.backends.classic import ClassicBackend
 from src_models.cache import FeatureCache
 from src_models.engine import propagate, propagation_order
 from src_models.sample_data import example_labels, synthetic_stack
+from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 from tests.helpers import iou
 
@@ -23,13 +24,13 @@ class CountingBackend(ClassicBackend):
         self.feature_calls = 0
         self.fitted_on: list[list[int]] = []
 
-    def compute_features(self, image: np.ndarray) -> np.ndarray:
+    def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> np.ndarray:
         self.feature_calls += 1
-        return super().compute_features(image)
+        return super().compute_features(image, timer)
 
-    def fit(self, examples: Sequence[Example]) -> None:
+    def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         self.fitted_on.append([e.index for e in examples])
-        super().fit(examples)
+        super().fit(examples, timer)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import make_dataclass
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -17,6 +18,7 @@ from src_models.evaluation.benchmark import speed_benchmark
 from src_models.evaluation.datasets import ImageSet, InstanceImage, Stack, load_datasets
 from src_models.evaluation.protocols import RANDOM_NOTE, drain
 from src_models.registry import BACKENDS, BackendInfo
+from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 
 
@@ -31,17 +33,17 @@ class ThresholdBackend:
 
     def __init__(self, empty: bool = False) -> None:
         self.empty = empty
-        self.last_timings: dict[str, float] = {}
+        self.config = None
 
-    def compute_features(self, image: np.ndarray) -> np.ndarray:
-        self.last_timings = {"backbone": 1e-6}
+    def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> np.ndarray:
+        timer.add("backbone", 1e-6)
         return image[..., 0].copy()
 
-    def fit(self, examples: Sequence[Example]) -> None:
+    def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         self.fitted = len(examples)
 
     def predict(
-        self, features: np.ndarray, shape: tuple[int, int]
+        self, features: np.ndarray, shape: tuple[int, int], timer: Timer = NULL_TIMER
     ) -> tuple[np.ndarray, np.ndarray]:
         labels = (features > 0.5).astype(np.int32) * (not self.empty)
         return labels, np.ones(shape, np.float32)
@@ -232,7 +234,14 @@ def test_eval_refuses_a_protocol_the_data_cannot_run(tmp_path: Path, capsys) -> 
 def test_eval_takes_any_registry_name_and_labels_random_weights(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    info = BackendInfo("threshold", "test", lambda **kw: ThresholdBackend(), lambda: True)
+    config = make_dataclass("ThresholdConfig", [], frozen=True)
+    info = BackendInfo(
+        "threshold",
+        "test",
+        config,
+        lambda config, device, weights: ThresholdBackend(),
+        weight_slots=("weights",),
+    )
     monkeypatch.setitem(BACKENDS, "threshold", info)
     _write_davis(tmp_path, frames=3)
     rc = cli.main(

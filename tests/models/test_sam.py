@@ -169,7 +169,7 @@ def test_sam_refine_wraps_any_backend_through_the_registry() -> None:
     backend = build_backend(
         "classic",
         sam_refine="test_tiny",
-        sam_refine_weights="random",
+        sam_weights="random",
         sam_refine_dtype="float32",
         texture=False,
         n_estimators=10,

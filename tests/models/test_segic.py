@@ -100,10 +100,13 @@ def test_missing_checkpoint_says_how_to_get_it(
         load_segic_decoder()
     with pytest.raises(ValueError, match="choose one of"):
         load_segic_decoder(checkpoint="segic_vit_b")
+    from src_models.backends.configs import SegicConfig
     from src_models.backends.segic import build_segic_backend, local_checkpoint
 
     with pytest.raises(RuntimeError, match="weights download segic_dinov2_l_80kx12e"):
-        build_segic_backend(device="cpu")  # fails on the decoder before loading DINOv2-L
+        build_segic_backend(
+            SegicConfig(), device="cpu"
+        )  # fails on the decoder before loading DINOv2-L
     (tmp_path / "segic_dinov2_l_160kx12e.pth").write_bytes(b"")
     assert local_checkpoint() == "segic_dinov2_l_160kx12e"  # only the 160k file is here
 
@@ -241,7 +244,7 @@ def test_registered_backend_builds_with_random_weights() -> None:
         "dinov2-segic",
         device="cpu",
         weights="random",
-        model="vits14",
+        backbone="vits14",
         input_size=SIZE,
         dtype="float32",
     )

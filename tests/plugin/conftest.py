@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, make_dataclass
 
 import numpy as np
 import pytest
 
 from src_models import registry
-from src_models.backends.classic import ClassicBackend, ClassicConfig
+from src_models.backends.classic import ClassicBackend
+from src_models.backends.configs import ClassicConfig
 from src_models.registry import BackendInfo
 from src_models.sample_data import example_labels, synthetic_stack
+from src_models.timing import NULL_TIMER, Timer
 from tests.plugin.plugin_helpers import N_SLICES, SIZE, choose_backend, make_widget
 
 # A small, fast classic configuration: seconds for a whole run on one core.
@@ -31,18 +33,31 @@ class CountingBackend(ClassicBackend):
         self.fail_predict = fail_predict
         self.computed = 0
 
-    def compute_features(self, image: np.ndarray) -> np.ndarray:
+    def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> np.ndarray:
         self.computed += 1
         if self.delay:
             time.sleep(self.delay)  # stands in for a model forward that releases the GIL
-        return super().compute_features(image)
+        return super().compute_features(image, timer)
 
     def predict(
-        self, features: np.ndarray, shape: tuple[int, int]
+        self, features: np.ndarray, shape: tuple[int, int], timer: Timer = NULL_TIMER
     ) -> tuple[np.ndarray, np.ndarray]:
         if self.fail_predict:
             raise RuntimeError("predict exploded (test backend)")
-        return super().predict(features, shape)
+        return super().predict(features, shape, timer)
+
+
+@dataclass(frozen=True)
+class CountingConfig:
+    """Options of the test backends.
+
+    Attributes:
+        delay: seconds each feature computation sleeps.
+        fail_predict: raise in predict.
+    """
+
+    delay: float = 0.0
+    fail_predict: bool = False
 
 
 @pytest.fixture
@@ -55,20 +70,21 @@ def built() -> list[CountingBackend]:
 def test_backends(monkeypatch: pytest.MonkeyPatch, built: list[CountingBackend]) -> None:
     """Register "counting", "slow" and "broken" backends for the duration of a test."""
 
-    def builder(**defaults: object) -> Callable[..., CountingBackend]:
-        def build(device: str = "auto", weights: object = None, **options: object):
-            backend = CountingBackend(**{**defaults, **options})
-            built.append(backend)
-            return backend
-
-        return build
+    def build(config: CountingConfig, *, device: str = "auto") -> CountingBackend:
+        backend = CountingBackend(config.delay, config.fail_predict)
+        built.append(backend)
+        return backend
 
     for name, defaults in {
-        "counting": {},
-        "slow": {"delay": 0.15},
-        "broken": {"fail_predict": True},
+        "counting": CountingConfig,
+        "slow": make_dataclass(
+            "SlowConfig", [("delay", float, 0.15)], bases=(CountingConfig,), frozen=True
+        ),
+        "broken": make_dataclass(
+            "BrokenConfig", [("fail_predict", bool, True)], bases=(CountingConfig,), frozen=True
+        ),
     }.items():
-        info = BackendInfo(name, f"test backend {name}", builder(**defaults), lambda: True)
+        info = BackendInfo(name, f"test backend {name}", defaults, build, uses_device=False)
         monkeypatch.setitem(registry.BACKENDS, name, info)
 
 

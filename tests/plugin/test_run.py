@@ -145,8 +145,15 @@ def test_backend_list_marks_missing_weights(qtbot, make_napari_viewer, monkeypat
     from src_models import registry
     from src_models.registry import BackendInfo
 
-    build = registry.BACKENDS["classic"].build
-    info = BackendInfo("heavy", "needs weights", build, lambda: False, gpu_recommended=True)
+    classic = registry.BACKENDS["classic"]
+    info = BackendInfo(
+        "heavy",
+        "needs weights",
+        classic.config,
+        classic.builder,
+        needs=lambda config: ["sam_vit_h"],
+        gpu_recommended=True,
+    )
     monkeypatch.setitem(registry.BACKENDS, "heavy", info)
     widget = InContextWidget(make_napari_viewer())
     row = widget.backend_combo.findData("heavy")

@@ -62,10 +62,18 @@ def test_backend_rebuilt_only_when_options_change() -> None:
 
 
 def test_backend_choices_survive_a_broken_availability_check(monkeypatch) -> None:
-    def broken() -> bool:
+    def broken(config: object) -> list[str]:
         raise ImportError("backbone module not written yet")
 
-    info = BackendInfo("heavy", "needs weights", registry.BACKENDS["classic"].build, broken, True)
+    classic = registry.BACKENDS["classic"]
+    info = BackendInfo(
+        "heavy",
+        "needs weights",
+        classic.config,
+        classic.builder,
+        needs=broken,
+        gpu_recommended=True,
+    )
     monkeypatch.setitem(registry.BACKENDS, "heavy", info)
     labels = {c.name: c.label for c in backend_choices()}
     assert labels["classic"] == "classic"

@@ -1,0 +1,276 @@
+"""Every backend's options as a typed, frozen dataclass (no torch import here).
+
+Build them only through :func:`src_models.config.build_config` (unknown keys and wrong types
+are refused there); ``__post_init__`` checks ranges. The docstring's ``Attributes:`` lines are
+the help text of ``napari-incontext backends --options NAME`` and of the widget's forms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from src_models.config import check_positive, check_range
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+DinoSize = Literal["vits14", "vitb14", "vitl14", "vitg14"]
+SamModel = Literal["vit_b", "vit_l", "vit_h", "test_tiny"]
+
+
+@dataclass(frozen=True)
+class ClassicConfig:
+    """Hyperparameters of the classic backend.
+
+    Attributes:
+        sigma_min: smallest Gaussian scale of the filter bank (pixels).
+        sigma_max: largest Gaussian scale of the filter bank (pixels).
+        texture: add Hessian-eigenvalue texture features (slower, usually better).
+        position: add normalised (y, x) coordinates as features; helps stacks whose object
+            stays in place (MRI, EM sections), hurts sets of unrelated images.
+        per_slice: standardise every slice (zero mean, unit variance per channel) before the
+            filters; for stacks whose brightness drifts between slices (serial-section EM).
+        n_estimators: number of trees of the random forest.
+        max_depth: depth limit of each tree (none = unlimited).
+        min_samples_leaf: smallest leaf of each tree.
+        samples_per_class: at most this many training pixels per label id (balanced).
+        smooth_sigma: Gaussian smoothing of class probabilities before the argmax (0 = none).
+        seed: random seed of the sampling and the forest.
+    """
+
+    sigma_min: float = 1.0
+    sigma_max: float = 16.0
+    texture: bool = True
+    position: bool = False
+    per_slice: bool = False
+    n_estimators: int = 32
+    max_depth: int | None = 16
+    min_samples_leaf: int = 2
+    samples_per_class: int = 20_000
+    smooth_sigma: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive(sigma_min=self.sigma_min, max_depth=self.max_depth)
+        check_range("sigma_max", self.sigma_max, self.sigma_min, None)
+        check_range("n_estimators", self.n_estimators, 1, 10_000)
+        check_range("min_samples_leaf", self.min_samples_leaf, 1, None)
+        check_range("samples_per_class", self.samples_per_class, 1, None)
+        check_range("smooth_sigma", self.smooth_sigma, 0, None)
+
+
+@dataclass(frozen=True)
+class Dinov2Config:
+    """Hyperparameters of the dinov2 backend.
+
+    Attributes:
+        backbone: DINOv2 size: vits14 (default), vitb14, vitl14 or vitg14.
+        input_size: longest side fed to the ViT (518 = the native 37×37 grid).
+        dtype: auto (bf16 on CPUs with AMX/AVX512-BF16 and on CUDA), float32, bfloat16.
+        proto_weight: share of the prototype cosine in a class score (rest: top-k neighbours).
+        topk: neighbours averaged per class.
+        temperature: softmax temperature turning scores into probabilities, as a fraction of
+            the spread (std) of the slice's scores.
+        refine: snap the upsampled probabilities to image edges with a guided filter.
+        refine_eps: guided-filter regulariser.
+    """
+
+    backbone: DinoSize = "vits14"
+    input_size: int = 518
+    dtype: Dtype = "auto"
+    proto_weight: float = 0.2
+    topk: int = 1
+    temperature: float = 0.25
+    refine: bool = True
+    refine_eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check_range("input_size", self.input_size, 14, 4096)
+        check_range("proto_weight", self.proto_weight, 0, 1)
+        check_range("topk", self.topk, 1, None)
+        check_positive(temperature=self.temperature, refine_eps=self.refine_eps)
+
+
+@dataclass(frozen=True)
+class DinoSamConfig:
+    """Hyperparameters of dinov2-sam.
+
+    Attributes:
+        correspondence: dinov2 (DINOv2 prior) or sam (SAM-feature prior = PerSAM).
+        backbone: DINOv2 size (vits14, vitb14, vitl14, vitg14).
+        input_size: longest side fed to DINOv2.
+        sam_model: SAM architecture: vit_b, vit_l or vit_h.
+        dtype: encoders' dtype: auto (bf16 on CUDA and on CPUs with native bf16), float32 or
+            bfloat16; the SAM decoder always runs in float32.
+        proto_weight: DINOv2 matching: share of the prototype cosine in a class score.
+        topk: DINOv2 matching: neighbours averaged per class.
+        presence_check: with DINOv2, skip an object no patch prefers over the other classes.
+        guided_attention: PerSAM's target-guided attention.
+        semantic_prompt: PerSAM's target-semantic prompting.
+        negative_point: add PerSAM's negative point.
+        refine_steps: cascaded refinement steps after the first decoding (0, 1 or 2).
+        persam_f: fit PerSAM-F's two mask weights on the examples (per object).
+        persam_f_iterations: PerSAM-F training steps.
+        persam_f_max_side: longest side of the logits/masks PerSAM-F trains on (none = full
+            resolution as the official code; 256 keeps 1000 CPU steps to seconds).
+        disk_cache: also keep SAM embeddings on disk.
+        disk_cache_dir: folder of that disk cache (none = the user cache directory).
+        disk_cache_gb: size cap of that disk cache in GB.
+    """
+
+    correspondence: Literal["dinov2", "sam"] = "dinov2"
+    backbone: DinoSize = "vits14"
+    input_size: int = 518
+    sam_model: SamModel = "vit_b"
+    dtype: Dtype = "auto"
+    proto_weight: float = 0.2
+    topk: int = 1
+    presence_check: bool = True
+    guided_attention: bool = True
+    semantic_prompt: bool = True
+    negative_point: bool = True
+    refine_steps: int = 2
+    persam_f: bool = False
+    persam_f_iterations: int = 1000
+    persam_f_max_side: int | None = 256
+    disk_cache: bool = False
+    disk_cache_dir: str | None = None
+    disk_cache_gb: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_range("input_size", self.input_size, 14, 4096)
+        check_range("proto_weight", self.proto_weight, 0, 1)
+        check_range("topk", self.topk, 1, None)
+        check_range("refine_steps", self.refine_steps, 0, 2)
+        check_range("persam_f_iterations", self.persam_f_iterations, 1, None)
+        check_positive(persam_f_max_side=self.persam_f_max_side, disk_cache_gb=self.disk_cache_gb)
+
+
+SEGIC_CHECKPOINTS: tuple[str, ...] = ("segic_dinov2_l_80kx12e", "segic_dinov2_l_160kx12e")
+
+
+@dataclass(frozen=True)
+class SegicConfig:
+    """Options of the dinov2-segic backend.
+
+    Attributes:
+        backbone: DINOv2 size; the released checkpoints need vitl14.
+        checkpoint: which released decoder to look up when no head_weights path is given
+            (none: the first of segic_dinov2_l_80kx12e, segic_dinov2_l_160kx12e found here).
+        input_size: padded input side, a multiple of 28 (896 = the training setting).
+        dtype: backbone dtype: auto, float32 or bfloat16 (the decoder stays float32).
+        text_embedding: file from `napari-incontext segic-text`; none = no text.
+        no_text: without a text file, zero feeds a zero 768-vector (token = the projection
+            bias) and omit leaves the text token out.
+        max_examples: example slices used per object (evenly spaced when there are more).
+    """
+
+    backbone: DinoSize = "vitl14"
+    checkpoint: Literal["segic_dinov2_l_80kx12e", "segic_dinov2_l_160kx12e"] | None = None
+    input_size: int = 896
+    dtype: Dtype = "auto"
+    text_embedding: str | None = None
+    no_text: Literal["zero", "omit"] = "zero"
+    max_examples: int = 8
+
+    def __post_init__(self) -> None:
+        check_range("input_size", self.input_size, 28, 4096)
+        if self.input_size % 28:
+            raise ValueError(f"option input_size={self.input_size} must be a multiple of 28")
+        check_range("max_examples", self.max_examples, 1, None)
+
+
+Insid3Backbone = Literal[
+    "dinov3_vits16",
+    "dinov3_vitb16",
+    "dinov3_vitl16",
+    "dinov2_vits14",
+    "dinov2_vitb14",
+    "dinov2_vitl14",
+    "dinov2_vitg14",
+]
+
+
+@dataclass(frozen=True)
+class Insid3Config:
+    """Options of the INSID3 backends.
+
+    Attributes:
+        backbone: dinov3_vits16 (default; also vitb16, vitl16) or a DINOv2 fallback
+            dinov2_vits14 / vitb14 / vitl14 / vitg14.
+        input_size: longest side fed to the ViT (aspect ratio kept, rounded to the patch);
+            none = DINOv3: 512 on a CPU, 1024 (the paper's) on CUDA; DINOv2: 518.
+        dtype: auto (bf16 on CPUs with AMX/AVX512-BF16 and on CUDA), float32, bfloat16.
+        debias_components: positional components removed; none = 500/1024 of the width.
+        tau: clustering similarity threshold (clusters stop merging at distance 1 − tau).
+        merge_threshold: keep clusters whose cross × intra × area score exceeds this.
+        forward_quantile: forward candidates when no target patch is positive: the patches
+            above this quantile.
+        negative_filter: drop clusters closer to the negative prototype than to the object's.
+        temperature: width of the sigmoid turning a cluster score into a probability.
+        refine: snap the upsampled mask to image edges with the guided filter.
+        refine_eps: guided-filter regulariser.
+    """
+
+    backbone: Insid3Backbone = "dinov3_vits16"
+    input_size: int | None = None
+    dtype: Dtype = "auto"
+    debias_components: int | None = None
+    tau: float = 0.6
+    merge_threshold: float = 0.2
+    forward_quantile: float = 0.9
+    negative_filter: bool = True
+    temperature: float = 0.05
+    refine: bool = True
+    refine_eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check_range("input_size", self.input_size, 14, 4096)
+        check_range("debias_components", self.debias_components, 0, None)
+        check_range("tau", self.tau, 0, 1)
+        check_range("forward_quantile", self.forward_quantile, 0, 1)
+        check_positive(temperature=self.temperature, refine_eps=self.refine_eps)
+
+    @property
+    def family(self) -> str:
+        """``dinov3`` or ``dinov2``."""
+        return self.backbone.split("_")[0]
+
+
+@dataclass(frozen=True)
+class Dinov2Insid3Config(Insid3Config):
+    """Options of dinov2-insid3: the INSID3 head on DINOv2 (ungated weights).
+
+    Attributes:
+        backbone: dinov2_vits14 (default), dinov2_vitb14 / vitl14 / vitg14, or a DINOv3
+            backbone dinov3_vits16 / vitb16 / vitl16.
+    """
+
+    backbone: Insid3Backbone = "dinov2_vits14"
+
+
+@dataclass(frozen=True)
+class SamRefineConfig:
+    """SAM refinement of any backend's proposals (options prefixed ``sam_refine``).
+
+    Attributes:
+        model: SAM architecture (vit_b, vit_l, vit_h); set with `sam_refine=vit_b`.
+        dtype: SAM encoder dtype (auto = bf16 where the hardware has it).
+        use_box: prompt with the bounding box of each object's proposal.
+        use_mask: prompt with the proposal itself as low-res mask logits.
+        multimask: ask SAM for three masks and keep the best-scored one.
+        min_pixels: objects with fewer proposed pixels are left as proposed.
+        keep_empty: when SAM returns an empty mask, keep the proposal for that object.
+    """
+
+    model: SamModel = "vit_b"
+    dtype: Dtype = "auto"
+    use_box: bool = True
+    use_mask: bool = True
+    multimask: bool = False
+    min_pixels: int = 4
+    keep_empty: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.use_box or self.use_mask):
+            raise ValueError("SAM refinement needs a prompt: set use_box or use_mask (or both)")
+        check_range("min_pixels", self.min_pixels, 0, None)
