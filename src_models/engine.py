@@ -42,6 +42,7 @@ def _features(
 ) -> tuple[object, dict[str, float]]:
     """Features of one slice (from the cache when its pixels were seen) and their timings:
     ``features`` (seconds in all), ``cached`` (1.0 on a hit) and the backend's stages."""
+    backend.check_open()
     timer = Timer()
     start = time.perf_counter()
     features, hit = cache.get_or_compute(

@@ -75,6 +75,10 @@ class Backend(Protocol):
         """Release the models; later calls raise ``RuntimeError``."""
         ...
 
+    def check_open(self) -> None:
+        """Raise ``RuntimeError`` when :meth:`close` was called."""
+        ...
+
 
 class BackendBase:
     """What every backend shares: ``close()`` and the check that it was not closed.

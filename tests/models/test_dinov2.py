@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from src_models.backbones.dinov2 import PatchEncoder, build_dinov2, to_model_input
-from src_models.device import pick_dtype
 from src_models.cache import FeatureCache
+from src_models.device import pick_dtype
 from src_models.engine import propagate
 from src_models.registry import build_backend
 from src_models.weights import ENV_DIR

@@ -13,6 +13,7 @@ import pytest
 import tifffile
 
 from src_models import cli
+from src_models.backends.base import BackendBase
 from src_models.evaluation import protocols
 from src_models.evaluation.benchmark import speed_benchmark
 from src_models.evaluation.datasets import ImageSet, InstanceImage, Stack, load_datasets
@@ -22,7 +23,7 @@ from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 
 
-class ThresholdBackend:
+class ThresholdBackend(BackendBase):
     """Predicts label 1 where the first channel is > 0.5: perfect on the fixtures below.
 
     ``empty=True`` predicts nothing at all.
