@@ -12,9 +12,9 @@ of a stack are natural pairs. Augmentations follow the official recipe (methods.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,83 +101,54 @@ class EpisodeSource:
         return len(self.pairs)
 
 
-def hflip(image: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return image.flip(-1), masks.flip(-1)
+def _pipeline(mode: str, size: tuple[int, int]) -> Callable[..., Any]:
+    """The torchvision v2 transform of one recipe (joint on an image and its masks)."""
+    from torchvision.transforms import v2
 
-
-def resized_crop(
-    image: torch.Tensor,
-    masks: torch.Tensor,
-    rng: np.random.Generator,
-    scale: tuple[float, float] = (0.3, 1.0),
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """RandomResizedCrop back to the image's own size (aspect ratio 3/4–4/3), bicubic image."""
-    h, w = image.shape[-2:]
-    for _ in range(10):
-        area = h * w * rng.uniform(*scale)
-        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-        ch, cw = round(math.sqrt(area / ratio)), round(math.sqrt(area * ratio))
-        if 0 < ch <= h and 0 < cw <= w:
-            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            break
-    else:
-        ch, cw, y, x = h, w, 0, 0
-    crop = image[None, :, y : y + ch, x : x + cw]
-    image = F.interpolate(crop, size=(h, w), mode="bicubic", align_corners=False)[0].clamp(0, 1)
-    masks = F.interpolate(masks[None, :, y : y + ch, x : x + cw], size=(h, w), mode="nearest")[0]
-    return image, masks
-
-
-def scale_jitter(
-    image: torch.Tensor,
-    masks: torch.Tensor,
-    rng: np.random.Generator,
-    scale: tuple[float, float] = (0.1, 2.0),
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Large-scale jitter: resize by a random factor, then random-crop or zero-pad to the old size."""
-    h, w = image.shape[-2:]
-    s = rng.uniform(*scale)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
-    masks = F.interpolate(masks[None], size=(nh, nw), mode="nearest")[0]
-    y, x = int(rng.integers(0, max(nh - h, 0) + 1)), int(rng.integers(0, max(nw - w, 0) + 1))
-    image, masks = image[:, y : y + h, x : x + w], masks[:, y : y + h, x : x + w]
-    pad = (0, w - image.shape[-1], 0, h - image.shape[-2])
-    return F.pad(image, pad), F.pad(masks, pad)
-
-
-def color_jitter(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """ColorJitter(brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1) in random order."""
-    from torchvision.transforms.v2 import functional as TF
-
-    ops = [
-        lambda x: TF.adjust_brightness(x, rng.uniform(0.6, 1.4)),
-        lambda x: TF.adjust_contrast(x, rng.uniform(0.6, 1.4)),
-        lambda x: TF.adjust_saturation(x, rng.uniform(0.8, 1.2)),
-        lambda x: TF.adjust_hue(x, rng.uniform(-0.1, 0.1)),
-    ]
-    for index in rng.permutation(len(ops)):
-        image = ops[index](image)
-    return image.clamp(0, 1)
+    if mode == "instance":
+        return v2.Compose(
+            [
+                v2.RandomResizedCrop(
+                    size, scale=(0.3, 1.0), interpolation=v2.InterpolationMode.BICUBIC
+                ),
+                v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.2),
+                v2.RandomHorizontalFlip(p=0.1),
+            ]
+        )
+    if mode == "semantic":  # large-scale jitter: resize ×0.1–2, then crop / zero-pad back
+        return v2.Compose(
+            [
+                v2.RandomHorizontalFlip(p=0.5),
+                v2.ScaleJitter(size, scale_range=(0.1, 2.0)),
+                v2.RandomCrop(size, pad_if_needed=True),
+            ]
+        )
+    raise ValueError(f"unknown augmentation {mode!r}: choose one of {', '.join(AUGMENTATIONS)}")
 
 
 def augment(
     image: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator, mode: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply one augmentation recipe (see the module docstring) to (C, H, W) and (K, H, W)."""
-    if mode == "instance":
-        image, masks = resized_crop(image, masks, rng)
-        if rng.random() < 0.2:
-            image = color_jitter(image, rng)
-        if rng.random() < 0.1:
-            image, masks = hflip(image, masks)
-    elif mode == "semantic":
-        if rng.random() < 0.5:
-            image, masks = hflip(image, masks)
-        image, masks = scale_jitter(image, masks, rng)
-    elif mode != "none":
-        raise ValueError(f"unknown augmentation {mode!r}: choose one of {', '.join(AUGMENTATIONS)}")
-    return image, masks
+    """Apply one augmentation recipe (see the module docstring) to an image and its masks.
+
+    Args:
+        image: (C, H, W) float32 in [0, 1].
+        masks: (K, H, W) float32 in {0, 1} (resampled with nearest neighbour).
+        rng: draws the seed of the torchvision transforms, so a run is reproducible and
+            resumable without touching torch's global random state.
+
+    Returns:
+        The augmented (C, H, W) image clamped to [0, 1] and (K, H, W) masks, same size.
+    """
+    if mode == "none":
+        return image, masks
+    from torchvision import tv_tensors
+
+    transform = _pipeline(mode, (int(image.shape[-2]), int(image.shape[-1])))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**31)))
+        out, out_masks = transform(tv_tensors.Image(image), tv_tensors.Mask(masks))
+    return out.as_subclass(torch.Tensor).clamp(0, 1), out_masks.as_subclass(torch.Tensor)
 
 
 def sample_episode(

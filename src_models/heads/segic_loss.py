@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from src_models.losses import dice_loss
+
 
 def point_sample(values: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Bilinear samples of (B, C, H, W) at (B, P, 2) xy coordinates in [0, 1] → (B, C, P)."""
@@ -35,13 +37,6 @@ def importance_points(
     chosen = torch.gather(drawn, 1, top[..., None].expand(-1, -1, 2))
     uniform = torch.rand(batch, count - n_important, 2, device=logits.device)
     return torch.cat([chosen, uniform], dim=1)
-
-
-def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over masks of 1 − (2·Σpt + 1) / (Σp + Σt + 1); (B, P) inputs."""
-    probs = logits.sigmoid()
-    numerator = 2 * (probs * targets).sum(-1)
-    return (1 - (numerator + 1) / (probs.sum(-1) + targets.sum(-1) + 1)).mean()
 
 
 def mask_loss(

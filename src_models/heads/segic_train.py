@@ -83,14 +83,14 @@ def sidecar_path(out: str | Path) -> Path:
 
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     """(K, S, S) {0, 1} masks → (K, 4) float xyxy pixel boxes (all zeros for an empty mask)."""
-    boxes = []
-    for mask in masks > 0.5:
-        ys, xs = torch.nonzero(mask, as_tuple=True)
-        if len(ys) == 0:
-            boxes.append(torch.zeros(4, device=masks.device))
-        else:
-            boxes.append(torch.stack([xs.min(), ys.min(), xs.max(), ys.max()]).float())
-    return torch.stack(boxes)
+    from torchvision.ops import masks_to_boxes
+
+    binary = masks > 0.5
+    boxes = torch.zeros(len(masks), 4, device=masks.device)
+    present = binary.flatten(1).any(1)
+    if present.any():
+        boxes[present] = masks_to_boxes(binary[present]).float()
+    return boxes
 
 
 class Trainer:

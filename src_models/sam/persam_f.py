@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from src_models.losses import dice_loss, focal_loss
 from src_models.sam.persam import mask_box, point_selection, similarity_map
 from src_models.sam.predictor import SamEmbedding, SamHead
 
@@ -39,24 +40,6 @@ class PersamFConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     max_side: int | None = None
-
-
-def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 − soft dice of sigmoid(logits) (H, W) against a {0, 1} target (H, W)."""
-    prob = logits.sigmoid().flatten()
-    target = target.flatten()
-    return 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
-
-
-def focal_loss(
-    logits: torch.Tensor, target: torch.Tensor, alpha: float, gamma: float
-) -> torch.Tensor:
-    """Mean sigmoid focal loss (Lin et al.) of (H, W) logits against a {0, 1} target."""
-    prob = logits.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    p_t = prob * target + (1 - prob) * (1 - target)
-    loss = ce * (1 - p_t) ** gamma
-    return (loss * (alpha * target + (1 - alpha) * (1 - target))).mean()
 
 
 def blend(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -124,7 +107,7 @@ def _fit(
             loss = torch.zeros(())
             for logits, target in pairs:
                 mixed = blend(weights, logits)
-                loss = loss + dice_loss(mixed, target)
+                loss = loss + dice_loss(mixed.flatten(), target.flatten())
                 loss = loss + focal_loss(mixed, target, config.focal_alpha, config.focal_gamma)
             optimizer.zero_grad()
             loss.backward()

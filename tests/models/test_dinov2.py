@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from src_models.backbones.dinov2 import PatchEncoder, build_dinov2, to_model_input
+from src_models.backends.dinov2 import Dinov2Backend
 from src_models.cache import FeatureCache
 from src_models.device import pick_dtype
 from src_models.engine import propagate
@@ -107,4 +108,5 @@ def test_wrong_or_corrupt_file_is_rejected(tmp_path: Path) -> None:
 def test_a_replaced_model_never_shares_cached_features(backend) -> None:
     other = build_backend("dinov2", weights="random", device="cpu", dtype="float32")
     assert other.feature_key != backend.feature_key  # another random init: other features
-    assert backend.feature_key == backend.feature_key  # stable for one model
+    same_model = Dinov2Backend(backend.encoder, backend.config)
+    assert same_model.feature_key == backend.feature_key  # the same model keeps its features

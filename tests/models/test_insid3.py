@@ -16,8 +16,6 @@ from src_models.registry import BACKENDS, build_backend
 from src_models.timing import Timer
 from src_models.types import Example
 
-torch.set_num_threads(1)
-
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()

@@ -9,6 +9,8 @@ import zipfile
 from importlib import metadata, resources
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -71,3 +73,14 @@ def test_src_models_imports_no_gui_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_version_is_written_in_one_place() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from importlib.metadata import version
+
+    import napari_incontext
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert version("napari-incontext") == napari_incontext.__version__

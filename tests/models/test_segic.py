@@ -31,8 +31,8 @@ REFERENCE = Path(__file__).parent / "data" / "segic_dinov2_l_state_dict.txt"
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread: None) -> None:
+    """Tiny SEGIC models: thread start-up costs more than the work."""
 
 
 def reference_keys() -> list[tuple[str, tuple[int, ...]]]:

@@ -158,6 +158,10 @@ def test_weights_cli(
 ) -> None:
     from src_models.cli import main
 
+    # hermetic: no weights from this machine's caches (timm's DINOv2 may be in the HF cache)
+    monkeypatch.delenv(W.ENV_DIR, raising=False)
+    monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(W, "_hf_cached", lambda spec: None)
     assert main(["weights", "list"]) == 0
     listing = capsys.readouterr().out
     for name in ("sam_vit_b", "sam_vit_l", "sam_vit_h", "dinov2_vits14"):
