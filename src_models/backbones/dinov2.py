@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import MethodType
 
 import numpy as np
 import torch
@@ -21,21 +22,119 @@ DINOV2_ARCHS: dict[str, str] = {
 }
 
 
-def load_timm_weights(model: nn.Module, path: Path) -> None:
-    """Load an official DINOv2 ``.pth`` or a timm ``.safetensors`` into a timm ViT (strict)."""
+def official_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """timm ``VisionTransformer._pos_embed`` with the official DINOv2 resampling.
+
+    The official ``interpolate_pos_encoding`` resizes the 37×37 table by bicubic
+    interpolation with ``scale_factor = (n + offset) / 37`` (offset 0.1, no antialias for the
+    plain models; size-based with antialias for the ``_reg`` models), where timm resizes to
+    a size with antialias. Bound to a timm DINOv2 ViT by :func:`create_dinov2`.
+
+    Args:
+        x: (B, H, W, C) patch embeddings (``dynamic_img_size`` layout).
+
+    Returns:
+        (B, prefix + H·W, C) tokens with class/register tokens and position embeddings.
+    """
+    batch, rows, cols, dim = x.shape
+    prefix = 0 if self.no_embed_class else self.num_prefix_tokens
+    table = self.pos_embed
+    native = tuple(self.patch_embed.grid_size)
+    if (rows, cols) != native:
+        offset = float(self.dinov2_interpolate_offset)
+        side = native[0]
+        patch = table[:, prefix:].float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
+        resize = (
+            {"scale_factor": ((rows + offset) / side, (cols + offset) / side)}
+            if offset
+            else {"size": (rows, cols)}
+        )
+        patch = F.interpolate(
+            patch, mode="bicubic", antialias=bool(self.dinov2_interpolate_antialias), **resize
+        )
+        patch = patch.permute(0, 2, 3, 1).reshape(1, rows * cols, dim).to(table.dtype)
+        table = torch.cat([table[:, :prefix], patch], dim=1)
+    x = x.reshape(batch, rows * cols, dim)
+    prefix_tokens = [
+        t.expand(batch, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None
+    ]
+    if self.no_embed_class:
+        x = torch.cat([*prefix_tokens, x + table], dim=1)
+    else:
+        x = torch.cat([*prefix_tokens, x], dim=1) + table
+    return self.pos_drop(x)
+
+
+def create_dinov2(size: str, registers: bool = False, **overrides: int) -> nn.Module:
+    """A randomly initialised timm DINOv2 ViT resampling position embeddings as the official.
+
+    Args:
+        size: one of ``DINOV2_ARCHS``.
+        registers: build the 4-register (``_reg4``) architecture.
+        overrides: timm architecture overrides (``depth``, ``embed_dim``, ``num_heads``) for
+            test-sized models.
+    """
+    import timm
+
+    if size not in DINOV2_ARCHS:
+        raise ValueError(f"unknown DINOv2 size {size!r}: choose one of {', '.join(DINOV2_ARCHS)}")
+    arch = (
+        DINOV2_ARCHS[size].replace("_dinov2", "_reg4_dinov2") if registers else DINOV2_ARCHS[size]
+    )
+    model = timm.create_model(
+        arch, pretrained=False, num_classes=0, dynamic_img_size=True, **overrides
+    )
+    # the official torch.hub settings: plain models 0.1 / no antialias, _reg models 0 / antialias
+    model.dinov2_interpolate_offset = 0.0 if registers else 0.1
+    model.dinov2_interpolate_antialias = registers
+    model._pos_embed = MethodType(official_pos_embed, model)
+    return model
+
+
+def has_registers(state: dict[str, torch.Tensor]) -> bool:
+    """True for a DINOv2 state dict with register tokens (official ``_reg4`` or timm layout)."""
+    return "register_tokens" in state or "reg_token" in state
+
+
+def load_dinov2_weights(
+    model: nn.Module, state: dict[str, torch.Tensor], source: Path | str
+) -> None:
+    """Load an official DINOv2 or timm-layout state dict into a timm ViT (strict).
+
+    Raises:
+        RuntimeError: one line saying the file is not this DINOv2 size.
+    """
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    state = checkpoint_filter_fn(load_state_dict(path), model)
+    width = int(model.embed_dim)
+    if "storage_tokens" in state or "rope_embed.periods" in state:
+        raise RuntimeError(
+            f"{source} is a DINOv3 checkpoint, not DINOv2: use it with a dinov3_* backbone"
+        )
+    found = state.get("cls_token")
+    if found is None or found.shape[-1] != width or "blocks.0.norm1.weight" not in state:
+        what = "no DINOv2 ViT" if found is None else f"a ViT of width {found.shape[-1]}"
+        raise RuntimeError(
+            f"{source} holds {what}, not the DINOv2 of width {width} asked for; pick the "
+            "checkpoint of this backbone size (dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth)"
+        )
+    try:
+        converted = checkpoint_filter_fn(dict(state), model)
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise RuntimeError(
+            f"{source} does not fit {type(model).__name__} ({str(error).splitlines()[0][:120]});"
+            " pick the DINOv2 weights of this model size"
+        ) from error
     expected = model.state_dict()
-    wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k, v in converted.items() if k in expected and v.shape != expected[k].shape]
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
     if wrong or missing or unexpected:
         raise RuntimeError(
-            f"{path} does not fit {type(model).__name__}: wrong shapes {wrong[:3]}, missing "
+            f"{source} does not fit {type(model).__name__}: wrong shapes {wrong[:3]}, missing "
             f"{missing[:3]}, unexpected {unexpected[:3]}; pick the weights of this model size"
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(converted, strict=True)
 
 
 def build_dinov2(size: str = "vits14", weights: str | Path | None = None) -> nn.Module:
@@ -43,23 +142,23 @@ def build_dinov2(size: str = "vits14", weights: str | Path | None = None) -> nn.
 
     Args:
         size: one of ``DINOV2_ARCHS``.
-        weights: ``"random"`` for random init (tests), a checkpoint path, or None to find
-            the official weights locally (see :mod:`src_models.weights`).
+        weights: ``"random"`` for random init (tests), a checkpoint path (official ``.pth``,
+            plain or ``_reg4``, or timm ``.safetensors``), or None to find the official
+            weights locally (see :mod:`src_models.weights`).
     """
-    import timm
-
     if size not in DINOV2_ARCHS:
         raise ValueError(f"unknown DINOv2 size {size!r}: choose one of {', '.join(DINOV2_ARCHS)}")
-    model = timm.create_model(
-        DINOV2_ARCHS[size], pretrained=False, num_classes=0, dynamic_img_size=True
-    )
-    if weights != "random":
-        load_timm_weights(model, resolve(f"dinov2_{size}", weights))
+    if weights == "random":
+        return create_dinov2(size).eval().requires_grad_(False)
+    path = resolve(f"dinov2_{size}", weights)
+    state = load_state_dict(path)
+    model = create_dinov2(size, registers=has_registers(state))
+    load_dinov2_weights(model, state, path)
     return model.eval().requires_grad_(False)
 
 
 def to_model_input(image: np.ndarray, longest: int, patch: int) -> torch.Tensor:
-    """(H, W, C) float32 in [0, 1] → (1, 3, h·p, w·p) ImageNet-normalised, longest side ≈ longest."""
+    """(H, W, C) float32 in [0, 1] → (1, 3, h·p, w·p) ImageNet-normalised, longest ≈ longest."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)

@@ -69,14 +69,19 @@ def load_dinov3_weights(
         )
 
 
-def create_dinov3(size: str, qkv_bias: bool = False) -> nn.Module:
-    """A randomly initialised timm DINOv3 ViT (any input size that is a multiple of 16)."""
+def create_dinov3(size: str, qkv_bias: bool = False, **overrides: int) -> nn.Module:
+    """A randomly initialised timm DINOv3 ViT (any input size that is a multiple of 16).
+
+    ``overrides`` (``depth``, ``embed_dim``, ``num_heads``) build test-sized models.
+    """
     import timm
 
     if size not in DINOV3_ARCHS:
         raise ValueError(f"unknown DINOv3 size {size!r}: choose one of {', '.join(DINOV3_ARCHS)}")
     arch = DINOV3_ARCHS[size] + ("_qkvb" if qkv_bias else "")
-    return timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True)
+    return timm.create_model(
+        arch, pretrained=False, num_classes=0, dynamic_img_size=True, **overrides
+    )
 
 
 def build_dinov3(size: str = "vits16", weights: str | Path | None = None) -> nn.Module:
