@@ -200,14 +200,20 @@ class Insid3Config:
         input_size: longest side fed to the ViT (aspect ratio kept, rounded to the patch);
             none = DINOv3: 512 on a CPU, 1024 (the paper's) on CUDA; DINOv2: 518.
         dtype: auto (bf16 on CPUs with AMX/AVX512-BF16 and on CUDA), float32, bfloat16.
-        debias_components: positional components removed; none = 500/1024 of the width.
+        debias_components: positional components removed; none = the official 500 (on a
+            backbone no wider than 500, e.g. ViT-S, 500/1024 of the width: the official 500
+            would remove every channel).
+        debias_scaled: with debias_components none, scale the 500 to 500/1024 of the width
+            on every backbone (ViT-B: 375; the project's earlier default) instead.
         tau: clustering similarity threshold (clusters stop merging at distance 1 − tau).
         merge_threshold: keep clusters whose cross × intra × area score exceeds this.
         forward_quantile: forward candidates when no target patch is positive: the patches
             above this quantile.
-        negative_filter: drop clusters closer to the negative prototype than to the object's.
+        negative_filter: drop clusters closer to the negative prototype than to the object's
+            (a project addition; off = the official aggregation).
         temperature: width of the sigmoid turning a cluster score into a probability.
-        refine: snap the upsampled mask to image edges with the guided filter.
+        refine: snap the upsampled mask to image edges with the guided filter (off = the
+            official bilinear upsampling of the 0/1 patch mask, > 0.5).
         refine_eps: guided-filter regulariser.
     """
 
@@ -215,6 +221,7 @@ class Insid3Config:
     input_size: int | None = None
     dtype: Dtype = "auto"
     debias_components: int | None = None
+    debias_scaled: bool = False
     tau: float = 0.6
     merge_threshold: float = 0.2
     forward_quantile: float = 0.9

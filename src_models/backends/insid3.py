@@ -19,6 +19,7 @@ import torch
 
 from src_models.backbones.dinov2 import PatchEncoder, build_dinov2
 from src_models.backbones.dinov3 import build_dinov3, weights_tag
+from src_models.backbones.encoder import imagenet_normalize
 from src_models.backends.base import BackendBase, labels_from_probs, object_ids
 from src_models.backends.configs import Insid3Config
 from src_models.backends.dinov2 import PatchFeatures
@@ -26,7 +27,7 @@ from src_models.cache import model_tag
 from src_models.device import pick_device, pick_dtype
 from src_models.heads import insid3 as head
 from src_models.matching import patch_label_fractions
-from src_models.refine import refine_probabilities
+from src_models.refine import refine_probabilities, upsample
 from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 
@@ -62,7 +63,7 @@ def debias_cache_dir() -> Path:
 
 @dataclass
 class PositionalDebias:
-    """Positional bases per patch grid, estimated from a constant (zero after normalisation) image.
+    """Positional bases per patch grid, estimated from a black image (as the official code).
 
     Bases are kept in memory and, for real weights, on disk keyed by backbone, grid, dtype
     and the weights file (name, size, mtime), so each (model, input size) costs one extra
@@ -93,11 +94,10 @@ class PositionalDebias:
 
     @torch.inference_mode()
     def constant_tokens(self, grid: tuple[int, int]) -> np.ndarray:
-        """(h, w, D) float32 unit-norm tokens of an all-zeros normalised input."""
+        """(h, w, D) float32 unit-norm tokens of a black image, ``(0 − mean) / std``."""
         enc = self.encoder
-        x = torch.zeros(
-            1, 3, grid[0] * enc.patch, grid[1] * enc.patch, device=enc.device, dtype=enc.dtype
-        )
+        black = torch.zeros(1, 3, grid[0] * enc.patch, grid[1] * enc.patch)
+        x = imagenet_normalize(black).to(enc.device, enc.dtype)
         tokens = enc.model.forward_features(x)[0, enc.model.num_prefix_tokens :].float()
         return head.unit(tokens).reshape(*grid, -1).cpu().numpy()
 
@@ -161,10 +161,11 @@ class Insid3Backend(BackendBase):
 
     def _debias(self, tokens: np.ndarray) -> np.ndarray:
         basis = self.debiaser.basis(tokens.shape[:2])
-        n = self.config.debias_components
-        return head.debias(
-            tokens, basis, head.default_components(tokens.shape[-1]) if n is None else n
-        )
+        c = self.config
+        n = c.debias_components
+        if n is None:
+            n = head.default_components(tokens.shape[-1], c.debias_scaled)
+        return head.debias(tokens, basis, n)
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         """Build one :class:`~src_models.heads.insid3.Reference` per label id."""
@@ -180,12 +181,15 @@ class Insid3Backend(BackendBase):
 
     def _reference(self, prepared: Sequence[_Prepared], k: int) -> head.Reference:
         shots, masks, negatives = [], [], []
+        patch = self.encoder.patch
         for p in prepared:
-            frac = patch_label_fractions(p.labels, p.tokens.shape[:2], np.array([k]))[1]
+            grid = p.tokens.shape[:2]
+            frac = patch_label_fractions(p.labels, grid, np.array([k]))[1]
             negatives.append(p.debiased[frac == 0])
             if frac.max() > 0:
                 shots.append(p.debiased)
-                masks.append(head.patch_mask(p.labels == k, p.tokens.shape[:2]))
+                size = (grid[0] * patch, grid[1] * patch)
+                masks.append(head.patch_mask(p.labels == k, grid, size))
         return head.make_reference(shots, masks, negatives)
 
     def predict(
@@ -211,10 +215,32 @@ class Insid3Backend(BackendBase):
             probs = np.concatenate([np.prod(1.0 - fg, axis=0, keepdims=True), fg])
             probs = (probs / np.maximum(probs.sum(0, keepdims=True), 1e-8)).astype(np.float32)
         with timer("refine"):
-            radius = max(1, round(shape[0] / tokens.shape[0])) if c.refine else 0
-            guide = features.guide.astype(np.float32)
-            probs = refine_probabilities(probs, guide, radius, c.refine_eps)
+            if c.refine:
+                radius = max(1, round(shape[0] / tokens.shape[0]))
+                guide = features.guide.astype(np.float32)
+                probs = refine_probabilities(probs, guide, radius, c.refine_eps)
+            else:
+                probs = upsample_hard(probs, shape)
         return labels_from_probs(probs, np.concatenate([[0], self._ids]))
+
+
+def upsample_hard(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The official upsampling: each class's 0/1 patch mask bilinear to pixels, > 0.5.
+
+    Args:
+        probs: (C, h, w) class probabilities (class 0 = background).
+        shape: (H, W).
+
+    Returns:
+        (C, H, W) float32, nonzero only for the pixel's class (background where no upsampled
+        mask exceeds 0.5); the value is the bilinear patch probability of that class, so
+        ``labels_from_probs`` gives the official mask and a confidence.
+    """
+    classes = np.arange(len(probs))[:, None, None]
+    hard = upsample((classes == probs.argmax(0)[None]).astype(np.float32), shape)
+    winner = np.where((hard > 0.5).any(0), hard.argmax(0), 0)[None]
+    confidence = np.take_along_axis(upsample(probs, shape), winner, 0)
+    return np.where(classes == winner, np.maximum(confidence, 1e-6), 0.0).astype(np.float32)
 
 
 def build_insid3_backend(
@@ -236,7 +262,7 @@ def build_insid3_backend(
     dtype = pick_dtype(config.dtype, torch_device)
     encoder = PatchEncoder(model, input_size(config), torch_device, dtype)
     tag = weights_tag(weights, config.backbone)
-    key = f"{config.backbone}:{encoder.dtype}:{tag}"
+    key = f"{config.backbone}:{encoder.dtype}:{tag}:black"  # basis of a black image
     return Insid3Backend(
         encoder, config, PositionalDebias(encoder, key, on_disk=tag not in ("random", "unknown"))
     )

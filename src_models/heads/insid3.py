@@ -18,8 +18,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src_models.matching import patch_label_fractions
-
 
 @dataclass(frozen=True)
 class Insid3Params:
@@ -52,7 +50,8 @@ def positional_basis(constant_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Channel-space basis of the positional signal, from the tokens of a constant image.
 
     Args:
-        constant_tokens: (h, w, D) tokens of an image that is zeros after normalisation.
+        constant_tokens: (h, w, D) tokens of a black image (``(0 − mean) / std`` after
+            ImageNet normalisation, as the official code).
 
     Returns:
         basis (D, r) float32 orthonormal columns sorted by singular value, r = min(D, h·w − 1),
@@ -65,9 +64,20 @@ def positional_basis(constant_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return u[:, :rank].float().numpy(), s[:rank].float().numpy()
 
 
-def default_components(dim: int) -> int:
-    """The official 500 of 1024 channels (ViT-L) scaled to width ``dim``."""
-    return round(dim * 500 / 1024)
+OFFICIAL_COMPONENTS = 500
+
+
+def default_components(dim: int, scaled: bool = False) -> int:
+    """Positional components removed from tokens of width ``dim``.
+
+    The official code removes 500 whatever the width (``--svd-comps``, tuned on ViT-L, 1024
+    wide). On a backbone no wider than that (ViT-S, 384) it would remove every channel and
+    leave rounding noise, so there — and for every width when ``scaled`` — the 500 are
+    scaled to the width (500/1024 · dim: 188 for ViT-S, 375 for ViT-B).
+    """
+    if scaled or dim <= OFFICIAL_COMPONENTS:
+        return round(dim * OFFICIAL_COMPONENTS / 1024)
+    return OFFICIAL_COMPONENTS
 
 
 def debias(tokens: np.ndarray, basis: np.ndarray, n_components: int) -> np.ndarray:
@@ -86,16 +96,32 @@ def debias(tokens: np.ndarray, basis: np.ndarray, n_components: int) -> np.ndarr
     return unit(x - (x @ u) @ u.T).numpy()
 
 
-def patch_mask(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool pixel mask → (h, w) bool patch mask: patches covered more than half.
+def patch_mask(
+    mask: np.ndarray, grid: tuple[int, int], input_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """(H, W) bool pixel mask → (h, w) bool patch mask by the official rule.
 
-    A small object that covers no patch by half keeps its best-covered patch(es).
+    As the official ``load_mask`` + ``downsample_mask``: nearest resize to the model input
+    size, bilinear to the grid and > 0.5; if that is empty, nearest to the grid; if that is
+    empty too, the patch of the mask's centroid. An empty mask gives an empty patch mask.
+
+    Args:
+        mask: (H, W) bool.
+        grid: (h, w) patch grid.
+        input_size: (h·p, w·p) model input size, or None when ``mask`` is already at it.
     """
-    frac = patch_label_fractions(mask.astype(np.int32), grid, np.array([1]))[1]
-    out = frac > 0.5
-    if not out.any() and frac.max() > 0:
-        out = frac >= frac.max() - 1e-6
-    return out
+    m = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None, None]
+    if input_size is not None and tuple(m.shape[-2:]) != tuple(input_size):
+        m = F.interpolate(m, size=tuple(input_size), mode="nearest")
+    down = F.interpolate(m, size=grid, mode="bilinear", align_corners=False)[0, 0] > 0.5
+    if not down.any():
+        down = F.interpolate(m, size=grid, mode="nearest")[0, 0] > 0.5
+    if not down.any() and bool(m.any()):
+        center = torch.argwhere(m[0, 0] > 0).float().mean(dim=0)
+        scale = m.shape[-1] // grid[1]
+        cy, cx = (center / scale).int().tolist()
+        down[min(cy, grid[0] - 1), min(cx, grid[1] - 1)] = True
+    return down.numpy()
 
 
 def prototype(tokens: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
@@ -108,7 +134,7 @@ def prototype(tokens: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.n
     Returns:
         (D,) float32 (zeros when every mask is empty).
     """
-    means = [t[m].mean(0) for t, m in zip(tokens, masks) if m.any()]
+    means = [t[m].mean(0) for t, m in zip(tokens, masks, strict=True) if m.any()]
     if not means:
         return np.zeros(tokens[0].shape[-1], np.float32)
     return unit(torch.from_numpy(np.mean(means, axis=0).astype(np.float32))).numpy()
@@ -140,7 +166,7 @@ def backward_votes(
     """
     flat = torch.from_numpy(np.asarray(target, np.float32).reshape(-1, target.shape[-1]))
     votes = np.zeros(flat.shape[0], np.int32)
-    for ref, mask in zip(refs, masks):
+    for ref, mask in zip(refs, masks, strict=True):
         ref_flat = torch.from_numpy(np.asarray(ref, np.float32).reshape(-1, ref.shape[-1]))
         nearest = (flat @ ref_flat.T).argmax(1).numpy()
         votes += mask.reshape(-1)[nearest]
