@@ -10,7 +10,7 @@ import numpy as np
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
 from src_models.inputs import ImageInput, LabelInput, Prepared, prepare
-from src_models.linking import link_to_neighbour
+from src_models.linking import link_to_neighbour, neighbour_toward_examples
 from src_models.timing import Timer
 from src_models.types import Example, SliceResult
 
@@ -69,6 +69,21 @@ def fit_examples(backend: Backend, data: Prepared, cache: FeatureCache) -> dict[
     return {"fit": time.perf_counter() - start, **stages}
 
 
+def _observe_neighbour(
+    backend: Backend,
+    cache: FeatureCache,
+    data: Prepared,
+    index: int,
+    finished: dict[int, np.ndarray],
+) -> None:
+    """Tell a video-path backend the neighbour of ``index`` toward the examples."""
+    neighbour = neighbour_toward_examples(index, data.examples)
+    features = _features(backend, cache, data.images[neighbour])[0]
+    backend.observe_neighbour(  # type: ignore[attr-defined]
+        index, neighbour, features, finished.get(neighbour), neighbour in data.examples
+    )
+
+
 def propagate(
     images: ImageInput,
     labels: LabelInput,
@@ -102,8 +117,12 @@ def propagate(
     order = propagation_order(len(data.images), data.examples, targets)
     fit_timings = fit_examples(backend, data, cache)
     finished = {i: data.labels[i] for i in data.examples}
+    # stacks only: a backend with a video path (SEGIC's forward_vos) hears of the neighbour
+    video = isinstance(images, np.ndarray) and hasattr(backend, "observe_neighbour")
     for done, index in enumerate(order, start=1):
         features, timings = _features(backend, cache, data.images[index])
+        if video:
+            _observe_neighbour(backend, cache, data, index, finished)
         timer = Timer()
         start = time.perf_counter()
         lab, conf = backend.predict(features, data.images[index].shape[:2], timer)
@@ -112,7 +131,7 @@ def propagate(
                 lab, conf = link_to_neighbour(
                     index, lab, conf, finished, data.examples, link_radius
                 )
-            finished[index] = lab
+        finished[index] = lab
         timings |= {"head": time.perf_counter() - start} | timer.seconds
         if done == 1:
             timings |= fit_timings

@@ -134,6 +134,17 @@ WEIGHTS: dict[str, WeightsSpec] = {
     ),
     "segic_dinov2_l_80kx12e": _segic("80kx12e"),
     "segic_dinov2_l_160kx12e": _segic("160kx12e"),
+    "clip_vit_l14_text": WeightsSpec(
+        name="clip_vit_l14_text",
+        file_name="clip-vit-large-patch14.safetensors",
+        hf_id="openai/clip-vit-large-patch14",
+        hf_file="model.safetensors",
+        license="MIT (OpenAI CLIP ViT-L/14; its text tower gives SEGIC's meta instruction)",
+        how_to_get=(
+            "`napari-incontext weights download clip_vit_l14_text` fetches it into the Hugging "
+            "Face cache and computes SEGIC's two default text embeddings (needs transformers)"
+        ),
+    ),
     "dinov3_vits16": _dinov3("s", "21M", "08c60483"),
     "dinov3_vitb16": _dinov3("b", "86M", "73cec8be"),
     "dinov3_vitl16": _dinov3("l", "300M", "8aa4cbdd"),
@@ -244,6 +255,44 @@ def verify_once(path: str | Path, spec: WeightsSpec) -> None:
     if key not in _VERIFIED:
         verify(path, spec)
         _VERIFIED.add(key)
+
+
+def _verified_record() -> Path:
+    return cache_dir() / "verified.json"
+
+
+def check_status(path: str | Path, spec: WeightsSpec) -> str:
+    """``ok`` when the file matches the spec's size and sha256 (or has nothing to check),
+    else why not. A passed hash is remembered per (file, size, mtime) in
+    ``<cache>/verified.json``, so listing the weights hashes each file once."""
+    import json
+
+    path = Path(path)
+    stat = path.stat()
+    if spec.size is not None and stat.st_size != spec.size:
+        return f"wrong size ({stat.st_size:,} bytes, expected {spec.size:,})"
+    if spec.sha256 is None:
+        return "ok"
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{spec.sha256}"
+    record = _verified_record()
+    try:
+        passed = set(json.loads(record.read_text()))
+    except (OSError, ValueError):
+        passed = set()
+    if key in passed:
+        return "ok"
+    try:
+        verify(path, spec)
+    except RuntimeError:
+        return "sha256 mismatch: download it again"
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sorted(passed | {key})))
+        os.replace(tmp, record)
+    except OSError:
+        pass  # not remembered: hashed again next time
+    return "ok"
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -10,6 +10,8 @@ package that only a part we do not run needs (detectron2, cv2, diffusers, pycoco
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.machinery
 import sys
 import types
 from pathlib import Path
@@ -39,31 +41,46 @@ def parse_official(description: str, default_name: str) -> argparse.Namespace:
     return args
 
 
+class _AnyClass(type):
+    """Metaclass of stand-in classes: any attribute is another stand-in class."""
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _AnyClass(name, (), {})
+
+
 class _Stub(types.ModuleType):
-    """A module whose every attribute is another stub (for names imported but never run)."""
+    """A module whose every attribute is a stand-in class (names imported but never run)."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        child = _Stub(f"{self.__name__}.{name}")
-        setattr(self, name, child)
-        return child
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(f"stubbed {self.__name__} was called: the parity run needs it")
+        return _AnyClass(name, (), {})
 
 
-def stub_modules(*names: str) -> None:
-    """Register empty stand-ins for packages that are imported but not used by the parts run."""
-    for name in names:
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):
-            sub = ".".join(parts[:i])
-            if sub not in sys.modules:
-                sys.modules[sub] = _Stub(sub)
-                if i > 1:
-                    setattr(sys.modules[".".join(parts[: i - 1])], parts[i - 1], sys.modules[sub])
-        sys.modules[name].__path__ = []  # type: ignore[attr-defined]
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self.prefixes = prefixes
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if any(name == p or name.startswith(p + ".") for p in self.prefixes):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        module = _Stub(spec.name)
+        module.__path__ = []  # type: ignore[attr-defined]
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+def stub_modules(*prefixes: str) -> None:
+    """Stand-ins for packages (and all their submodules) that the official code imports
+    but the parts run here never use."""
+    sys.meta_path.insert(0, _StubFinder(tuple(prefixes)))
 
 
 def read_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:

@@ -158,10 +158,16 @@ class SegicConfig:
             (none: the first of segic_dinov2_l_80kx12e, segic_dinov2_l_160kx12e found here).
         input_size: padded input side, a multiple of 28 (896 = the training setting).
         dtype: backbone dtype: auto, float32 or bfloat16 (the decoder stays float32).
-        text_embedding: file from `napari-incontext segic-text`; none = no text.
-        no_text: without a text file, zero feeds a zero 768-vector (token = the projection
-            bias) and omit leaves the text token out.
+        text_embedding: file from `napari-incontext segic-text`, used on every slice; none =
+            the official CLIP embeddings of '' (images) and 'please segment the instances'
+            (stacks), cached by `weights download clip_vit_l14_text`.
+        no_text: when those are not available, zero feeds a zero 768-vector (token = the
+            projection bias) and omit leaves the text token out; accuracy then differs.
         max_examples: example slices used per object (evenly spaced when there are more).
+        video: on stacks, follow SEGIC's video path (forward_vos): each slice is decoded with
+            the examples' prototype plus the prototype of the neighbouring slice's proposal,
+            the other objects' points as negative points and the instance text; off =
+            every slice is decoded like an image.
     """
 
     backbone: DinoSize = "vitl14"
@@ -171,6 +177,7 @@ class SegicConfig:
     text_embedding: str | None = None
     no_text: Literal["zero", "omit"] = "zero"
     max_examples: int = 8
+    video: bool = True
 
     def __post_init__(self) -> None:
         check_range("input_size", self.input_size, 28, 4096)

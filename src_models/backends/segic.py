@@ -7,12 +7,14 @@ with every prototype as a cross-instance token (type 1 = the query's own object)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from src_models.backbones.dinov2 import build_dinov2
@@ -30,12 +32,20 @@ from src_models.heads.segic import (
 from src_models.heads.segic_infer import (
     decode,
     encode_tokens,
+    instance_prototypes,
     mask_to_input,
     postprocess,
     preprocess,
     prototypes,
 )
-from src_models.heads.segic_text import TEXT_DIM, load_text_embedding
+from src_models.heads.segic_text import (
+    IMAGE_TEXT,
+    INSTANCE_TEXT,
+    NO_TEXT_HINT,
+    TEXT_DIM,
+    default_text_embedding,
+    load_text_embedding,
+)
 from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 from src_models.weights import resolve
@@ -46,7 +56,8 @@ class SegicFeatures:
     """Cached per-slice features.
 
     Attributes:
-        tokens: (D, g, g) float16 DINOv2 ``x_norm_patchtokens``.
+        tokens: (D, g, g) DINOv2 ``x_norm_patchtokens``: float32 from a float32 backbone,
+            float16 from a bf16/fp16 one (half the cache memory).
         valid: (h, w) unpadded size in the input frame.
         shape: (H, W) of the original image.
     """
@@ -73,7 +84,10 @@ class SegicEncoder(TimedEncoder):
         """(H, W, C) float32 in [0, 1] → :class:`SegicFeatures`."""
         x, valid = preprocess(image, self.input_size)
         tokens = self.timed_forward(x, timer)
-        return SegicFeatures(tokens[0].half().cpu().numpy(), valid, tuple(image.shape[:2]))
+        # float32 tokens keep the official decoder's result exactly (fp16 storage moved a
+        # pixel in the parity test); a reduced-precision backbone is stored as float16
+        keep = torch.float32 if self.dtype == torch.float32 else torch.float16
+        return SegicFeatures(tokens[0].to(keep).cpu().numpy(), valid, tuple(image.shape[:2]))
 
 
 def _spread(items: list[int], count: int) -> list[int]:
@@ -83,25 +97,44 @@ def _spread(items: list[int], count: int) -> list[int]:
 
 
 class SegicBackend(BackendBase):
-    """SEGIC decoding of every object of the examples on each target slice."""
+    """SEGIC decoding of every object of the examples on each target slice.
+
+    On stacks (the engine calls :meth:`observe_neighbour`), the official video path: the
+    prototype of the neighbouring slice's proposal joins the examples' as an instance token.
+    """
 
     name = "dinov2-segic"
     _models = ("encoder", "decoder")
+    _kept_masks = 8  # proposals remembered for the video path (neighbours are recent)
 
-    def __init__(self, encoder: SegicEncoder, decoder: SegicDecoder, config: SegicConfig) -> None:
+    def __init__(
+        self,
+        encoder: SegicEncoder,
+        decoder: SegicDecoder,
+        config: SegicConfig,
+        texts: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """``texts``: the meta-instruction embedding (768,) per mode ``image`` / ``video``;
+        a missing mode falls back to ``config.no_text``."""
         self.encoder = encoder
         self.decoder = decoder.to(encoder.device).eval()
         self.config = config
-        self.text = load_text_embedding(config.text_embedding) if config.text_embedding else None
+        if config.text_embedding:
+            embedding = load_text_embedding(config.text_embedding)
+            texts = {"image": embedding, "video": embedding}
+        self.texts = dict(texts or {})
         self._ids = np.zeros(0, np.int64)
         self._inst: torch.Tensor | None = None
         self._owner = torch.zeros(0, dtype=torch.long)
         self._query: torch.Tensor | None = None
+        self._next: int | None = None  # the slice the engine predicts next (video path)
+        self._latest: torch.Tensor | None = None  # (K, D) neighbour's proposal prototypes
+        self._proposals: dict[int, torch.Tensor] = {}  # slice → (K, S, S) bool, input frame
 
     @property
     def feature_key(self) -> str:
-        c = self.config
-        return f"segic:{c.backbone}:{c.input_size}:{self.encoder.dtype}:{model_tag(self.encoder.model)}"
+        c, enc = self.config, self.encoder
+        return f"segic:{c.backbone}:{c.input_size}:{enc.dtype}:{model_tag(enc.model)}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> SegicFeatures:
         self.check_open()
@@ -140,30 +173,95 @@ class SegicBackend(BackendBase):
         self._inst = torch.cat(inst)
         self._owner = torch.tensor(owner, dtype=torch.long, device=self.encoder.device)
         self._query = torch.stack(query)
+        self._next, self._latest, self._proposals = None, None, {}
 
-    def _text(self, count: int) -> torch.Tensor | None:
-        if self.text is not None:
-            return self.text.to(self.encoder.device)[None].expand(count, -1)
+    def _text(self, count: int, mode: str = "image") -> torch.Tensor | None:
+        text = self.texts.get(mode)
+        if text is not None:
+            return text.to(self.encoder.device)[None].expand(count, -1)
         if self.config.no_text == "zero":
             return torch.zeros(count, TEXT_DIM, device=self.encoder.device)
         return None
+
+    @torch.inference_mode()
+    def observe_neighbour(
+        self,
+        index: int,
+        neighbour: int,
+        features: SegicFeatures,
+        labels: np.ndarray | None,
+        is_example: bool,
+    ) -> None:
+        """Video path (stacks): the next :meth:`predict` is slice ``index``; ``neighbour`` is
+        the slice next to it toward the examples, with its features and labels.
+
+        As ``forward_vos``: after an example slice only the examples' prototype is used; after
+        a proposed slice, also the prototype under this backend's own proposal of it (the
+        decoder's per-object masks in the input frame; else ``labels``).
+        """
+        if not self.config.video:
+            return
+        self._next, self._latest = index, None
+        if is_example:
+            return
+        masks = self._proposals.get(neighbour)
+        if masks is None:
+            if labels is None:
+                return
+            objects = np.stack([labels == k for k in self._ids])
+            masks = mask_to_input(objects, self.config.input_size)
+        self._latest = instance_prototypes(
+            self._tokens(features), masks.to(self.encoder.device).float()
+        )
+
+    def _video_logits(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Instance tokens of the video path: per object [examples' prototype(, latest)]."""
+        assert self._query is not None
+        protos = [self._query] if self._latest is None else [self._query, self._latest]
+        per = len(protos)
+        inst = torch.stack(protos, dim=1).flatten(0, 1)  # object-major, as forward_vos
+        count = len(self._query)
+        owner = torch.arange(count, device=inst.device).repeat_interleave(per)
+        types = (owner[None, :] == torch.arange(count, device=inst.device)[:, None]).long()
+        return inst, types, self._query
 
     @torch.inference_mode()
     def object_logits(self, features: SegicFeatures, shape: tuple[int, int]) -> torch.Tensor:
         """(K, H, W) float logits, one map per object id (in ``fit`` order)."""
         if self._inst is None or self._query is None:
             raise RuntimeError("call fit() with at least one example before predict()")
-        ids = torch.from_numpy(self._ids).to(self.encoder.device)
-        types = (self._owner[None, :] == ids[:, None]).long()
+        video = self._next is not None
+        if video:
+            inst, types, query = self._video_logits()
+        else:
+            ids = torch.from_numpy(self._ids).to(self.encoder.device)
+            inst, types, query = (
+                self._inst,
+                (self._owner[None, :] == ids[:, None]).long(),
+                self._query,
+            )
         logits, _ = decode(
             self.decoder,
             self._tokens(features),
-            self._query,
-            self._inst,
+            query,
+            inst,
             types,
-            self._text(len(ids)),
+            self._text(len(query), "video" if video else "image"),
+            cross_points=video,
         )
+        if video:
+            self._remember(logits)
         return postprocess(logits, self.config.input_size, features.valid, shape).float().cpu()
+
+    def _remember(self, logits: torch.Tensor) -> None:
+        """Keep this proposal's per-object masks in the input frame for the next slice."""
+        assert self._next is not None
+        size = self.config.input_size
+        up = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
+        self._proposals[self._next] = (up[:, 0] > 0).cpu()
+        while len(self._proposals) > self._kept_masks:
+            self._proposals.pop(next(iter(self._proposals)))
+        self._next = None
 
     def predict(
         self, features: SegicFeatures, shape: tuple[int, int], timer: Timer = NULL_TIMER
@@ -221,4 +319,18 @@ def build_segic_backend(
     encoder = SegicEncoder(
         backbone, config.input_size, torch_device, pick_dtype(config.dtype, torch_device)
     )
-    return SegicBackend(encoder, decoder, config)
+    return SegicBackend(encoder, decoder, config, default_texts(config))
+
+
+def default_texts(config: SegicConfig) -> dict[str, torch.Tensor]:
+    """The official meta instructions (cached CLIP embeddings), warning when absent."""
+    if config.text_embedding:
+        return {}
+    found = {
+        mode: default_text_embedding(text)
+        for mode, text in (("image", IMAGE_TEXT), ("video", INSTANCE_TEXT))
+    }
+    texts = {mode: t for mode, t in found.items() if t is not None}
+    if len(texts) < len(found):
+        warnings.warn(f"dinov2-segic runs without text: {NO_TEXT_HINT}", stacklevel=2)
+    return texts

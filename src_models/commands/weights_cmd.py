@@ -21,11 +21,14 @@ def _size(nbytes: int | None) -> str:
 
 
 def _list() -> int:
-    from src_models.weights import WEIGHTS, find_local
+    from src_models.weights import WEIGHTS, check_status, find_local
 
     for spec in WEIGHTS.values():
         found = find_local(spec)
-        status = f"ready  {found}" if found else "missing"
+        status = "missing"
+        if found:
+            check = check_status(found, spec)
+            status = f"ready  {found}" if check == "ok" else f"BAD ({check})  {found}"
         print(
             f"{spec.name:<24} {_size(spec.size):>9}  {status}\n    {spec.file_name}; {spec.license}"
         )
@@ -67,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"weights {args.action} needs a NAME: one of {', '.join(WEIGHTS)}")
     if args.action == "path":
         print(resolve(get_spec(args.name), args.file))
+        return 0
+    from src_models.heads.segic_text import CLIP_WEIGHTS, download_clip
+
+    if args.name == CLIP_WEIGHTS:  # a Hugging Face model folder, not one file
+        print(download_clip())
         return 0
     from src_models.weights_download import download
 

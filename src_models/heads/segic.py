@@ -17,6 +17,7 @@ Module tree (see ``docs/backends/dinov2-segic.md``)::
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,12 +132,13 @@ class SegicDecoder(nn.Module):
         types: torch.Tensor | None,
         text: torch.Tensor | None,
         boxes: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sparse instruction tokens of Q queries on one target image.
 
         Args:
-            points: (Q, n, 2) float xy pixel coordinates in the padded input frame (label 1);
-                a padding point (label -1) is appended unless ``boxes`` is given.
+            points: (Q, n, 2) float xy pixel coordinates in the padded input frame; a padding
+                point (label -1) is appended unless ``boxes`` is given.
             prototypes: (T, feat) float instance prototypes (visual instructions).
             types: (Q, T) long, 1 where prototype t belongs to query q's object, else 0
                 (cross-instance tokens, always used at inference); None gives each query
@@ -145,11 +147,17 @@ class SegicDecoder(nn.Module):
             text: (Q, text_dim) float meta-instruction embeddings, or None to leave the
                 text token out.
             boxes: (Q, 4) float xyxy boxes (training only) or None.
+            point_labels: (Q, n) 1 = positive, 0 = negative (the video path's other objects'
+                points); None = all positive.
 
         Returns:
             (Q, n(+1 pad | +2 box corners) + [1 text] + T, E) float.
         """
-        labels = torch.ones(points.shape[:2], device=points.device)
+        labels = (
+            torch.ones(points.shape[:2], device=points.device)
+            if point_labels is None
+            else point_labels.to(points.device)
+        )
         sparse, _ = self.prompt_encoder(points=(points, labels), boxes=boxes, masks=None)
         parts = [sparse]
         if text is not None:
@@ -209,20 +217,30 @@ def build_segic_decoder(
     return SegicDecoder(config)
 
 
-def check_keys(decoder: SegicDecoder, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict key and shape check of a SEGIC decoder state dict; RuntimeError says what differs."""
+def check_keys(decoder: SegicDecoder, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Key and shape check of a SEGIC decoder state dict.
+
+    Every decoder key must be present with its shape (a missing one would stay random);
+    keys the decoder does not have are allowed, as the official non-strict load allows them.
+
+    Returns:
+        the extra keys, sorted.
+
+    Raises:
+        RuntimeError: saying what is missing or has the wrong shape.
+    """
     own = decoder.state_dict()
     missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
+    if missing or wrong:
         shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]]
         raise RuntimeError(
             f"{source} is not a SEGIC decoder checkpoint for this configuration: missing "
-            f"{missing[:4]} ({len(missing)}), unexpected {unexpected[:4]} ({len(unexpected)}), "
-            f"shape mismatches {shapes} ({len(wrong)}). Use segic_dinov2_l_80kx12e.pth or "
-            "_160kx12e.pth with the DINOv2-L configuration, or a file saved by train-segic."
+            f"{missing[:4]} ({len(missing)}), shape mismatches {shapes} ({len(wrong)}). Use "
+            "segic_dinov2_l_80kx12e.pth or _160kx12e.pth with the DINOv2-L configuration, or a "
+            "file saved by train-segic."
         )
+    return sorted(set(state) - set(own))
 
 
 def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -232,14 +250,27 @@ def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_segic_weights(decoder: SegicDecoder, path: str | Path) -> None:
-    """Load a released-format checkpoint into ``decoder`` (strict: keys and shapes must match).
+def load_segic_weights(decoder: SegicDecoder, path: str | Path) -> list[str]:
+    """Load a released-format checkpoint into ``decoder``.
 
-    The position-encoding matrix is taken from the file, never re-drawn.
+    Every decoder weight must be in the file with its shape; extra keys (e.g. a checkpoint
+    saved with more of the model) are ignored like the official ``strict=False`` load, and
+    reported in a warning. The position-encoding matrix is taken from the file, never
+    re-drawn.
+
+    Returns:
+        the ignored extra keys.
     """
     state = strip_prefix(load_state_dict(path))
-    check_keys(decoder, state, str(path))
-    decoder.load_state_dict(state, strict=True)
+    extra = check_keys(decoder, state, str(path))
+    if extra:
+        warnings.warn(
+            f"{path}: ignored {len(extra)} keys the SEGIC decoder does not use "
+            f"({', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''})",
+            stacklevel=2,
+        )
+    decoder.load_state_dict({k: v for k, v in state.items() if k not in extra}, strict=True)
+    return extra
 
 
 def load_segic_decoder(

@@ -9,6 +9,8 @@ map as the dense prompt, mask token 0, and logits resized back to the image.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,13 +20,23 @@ from src_models.backbones.encoder import imagenet_normalize
 from src_models.heads.segic import SegicDecoder
 
 
+def scale_factor(shape: tuple[int, int], input_size: int) -> float:
+    """The official ``Resize``: ``input_size / max(H, W)``, given to ``F.interpolate``."""
+    return input_size / max(shape)
+
+
 def valid_size(shape: tuple[int, int], input_size: int) -> tuple[int, int]:
-    """(h, w) of an (H, W) image after its longest side is resized to ``input_size``."""
-    scale = input_size / max(shape)
-    return (
-        min(input_size, int(shape[0] * scale + 0.5)),
-        min(input_size, int(shape[1] * scale + 0.5)),
-    )
+    """(h, w) of an (H, W) image resized by :func:`scale_factor`: ``floor(H · s)`` as
+    ``F.interpolate(scale_factor=s)`` truncates (the official code; e.g. 480 × 854 → 503 × 896)."""
+    s = scale_factor(shape, input_size)
+    return min(input_size, math.floor(shape[0] * s)), min(input_size, math.floor(shape[1] * s))
+
+
+def _resize(x: torch.Tensor, input_size: int) -> torch.Tensor:
+    """(B, C, H, W) float → longest side ≈ ``input_size`` by the official bilinear
+    ``scale_factor`` resize (output size truncated, sampling at the exact factor)."""
+    s = scale_factor(tuple(x.shape[-2:]), input_size)
+    return F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
 
 
 def _pad(x: torch.Tensor, input_size: int, value: float) -> torch.Tensor:
@@ -34,7 +46,8 @@ def _pad(x: torch.Tensor, input_size: int, value: float) -> torch.Tensor:
 def preprocess(
     image: np.ndarray | torch.Tensor, input_size: int
 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """One image → the padded, normalised square input.
+    """One image → the padded, normalised square input (the official ``Resize`` +
+    ``extract_dift_feature``: resize on 0–255, pad, /255, normalise, zero the padding).
 
     Args:
         image: (H, W, C) float32 in [0, 1], C in {1, 3}; or a (C, H, W) float tensor.
@@ -52,23 +65,24 @@ def preprocess(
         x = x.expand(-1, 3, -1, -1)
     if x.shape[1] != 3:
         raise ValueError(f"SEGIC needs 1 or 3 channels, got {x.shape[1]}: convert the image first")
-    hv, wv = valid_size(tuple(x.shape[-2:]), input_size)
-    x = F.interpolate(x, size=(hv, wv), mode="bilinear", align_corners=False)
-    x = _pad(x, input_size, 128 / 255)
-    x = imagenet_normalize(x)
+    x = _resize(x * 255.0, input_size)
+    hv, wv = x.shape[-2:]
+    x = imagenet_normalize(_pad(x, input_size, 128.0) / 255.0)
     x[..., hv:, :] = 0
     x[..., :, wv:] = 0
     return x, (hv, wv)
 
 
 def mask_to_input(mask: np.ndarray | torch.Tensor, input_size: int) -> torch.Tensor:
-    """(K, H, W) or (H, W) masks → (K, S, S) float in the padded input frame (bilinear)."""
+    """(K, H, W) or (H, W) masks → (K, S, S) float 0/1 in the padded input frame.
+
+    As the official ``Resize`` + ``forward``: bilinear ``scale_factor`` resize, > 0.5, pad.
+    """
     m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))
     m = m.float()
     if m.ndim == 2:
         m = m[None]
-    hv, wv = valid_size(tuple(m.shape[-2:]), input_size)
-    m = F.interpolate(m[None], size=(hv, wv), mode="bilinear", align_corners=False)[0]
+    m = (_resize(m[None], input_size)[0] > 0.5).float()
     return _pad(m, input_size, 0.0)
 
 
@@ -105,6 +119,21 @@ def prototypes(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         )
     flat = features[0].flatten(1)  # (D, g·g)
     return (weights.flatten(1) @ flat.T) / total
+
+
+def instance_prototypes(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The official ``extract_inst_feat``: mean feature under each mask, an empty mask → 0.
+
+    Args:
+        features: (1, D, g, g) float tokens; masks: (K, S, S) float 0/1 in the input frame.
+
+    Returns:
+        (K, D) float (a zero row for a mask that covers no patch centre).
+    """
+    small = F.interpolate(masks[:, None].float(), size=features.shape[-2:], mode="bilinear")
+    weights = (small[:, 0] > 0.5).float().flatten(1)
+    flat = features[0].flatten(1)
+    return (weights @ flat.T) / weights.sum(1, keepdim=True).clamp(min=1)
 
 
 def geometric_maps(
@@ -159,6 +188,7 @@ def decode(
     types: torch.Tensor | None,
     text: torch.Tensor | None,
     boxes: torch.Tensor | None = None,
+    cross_points: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Q queries on one target: instructions → low-resolution mask logits.
 
@@ -170,13 +200,21 @@ def decode(
             sees only its own prototype (``inst_protos`` is then (Q, D)).
         text: (Q, text_dim) meta-instruction embeddings, or None (no text token).
         boxes: (Q, 4) xyxy box prompts in input pixels (training), or None.
+        cross_points: every query also gets the other queries' points as negative points
+            (the official video path, ``forward_vos``); else only its own point.
 
     Returns:
         logits (Q, 1, 4g, 4g) float and geometric maps (Q, 1, S, S).
     """
     size = decoder.config.input_size
     maps = geometric_maps(features, query_protos, size)
-    sparse = decoder.sparse_tokens(top1_points(maps), inst_protos, types, text, boxes)
+    points = top1_points(maps)
+    labels = None
+    if cross_points:
+        count = len(points)
+        points = points[:, 0][None].expand(count, -1, -1)
+        labels = torch.eye(count, device=points.device)
+    sparse = decoder.sparse_tokens(points, inst_protos, types, text, boxes, labels)
     logits, _ = decoder(features, maps, sparse)
     return logits, maps
 

@@ -9,14 +9,33 @@ says what to install when it is missing. At run time only the saved vector is ne
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import torch
 
 CLIP_MODEL = "openai/clip-vit-large-patch14"
+CLIP_WEIGHTS = "clip_vit_l14_text"  # its weights-manager name
 TEXT_DIM = 768
 CLASS_TEMPLATE = "a photo of a {}"
 INSTANCE_TEXT = "please segment the instances"
+IMAGE_TEXT = ""
+CLIP_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+)
+NO_TEXT_HINT = (
+    "the official SEGIC feeds CLIP text embeddings ('' for images, 'please segment the "
+    "instances' for stacks); without them its accuracy will differ. Run `napari-incontext "
+    "weights download clip_vit_l14_text` once (needs internet and `pip install "
+    "transformers`), or give --option text_embedding=FILE (from `napari-incontext segic-text`)"
+)
 
 
 def compute_text_embedding(
@@ -44,7 +63,14 @@ def compute_text_embedding(
             "download them once with internet access (they go to the Hugging Face cache), "
             "or pass a local folder with --model"
         ) from error
-    tokens = tokenizer([text], padding=True, return_tensors="pt")
+    # as the official get_prompt_features: padded to CLIP's 77 tokens, truncated
+    tokens = tokenizer(
+        [text],
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
     with torch.inference_mode():
         pooled = encoder(**tokens).pooler_output[0].float()
     return pooled.clone()
@@ -77,3 +103,59 @@ def load_text_embedding(path: str | Path) -> torch.Tensor:
             '`napari-incontext segic-text "a photo of a cell" --out emb.pt`'
         )
     return embedding.reshape(-1).float()
+
+
+def default_embedding_path(text: str, model: str = CLIP_MODEL) -> Path:
+    """Where the embedding of ``text`` is cached: ``<user cache>/segic_text/<digest>.pt``."""
+    from src_models.weights import cache_dir
+
+    digest = hashlib.blake2b(f"{model}\0{text}".encode(), digest_size=8).hexdigest()
+    return cache_dir().parent / "segic_text" / f"{digest}.pt"
+
+
+def default_text_embedding(text: str, model: str = CLIP_MODEL) -> torch.Tensor | None:
+    """The CLIP embedding of ``text``: from the cache, else computed once from the locally
+    downloaded CLIP (``weights download clip_vit_l14_text``) and cached; None when neither
+    is possible (then see :data:`NO_TEXT_HINT`)."""
+    path = default_embedding_path(text, model)
+    if path.is_file():
+        try:
+            return load_text_embedding(path)
+        except RuntimeError:
+            pass  # a damaged cache entry is recomputed
+    try:
+        embedding = compute_text_embedding(text, model, local_files_only=True)
+    except RuntimeError:
+        return None
+    try:
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        save_text_embedding(tmp, embedding, text, model)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the recomputation next time
+    return embedding
+
+
+def download_clip(model: str = CLIP_MODEL) -> Path:
+    """Fetch the CLIP files SEGIC's text encoder needs into the Hugging Face cache, then
+    compute and cache the two default embeddings (needs ``transformers``).
+
+    Returns:
+        the cache path of the image-mode ('') embedding.
+
+    Raises:
+        RuntimeError: no network, or ``transformers`` missing (the files stay downloaded).
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(model, allow_patterns=list(CLIP_FILES))
+    except Exception as error:  # network and hub errors all mean "could not fetch"
+        raise RuntimeError(
+            f"could not download {model} ({type(error).__name__}: {str(error)[:160]}); "
+            "check the network"
+        ) from error
+    for text in (IMAGE_TEXT, INSTANCE_TEXT):
+        if default_text_embedding(text, model) is None:
+            compute_text_embedding(text, model, local_files_only=True)  # raises the reason
+    return default_embedding_path(IMAGE_TEXT, model)

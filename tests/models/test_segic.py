@@ -74,14 +74,19 @@ def test_save_load_round_trip_in_released_format(full_decoder, tmp_path: Path) -
     assert half.prompt_encoder.image_embedding_size == (32, 32)
 
 
-def test_strict_loading_rejects_other_files(full_decoder, tmp_path: Path) -> None:
+def test_loading_rejects_other_files_and_reports_extra_keys(full_decoder, tmp_path: Path) -> None:
     state = full_decoder.state_dict()
     ddp = tmp_path / "ddp.pth"
     torch.save({f"module.{k}": v for k, v in state.items()}, ddp)
     load_segic_weights(build_segic_decoder(), ddp)  # a DDP prefix is accepted
+    extra = tmp_path / "extra.pth"
+    torch.save({**state, "encoder.dinov2.cls_token": torch.zeros(1)}, extra)
+    other = build_segic_decoder()
+    with pytest.warns(UserWarning, match=r"ignored 1 keys .*encoder\.dinov2\.cls_token"):
+        assert load_segic_weights(other, extra) == ["encoder.dinov2.cls_token"]
+    assert torch.equal(other.state_dict()[PE_KEY], state[PE_KEY])  # the rest is loaded
     cases = {
         "missing": {k: v for k, v in state.items() if k != "inst_proj.bias"},
-        "extra": {**state, "encoder.dinov2.cls_token": torch.zeros(1)},
         "shape": {**state, "inst_proj.weight": torch.zeros(256, 768)},
     }
     for name, bad in cases.items():
@@ -256,3 +261,36 @@ def test_registered_backend_builds_with_random_weights() -> None:
     results = list(propagate(image, examples, backend))
     assert [r.index for r in results] == [0, 2]
     assert results[0].labels.shape == (64, 48) and "backbone" in results[0].timings
+
+
+def test_default_texts_are_computed_once_then_cached_or_warn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    from src_models.backends.configs import SegicConfig
+    from src_models.backends.segic import default_texts
+    from src_models.heads import segic_text
+
+    monkeypatch.setattr("src_models.weights.cache_dir", lambda: tmp_path / "weights")
+
+    def no_clip(*args: object, **kwargs: object) -> torch.Tensor:
+        raise RuntimeError("no CLIP here")
+
+    monkeypatch.setattr(segic_text, "compute_text_embedding", no_clip)
+    with pytest.warns(UserWarning, match="weights download clip_vit_l14_text"):
+        assert default_texts(SegicConfig()) == {}
+    calls: list[str] = []
+
+    def fake_clip(text: str, *args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(text)
+        return torch.full((TEXT_DIM,), float(len(text)))
+
+    monkeypatch.setattr(segic_text, "compute_text_embedding", fake_clip)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        texts = default_texts(SegicConfig())
+        again = default_texts(SegicConfig())
+    assert calls == ["", "please segment the instances"]  # computed once, then from the cache
+    assert torch.equal(again["video"], texts["video"]) and texts["image"].abs().sum() == 0
+    assert segic_text.default_embedding_path("").is_file()

@@ -170,9 +170,12 @@ def test_weights_cli(
     folder = tmp_path / "env"
     folder.mkdir()
     (folder / W.get_spec("sam_vit_b").file_name).write_bytes(b"not the real file")
+    (folder / W.get_spec("dinov2_vits14").file_name).write_bytes(b"no published hash")
     monkeypatch.setenv(W.ENV_DIR, str(folder))
     assert main(["weights", "list"]) == 0
-    assert re.search(r"^sam_vit_b\s.*ready", capsys.readouterr().out, re.MULTILINE)
+    listing = capsys.readouterr().out
+    assert re.search(r"^sam_vit_b\s.*BAD \(wrong size", listing, re.MULTILINE)  # never "ready"
+    assert re.search(r"^dinov2_vits14\s.*ready", listing, re.MULTILINE)
     assert main(["weights", "path", "sam_vit_b"]) == 0
     assert capsys.readouterr().out.strip() == str(folder / "sam_vit_b_01ec64.pth")
     assert main(["weights", "verify", "sam_vit_b"]) == 1  # wrong bytes → BAD, exit 1
@@ -180,3 +183,20 @@ def test_weights_cli(
     assert main(["weights", "path", "sam_vit_h"]) == 2  # missing → one-line instruction
     err = capsys.readouterr().err
     assert "weights download sam_vit_h" in err and len(err.strip().splitlines()) == 1
+
+
+def test_list_status_checks_the_hash_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of the right size but wrong bytes is BAD; a good file is hashed only once."""
+    import hashlib
+
+    monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
+    payload = b"weights" * 100
+    good = tmp_path / "good.pth"
+    good.write_bytes(payload)
+    spec = W.WeightsSpec("x", "good.pth", sha256=hashlib.sha256(payload).hexdigest(), size=700)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"x" * 700)
+    assert W.check_status(bad, spec).startswith("sha256 mismatch")
+    assert W.check_status(good, spec) == "ok"
+    monkeypatch.setattr(W, "verify", lambda *a: pytest.fail("hashed twice"))
+    assert W.check_status(good, spec) == "ok"  # remembered in verified.json
