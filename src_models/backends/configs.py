@@ -105,6 +105,9 @@ class DinoSamConfig:
         topk: DINOv2 matching: neighbours averaged per class.
         presence_check: with DINOv2, skip an object no patch prefers over the other classes.
         guided_attention: PerSAM's target-guided attention.
+        attention_bias: frame of that attention bias: official (the similarity map stretched
+            over the whole embedding grid, as persam.py) or aligned (resized and padded like
+            the image, so each bias lands on its cell; differs on non-square images).
         semantic_prompt: PerSAM's target-semantic prompting.
         negative_point: add PerSAM's negative point.
         refine_steps: cascaded refinement steps after the first decoding (0, 1 or 2).
@@ -126,6 +129,7 @@ class DinoSamConfig:
     topk: int = 1
     presence_check: bool = True
     guided_attention: bool = True
+    attention_bias: Literal["official", "aligned"] = "official"
     semantic_prompt: bool = True
     negative_point: bool = True
     refine_steps: int = 2

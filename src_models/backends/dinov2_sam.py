@@ -69,6 +69,7 @@ class DinoSamBackend(BackendBase):
             config.semantic_prompt,
             config.negative_point,
             config.refine_steps,
+            config.attention_bias,
         )
         self._ids = np.zeros(0, np.int64)
         self._objects: dict[int, _Object] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,8 +20,9 @@ import torch.nn.functional as F
 from src_models.sam.persam_decoder import PersamContext, persam_prompts
 from src_models.sam.predictor import Prediction, SamEmbedding, SamHead
 
-# PerSAM thresholds the reference mask after SAM's pixel normalisation: red > 123.675 on 0–255.
-REFERENCE_THRESHOLD = 123.675 / 255.0
+# PerSeg masks are palette PNGs read as RGB: the object is (128, 0, 0). PerSAM keeps the
+# cells whose red channel is > 0 after SAM's pixel normalisation (red > 123.675).
+REFERENCE_RED = 128
 
 
 @dataclass(frozen=True)
@@ -32,23 +34,40 @@ class PersamConfig:
         semantic_prompt: add the target embedding to the decoder tokens.
         negative_point: add a background point at the similarity argmin.
         refine_steps: cascaded refinement steps after the first decoding (0, 1 or 2).
+        attention_bias: ``official`` stretches the similarity map over the whole embedding
+            grid (as persam.py); ``aligned`` resizes and pads it like the image, so each bias
+            lands on the cell it describes (differs on non-square images).
     """
 
     guided_attention: bool = True
     semantic_prompt: bool = True
     negative_point: bool = True
     refine_steps: int = 2
+    attention_bias: Literal["official", "aligned"] = "official"
 
 
 def reference_grid_mask(head: SamHead, emb: SamEmbedding, mask: np.ndarray) -> np.ndarray:
     """(H, W) bool example mask → (g, g) bool foreground cells of the embedding grid.
 
-    Follows PerSAM: resize + pad like the image, bilinear to the grid, keep cells above
-    ``REFERENCE_THRESHOLD``; a mask too small for any cell keeps its best-covered cell.
+    The official rule (``persam.py``): the mask as PerSeg stores it (red 128 on the object)
+    goes through ``ResizeLongestSide`` (PIL bilinear on uint8) and ``Sam.preprocess``
+    (normalised with the pixel mean/std, padded with 0), bilinear to the grid; cells > 0
+    are kept. A mask too small for any cell keeps its best cell (the official code would
+    average no feature).
     """
-    grid = head.image_grid_map(emb, mask.astype(np.float32), fill=0.0)
-    keep = grid > REFERENCE_THRESHOLD
-    if not keep.any() and grid.max() > 0:
+    from PIL import Image
+
+    h, w = emb.input_size
+    red = Image.fromarray(np.where(mask, REFERENCE_RED, 0).astype(np.uint8))
+    resized = np.asarray(red.resize((w, h), Image.BILINEAR), np.float32)
+    mean, std = (float(v[0]) for v in (head.sam.pixel_mean, head.sam.pixel_std))
+    x = (torch.from_numpy(resized) - mean) / std
+    img = int(head.sam.image_encoder.img_size)
+    x = F.pad(x[None, None], (0, img - w, 0, img - h))
+    grid = F.interpolate(x, size=emb.embedding.shape[-2:], mode="bilinear", align_corners=False)
+    grid = grid[0, 0].numpy()
+    keep = grid > 0
+    if not keep.any() and mask.any():
         keep = grid == grid.max()
     return keep
 
@@ -73,7 +92,7 @@ def target_embedding(
 
     Returns None when no example has the object.
     """
-    feats = [masked_features(head, e, m) for e, m in zip(embs, masks) if m.any()]
+    feats = [masked_features(head, e, m) for e, m in zip(embs, masks, strict=True) if m.any()]
     feats = [f for f in feats if len(f)]
     if not feats:
         return None
@@ -111,16 +130,27 @@ def point_selection(sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([[pos[1], pos[0]]], np.float32), np.array([[neg[1], neg[0]]], np.float32))
 
 
-def attention_bias(head: SamHead, emb: SamEmbedding, sim: np.ndarray) -> torch.Tensor:
+def attention_bias(
+    head: SamHead, emb: SamEmbedding, sim: np.ndarray, frame: str = "official"
+) -> torch.Tensor:
     """PerSAM's ``attn_sim``: z-scored (H, W) similarity on the grid, sigmoid, (1, 1, 1, g·g).
 
-    The map is resized and padded like the image, so each bias lands on the embedding cell
-    it describes (the official code stretches the map to the grid, which agrees for square
-    images); padded cells get the lowest value.
+    Args:
+        frame: ``official`` resizes the whole map to the grid (``persam.py``; on a
+            non-square image the bias is stretched over the padding); ``aligned`` resizes
+            and pads it like the image so each bias lands on the cell it describes (padded
+            cells get the lowest value).
     """
-    z = (sim - sim.mean()) / max(float(sim.std()), 1e-8)
-    grid = head.image_grid_map(emb, z, fill=float(z.min()))
-    return torch.sigmoid(torch.from_numpy(grid)).reshape(1, 1, 1, -1)
+    z = (sim - sim.mean()) / max(float(sim.std(ddof=1)), 1e-8)  # torch.std is unbiased
+    grid_size = tuple(emb.embedding.shape[-2:])
+    if frame == "official":
+        x = torch.from_numpy(np.ascontiguousarray(z, np.float32))[None, None]
+        grid = F.interpolate(x, size=grid_size, mode="bilinear", align_corners=False)[0, 0]
+    elif frame == "aligned":
+        grid = torch.from_numpy(head.image_grid_map(emb, z, fill=float(z.min())))
+    else:
+        raise ValueError(f"unknown attention_bias {frame!r}: choose official or aligned")
+    return torch.sigmoid(grid).reshape(1, 1, 1, -1)
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray | None:
@@ -176,7 +206,11 @@ def persam_predict(
     points = np.concatenate([pos, neg]) if config.negative_point else pos
     labels = np.array([1, 0] if config.negative_point else [1], np.int64)
     device = head.predictor.device
-    attn = attention_bias(head, emb, prior).to(device) if config.guided_attention else None
+    attn = (
+        attention_bias(head, emb, prior, config.attention_bias).to(device)
+        if config.guided_attention
+        else None
+    )
     semantic = (
         torch.from_numpy(target).reshape(1, 1, -1).to(device) if config.semantic_prompt else None
     )

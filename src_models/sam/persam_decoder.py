@@ -3,8 +3,11 @@
 * Target-guided attention: in both two-way blocks, the token→image attention gets a
   per-image-token bias ``attn_sim`` (1, 1, 1, g·g) added to its *post-softmax* weights,
   followed by a second softmax (as the official PerSAM code does, α = 1).
-* Target-semantic prompting: the target embedding (1, 1, C) is added to every token before
-  each block and to the query of the final token→image attention.
+* Target-semantic prompting: the target embedding t (1, 1, C) is added to every token before
+  each block and to the query of the final token→image attention. The official code adds
+  it in place (``queries += t`` on the very tensor that is also the point embedding), so the
+  point embedding carries t in both blocks and the final query receives 2·t; this module
+  reproduces that.
 
 :func:`install_persam` swaps the classes of the existing modules (``__class__``), so the
 parameters, their names and the state dict stay those of the official checkpoint. The
@@ -66,17 +69,18 @@ class GuidedAttention(Attention):
 
 
 class SemanticQueryAttention(Attention):
-    """The final token→image ``Attention`` with the target embedding added to its query."""
+    """The final token→image ``Attention`` whose query receives 2·t (t once through the
+    official in-place point embedding, once added explicitly)."""
 
     persam: PersamContext
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         target = self.persam.target_embedding if hasattr(self, "persam") else None
-        return super().forward(q if target is None else q + target, k, v)
+        return super().forward(q if target is None else q + 2 * target, k, v)
 
 
 class SemanticBlock(TwoWayAttentionBlock):
-    """A two-way block whose input tokens first receive the target embedding."""
+    """A two-way block whose input tokens and query positional embedding receive t."""
 
     persam: PersamContext
 
@@ -85,7 +89,7 @@ class SemanticBlock(TwoWayAttentionBlock):
     ) -> tuple[Tensor, Tensor]:
         target = self.persam.target_embedding if hasattr(self, "persam") else None
         if target is not None:
-            queries = queries + target
+            queries, query_pe = queries + target, query_pe + target
         return super().forward(queries, keys, query_pe, key_pe)
 
 

@@ -83,7 +83,7 @@ def test_install_persam_keeps_weights_and_stock_output_when_off(tiny: torch.nn.M
     )
     out = tiny.mask_decoder.transformer(image, pe, tokens)
     ref = stock.mask_decoder.transformer(image, pe, tokens)
-    assert all(torch.allclose(o, r, atol=1e-6) for o, r in zip(out, ref))
+    assert all(torch.allclose(o, r, atol=1e-6) for o, r in zip(out, ref, strict=True))
     with persam_prompts(context, torch.rand(1, 1, 1, 256) * 4, None):
         guided = tiny.mask_decoder.transformer(image, pe, tokens)
     assert not torch.allclose(guided[0], ref[0], atol=1e-4)
@@ -107,7 +107,8 @@ def test_guided_attention_matches_manual_computation(tiny: torch.nn.Module) -> N
     assert torch.allclose(out, attn.out_proj(attn._recombine_heads(w @ vh)), atol=1e-5)
 
 
-def test_semantic_prompt_is_added_to_block_tokens_and_final_query(tiny: torch.nn.Module) -> None:
+def test_semantic_prompt_follows_the_official_in_place_addition(tiny: torch.nn.Module) -> None:
+    """t reaches the block tokens and their positional embedding; the final query gets 2t."""
     stock = copy.deepcopy(tiny).mask_decoder.transformer
     context = install_persam(tiny)
     transformer = tiny.mask_decoder.transformer
@@ -121,19 +122,23 @@ def test_semantic_prompt_is_added_to_block_tokens_and_final_query(tiny: torch.nn
     with persam_prompts(context, None, target):
         block_out = transformer.layers[1](q, k, qpe, kpe)
         final_out = transformer.final_attn_token_to_image(q=q, k=k, v=k)
-    block_ref = stock.layers[1](q + target, k, qpe, kpe)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(block_out, block_ref))
-    final_ref = Attention.forward(stock.final_attn_token_to_image, q + target, k, k)
+    block_ref = stock.layers[1](q + target, k, qpe + target, kpe)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(block_out, block_ref, strict=True))
+    final_ref = Attention.forward(stock.final_attn_token_to_image, q + 2 * target, k, k)
     assert torch.allclose(final_out, final_ref, atol=1e-6)
 
 
 def test_attention_bias_shape_and_placement(tiny: torch.nn.Module) -> None:
     emb, mask = _object_embedding()
-    bias = attention_bias(SamHead(tiny), emb, mask.astype(np.float32))
+    bias = attention_bias(SamHead(tiny), emb, mask.astype(np.float32), "aligned")
     assert bias.shape == (1, 1, 1, 256)
     grid = bias.reshape(16, 16)
     assert grid[3:8, 4:11].min() > 0.8  # object cells get a high bias
     assert grid[11:, :].max() <= grid[0, 0] + 1e-6 < 0.5  # padding no higher than background
+    # the official frame stretches the 60×90 map over the whole 16×16 grid (rows 4.5–12)
+    official = attention_bias(SamHead(tiny), emb, mask.astype(np.float32)).reshape(16, 16)
+    assert official[5:12, 4:11].min() > 0.8 and official[13:, :].max() < 0.5
+    assert official[3, 4:11].max() < 0.5 < grid[3, 4:11].min()  # the frames differ
 
 
 def test_sam_prior_identity_on_the_example(tiny: torch.nn.Module) -> None:
