@@ -59,14 +59,28 @@ def to_timm_layout(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str
 def load_dinov3_weights(
     model: nn.Module, state: dict[str, torch.Tensor], source: Path | str
 ) -> None:
-    """Load an official or timm-layout DINOv3 state dict into ``model`` (strict)."""
-    converted = to_timm_layout(state, model)
-    missing, unexpected = model.load_state_dict(converted, strict=False)
-    if missing or unexpected:
+    """Load an official or timm-layout DINOv3 state dict into ``model`` (strict).
+
+    Raises:
+        RuntimeError: one line saying the file is not this DINOv3 (another family or size).
+    """
+    if "pos_embed" in state and "rope_embed.periods" not in state:
         raise RuntimeError(
-            f"{source} does not fit {type(model).__name__}: missing {list(missing)[:4]}, "
-            f"unexpected {list(unexpected)[:4]}; pick the weights that match the model size"
+            f"{source} is a DINOv2 (or other absolute-position ViT) checkpoint, not DINOv3: "
+            "use it with a dinov2_* backbone"
         )
+    converted = to_timm_layout(state, model)
+    own = model.state_dict()
+    wrong = [k for k, v in converted.items() if k in own and v.shape != own[k].shape]
+    missing = sorted(set(own) - set(converted))
+    unexpected = sorted(set(converted) - set(own))
+    if wrong or missing or unexpected:
+        raise RuntimeError(
+            f"{source} does not fit {type(model).__name__}: wrong shapes {wrong[:3]}, missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]}; pick the weights that match the "
+            "model size"
+        )
+    model.load_state_dict(converted, strict=True)
 
 
 def create_dinov3(size: str, qkv_bias: bool = False, **overrides: int) -> nn.Module:

@@ -144,13 +144,16 @@ def sam_spec(arch: str | SamArch) -> WeightsSpec | None:
 def load_sam_weights(model: nn.Module, path: Path) -> None:
     """Load an official SAM checkpoint (a raw state dict) strictly, without running pickled code."""
     state = load_state_dict(path)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if wrong or missing or unexpected:
         raise RuntimeError(
-            f"{path} does not fit this SAM model ({str(error).splitlines()[0][:160]}); "
-            "pick the checkpoint of the same size (vit_b / vit_l / vit_h)"
-        ) from error
+            f"{path} does not fit this SAM model: wrong shapes {wrong[:2]} ({len(wrong)}), "
+            f"missing {missing[:2]} ({len(missing)}), unexpected {unexpected[:2]} "
+            f"({len(unexpected)}); pick the checkpoint of the same size (vit_b / vit_l / vit_h)"
+        )
+    model.load_state_dict(state, strict=True)
 
 
 def _checkpoint_path(arch: SamArch, weights: str | Path | None, spec: WeightsSpec | None) -> Path:

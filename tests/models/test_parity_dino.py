@@ -76,3 +76,45 @@ def test_dinov3_matches_official() -> None:
         expected = arrays[f"tokens_{rows}x{cols}"]
         got = project_tokens(model, golden_input(arrays["image"], (rows, cols), meta["patch"]))
         assert rel_err(got, expected) <= TOL, (rows, cols, rel_err(got, expected))
+
+
+def test_official_reg4_file_loads_through_build_dinov2(tmp_path) -> None:
+    """An official dinov2_vits14_reg4_pretrain.pth (register tokens) builds the _reg4 ViT."""
+    from src_models.backbones.dinov2 import build_dinov2
+
+    official = create_dinov2("vits14", registers=True).state_dict()
+    state = {k: v for k, v in official.items() if k not in ("reg_token", "cls_token")}
+    state["register_tokens"] = official["reg_token"]
+    state["cls_token"] = official["cls_token"]
+    state["pos_embed"] = torch.cat([torch.zeros(1, 1, 384), official["pos_embed"]], dim=1)
+    state["mask_token"] = torch.zeros(1, 384)
+    path = tmp_path / "dinov2_vits14_reg4_pretrain.pth"
+    torch.save(state, path)
+    model = build_dinov2("vits14", path)
+    assert model.reg_token is not None and model.num_prefix_tokens == 5
+    assert torch.equal(model.reg_token, official["reg_token"])
+
+
+@pytest.mark.parametrize("what", ["vitb14", "dinov3"])
+def test_wrong_architecture_file_is_one_clear_line(what: str) -> None:
+    arrays, meta = load_golden("dinov3_vits16" if what == "dinov3" else "dinov2_plain")
+    state = official_state(arrays, meta)
+    model = create_dinov2("vits14", depth=2, embed_dim=48 if what == "vitb14" else 64, num_heads=2)
+    with pytest.raises(RuntimeError) as error:
+        load_dinov2_weights(model, state, "file.pth")
+    message = str(error.value)
+    assert len(message.splitlines()) == 1 and "file.pth" in message
+    assert ("DINOv3" in message) if what == "dinov3" else ("width 32" in message)
+
+
+@pytest.mark.parametrize("what", ["dinov2", "vitb16"])
+def test_wrong_dinov3_file_is_one_clear_line(what: str) -> None:
+    arrays, meta = load_golden("dinov2_plain" if what == "dinov2" else "dinov3_vits16")
+    state = official_state(arrays, meta)
+    width = 96 if what == "vitb16" else 32
+    model = create_dinov3("vits16", qkv_bias=True, depth=2, embed_dim=width, num_heads=2)
+    with pytest.raises(RuntimeError) as error:
+        load_dinov3_weights(model, state, "file.pth")
+    message = str(error.value)
+    assert len(message.splitlines()) == 1 and "file.pth" in message
+    assert ("not DINOv3" in message) if what == "dinov2" else ("wrong shapes" in message)
