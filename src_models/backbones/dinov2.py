@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import MethodType
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ DINOV2_ARCHS: dict[str, str] = {
 }
 
 
-def official_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def official_pos_embed(self: Any, x: torch.Tensor) -> torch.Tensor:
     """timm ``VisionTransformer._pos_embed`` with the official DINOv2 resampling.
 
     The official ``interpolate_pos_encoding`` resizes the 37×37 table by bicubic
@@ -65,7 +66,7 @@ def official_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return self.pos_drop(x)
 
 
-def create_dinov2(size: str, registers: bool = False, **overrides: int) -> nn.Module:
+def create_dinov2(size: str, registers: bool = False, **overrides: Any) -> nn.Module:
     """A randomly initialised timm DINOv2 ViT resampling position embeddings as the official.
 
     Args:
@@ -81,7 +82,7 @@ def create_dinov2(size: str, registers: bool = False, **overrides: int) -> nn.Mo
     arch = (
         DINOV2_ARCHS[size].replace("_dinov2", "_reg4_dinov2") if registers else DINOV2_ARCHS[size]
     )
-    model = timm.create_model(
+    model: Any = timm.create_model(
         arch, pretrained=False, num_classes=0, dynamic_img_size=True, **overrides
     )
     # the official torch.hub settings: plain models 0.1 / no antialias, _reg models 0 / antialias
@@ -106,7 +107,8 @@ def load_dinov2_weights(
     """
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    width = int(model.embed_dim)
+    vit: Any = model
+    width = int(vit.embed_dim)
     if "storage_tokens" in state or "rope_embed.periods" in state:
         raise RuntimeError(
             f"{source} is a DINOv3 checkpoint, not DINOv2: use it with a dinov3_* backbone"
@@ -119,7 +121,7 @@ def load_dinov2_weights(
             "checkpoint of this backbone size (dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth)"
         )
     try:
-        converted = checkpoint_filter_fn(dict(state), model)
+        converted = checkpoint_filter_fn(dict(state), vit)
     except (RuntimeError, ValueError, KeyError) as error:
         raise RuntimeError(
             f"{source} does not fit {type(model).__name__} ({str(error).splitlines()[0][:120]});"

@@ -15,6 +15,7 @@ arch is built so no bias is silently dropped.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ def load_dinov3_weights(
     model.load_state_dict(converted, strict=True)
 
 
-def create_dinov3(size: str, qkv_bias: bool = False, **overrides: int) -> nn.Module:
+def create_dinov3(size: str, qkv_bias: bool = False, **overrides: Any) -> nn.Module:
     """A randomly initialised timm DINOv3 ViT (any input size that is a multiple of 16).
 
     ``overrides`` (``depth``, ``embed_dim``, ``num_heads``) build test-sized models.

@@ -35,7 +35,7 @@ def valid_size(shape: tuple[int, int], input_size: int) -> tuple[int, int]:
 def _resize(x: torch.Tensor, input_size: int) -> torch.Tensor:
     """(B, C, H, W) float → longest side ≈ ``input_size`` by the official bilinear
     ``scale_factor`` resize (output size truncated, sampling at the exact factor)."""
-    s = scale_factor(tuple(x.shape[-2:]), input_size)
+    s = scale_factor((int(x.shape[-2]), int(x.shape[-1])), input_size)
     return F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
 
 

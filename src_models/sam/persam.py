@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -57,15 +57,15 @@ def reference_grid_mask(head: SamHead, emb: SamEmbedding, mask: np.ndarray) -> n
     """
     from PIL import Image
 
+    sam: Any = head.sam
     h, w = emb.input_size
     red = Image.fromarray(np.where(mask, REFERENCE_RED, 0).astype(np.uint8))
-    resized = np.asarray(red.resize((w, h), Image.BILINEAR), np.float32)
-    mean, std = (float(v[0]) for v in (head.sam.pixel_mean, head.sam.pixel_std))
-    x = (torch.from_numpy(resized) - mean) / std
-    img = int(head.sam.image_encoder.img_size)
-    x = F.pad(x[None, None], (0, img - w, 0, img - h))
-    grid = F.interpolate(x, size=emb.embedding.shape[-2:], mode="bilinear", align_corners=False)
-    grid = grid[0, 0].numpy()
+    resized = np.asarray(red.resize((w, h), Image.Resampling.BILINEAR), np.float32)
+    mean, std = (float(v[0]) for v in (sam.pixel_mean, sam.pixel_std))
+    img = int(sam.image_encoder.img_size)
+    x = F.pad((torch.from_numpy(resized) - mean)[None, None] / std, (0, img - w, 0, img - h))
+    size = tuple(emb.embedding.shape[-2:])
+    grid = F.interpolate(x, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
     keep = grid > 0
     if not keep.any() and mask.any():
         keep = grid == grid.max()
