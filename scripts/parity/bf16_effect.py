@@ -8,8 +8,9 @@ Every backend is built twice with ``weights="random"`` after the same ``torch.ma
 (identical weights), once with ``dtype=float32`` and once with ``dtype=bfloat16``, on the CPU.
 The example is PerSeg's cat_00 with its mask (synthetic disks when ../shared/data is
 absent), the targets cat_01 and cat_02, all at 256 px on the longest side. Random weights
-give meaningless masks, so the number measures only how far reduced precision moves the
-output: the IoU of the foreground (label > 0) of the two runs, per target.
+give meaningless masks, so the numbers measure only how far reduced precision moves the
+output: the IoU of the foreground (label > 0) of the two runs, per target, and the
+relative error (max |bf16 − fp32| / max |fp32|) of the backbone output on the first target.
 """
 
 from __future__ import annotations
@@ -56,7 +57,19 @@ def inputs() -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     return images, labels
 
 
-def run(name: str, options: dict[str, object], dtype: str) -> tuple[list[np.ndarray], float]:
+def feature_array(features: object) -> np.ndarray:
+    """The backbone output inside a backend's per-slice features (tokens or SAM embedding)."""
+    for owner in (features, getattr(features, "dino", None), getattr(features, "sam", None)):
+        for field in ("tokens", "embedding"):
+            if owner is not None and getattr(owner, field, None) is not None:
+                return np.asarray(getattr(owner, field), np.float32)
+    raise TypeError(f"no tokens in {type(features).__name__}")
+
+
+def run(
+    name: str, options: dict[str, object], dtype: str
+) -> tuple[list[np.ndarray], float, np.ndarray]:
+    """Foreground masks of the targets, seconds, and the first target's backbone output."""
     torch.manual_seed(0)
     backend = build_backend(
         name.split(" ")[0], device="cpu", weights="random", dtype=dtype, **options
@@ -65,8 +78,9 @@ def run(name: str, options: dict[str, object], dtype: str) -> tuple[list[np.ndar
     start = time.perf_counter()
     results = sorted(propagate(images, labels, backend), key=lambda r: r.index)
     seconds = time.perf_counter() - start
+    tokens = feature_array(backend.compute_features(images[1].astype(np.float32) / 255))
     backend.close()
-    return [r.labels > 0 for r in results], seconds
+    return [r.labels > 0 for r in results], seconds, tokens
 
 
 def main() -> None:
@@ -74,16 +88,22 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="backend names to run")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = ["| backend | options | IoU bf16 vs fp32 (per target) | fp32 s | bf16 s |"]
-    rows.append("|---|---|---|---|---|")
+    rows = [
+        "| backend | options | mask IoU bf16 vs fp32 (per target) | backbone output rel. "
+        "error | fp32 s | bf16 s |"
+    ]
+    rows.append("|---|---|---|---|---|---|")
     for name, options in CASES.items():
         if args.only and name not in args.only:
             continue
-        full, t32 = run(name, options, "float32")
-        half, t16 = run(name, options, "bfloat16")
+        full, t32, f32 = run(name, options, "float32")
+        half, t16, f16 = run(name, options, "bfloat16")
         ious = ", ".join(f"{iou(a, b):.3f}" for a, b in zip(full, half, strict=True))
         opts = " ".join(f"{k}={v}" for k, v in options.items())
-        rows.append(f"| {name.split(' ')[0]} | {opts} | {ious} | {t32:.1f} | {t16:.1f} |")
+        err = float(np.abs(f16 - f32).max() / np.abs(f32).max())
+        rows.append(
+            f"| {name.split(' ')[0]} | {opts} | {ious} | {err:.3f} | {t32:.1f} | {t16:.1f} |"
+        )
         print(rows[-1], flush=True)
     print("\n".join(rows))
 

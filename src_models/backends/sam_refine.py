@@ -93,6 +93,19 @@ class SamRefined(BackendBase):
         inner = [replace(e, features=e.features.inner) for e in examples]
         self.inner.fit(inner, timer)
 
+    def observe_neighbour(
+        self,
+        index: int,
+        neighbour: int,
+        features: RefinedFeatures,
+        labels: np.ndarray | None,
+        is_example: bool,
+    ) -> None:
+        """Pass the engine's video-path call on to a backend that has one (SEGIC)."""
+        observe = getattr(self.inner, "observe_neighbour", None)
+        if observe is not None:
+            observe(index, neighbour, features.inner, labels, is_example)
+
     def predict(
         self, features: RefinedFeatures, shape: tuple[int, int], timer: Timer = NULL_TIMER
     ) -> tuple[np.ndarray, np.ndarray]:

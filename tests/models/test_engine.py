@@ -110,3 +110,30 @@ def test_cache_sizes_dataclass_features_by_their_arrays() -> None:
     value = Features(np.zeros((4, 4, 8), np.float32), None, (16, 16))
     assert nbytes(value) == 4 * 4 * 8 * 4
     assert nbytes((value, {"a": np.zeros(3, np.uint8)})) == 4 * 4 * 8 * 4 + 3
+
+
+def test_stacks_tell_a_video_backend_the_neighbour_toward_the_examples() -> None:
+    """A backend with observe_neighbour hears, before each slice of a stack, which slice
+    leads to the examples (and whether it is one); image sets never call it."""
+    from tests.models.tiny_backends import TINY
+
+    calls: list[tuple[int, int, bool, bool]] = []
+    backend = TINY["classic"]({})
+
+    def observe(index, neighbour, features, labels, is_example) -> None:  # noqa: ANN001
+        calls.append((index, neighbour, labels is not None, is_example))
+
+    backend.observe_neighbour = observe  # type: ignore[attr-defined]
+    stack = np.random.default_rng(0).random((5, 24, 24)).astype(np.float32)
+    labels = np.zeros(stack.shape, np.int32)
+    labels[2, 5:15, 5:15] = 1
+    list(propagate(stack, labels, backend))
+    assert sorted(calls) == [
+        (0, 1, True, False),
+        (1, 2, True, True),
+        (3, 2, True, True),
+        (4, 3, True, False),
+    ]
+    calls.clear()
+    list(propagate(list(stack), list(labels), backend))
+    assert calls == []
