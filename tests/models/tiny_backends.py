@@ -30,19 +30,12 @@ TINY_SAM = SamArch(
 def tiny_vit(family: str = "dinov2") -> nn.Module:
     """A one-block, 32-wide DINOv2 (patch 14) or DINOv3 (patch 16) timm ViT, seeded; one
     shared instance per family, so two tiny backends differ only by their options."""
-    import timm
+    from src_models.backbones.dinov2 import create_dinov2
+    from src_models.backbones.dinov3 import create_dinov3
 
     torch.manual_seed(0)
-    arch = "vit_small_patch14_dinov2" if family == "dinov2" else "vit_small_patch16_dinov3"
-    model = timm.create_model(
-        arch,
-        pretrained=False,
-        num_classes=0,
-        dynamic_img_size=True,
-        depth=1,
-        embed_dim=32,
-        num_heads=2,
-    )
+    create = create_dinov2 if family == "dinov2" else create_dinov3
+    model = create("vits14" if family == "dinov2" else "vits16", depth=1, embed_dim=32, num_heads=2)
     return model.eval().requires_grad_(False)
 
 
