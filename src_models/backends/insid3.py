@@ -8,6 +8,7 @@ guided filter of :mod:`src_models.refine` (the official CRF needs a CUDA library
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from collections.abc import Sequence
@@ -94,11 +95,17 @@ class PositionalDebias:
 
     @torch.inference_mode()
     def constant_tokens(self, grid: tuple[int, int]) -> np.ndarray:
-        """(h, w, D) float32 unit-norm tokens of a black image, ``(0 − mean) / std``."""
+        """(h, w, D) float32 unit-norm tokens of a black image, ``(0 − mean) / std``.
+
+        Always computed in float32 (a float32 copy of a bf16/fp16 model for this one
+        forward): the basis is an SVD of the small position-dependent part of these tokens,
+        which bf16 rounding would swamp (measured: an unrelated subspace on random weights).
+        """
         enc = self.encoder
+        model = enc.model if enc.dtype == torch.float32 else copy.deepcopy(enc.model).float()
         black = torch.zeros(1, 3, grid[0] * enc.patch, grid[1] * enc.patch)
-        x = imagenet_normalize(black).to(enc.device, enc.dtype)
-        tokens = enc.model.forward_features(x)[0, enc.model.num_prefix_tokens :].float()
+        x = imagenet_normalize(black).to(enc.device)
+        tokens = model.forward_features(x)[0, model.num_prefix_tokens :].float()
         return head.unit(tokens).reshape(*grid, -1).cpu().numpy()
 
     def _load(self, grid: tuple[int, int]) -> np.ndarray | None:

@@ -107,3 +107,15 @@ def test_backend_mask_equals_official(golden, encoder) -> None:
     assert arrays["pred"].sum() > 0
     np.testing.assert_array_equal(labels == 1, arrays["pred"])
     assert confidence.min() >= 0 and confidence.max() <= 1
+
+
+def test_basis_of_a_bf16_encoder_is_computed_in_float32(encoder) -> None:
+    """bf16 rounding of the black image's tokens would swamp their small positional part;
+    the basis of a bf16 encoder stays close to the float32 one (weights rounded only)."""
+    import copy
+
+    half = PatchEncoder(copy.deepcopy(encoder.model), 256, torch.device("cpu"), torch.bfloat16)
+    b16 = PositionalDebias(half, "golden-bf16", on_disk=False).basis((16, 16))[:, :10]
+    b32 = PositionalDebias(encoder, "golden", on_disk=False).basis((16, 16))[:, :10]
+    assert np.abs(projector(b16) - projector(b32)).max() < 0.02
+    assert half.model.cls_token.dtype == torch.bfloat16  # the encoder itself stays bf16
