@@ -76,11 +76,14 @@ def _observe_neighbour(
     index: int,
     finished: dict[int, np.ndarray],
 ) -> None:
-    """Tell a video-path backend the neighbour of ``index`` toward the examples."""
+    """Tell a video-path backend the neighbour of ``index`` toward the examples; its
+    features (a cache hit) only when the neighbour was proposed in this run."""
     neighbour = neighbour_toward_examples(index, data.examples)
-    features = _features(backend, cache, data.images[neighbour])[0]
+    is_example = neighbour in data.examples
+    proposed = neighbour in finished and not is_example
+    features = _features(backend, cache, data.images[neighbour])[0] if proposed else None
     backend.observe_neighbour(  # type: ignore[attr-defined]
-        index, neighbour, features, finished.get(neighbour), neighbour in data.examples
+        index, neighbour, features, finished.get(neighbour), is_example
     )
 
 
@@ -118,7 +121,7 @@ def propagate(
     fit_timings = fit_examples(backend, data, cache)
     finished = {i: data.labels[i] for i in data.examples}
     # stacks only: a backend with a video path (SEGIC's forward_vos) hears of the neighbour
-    video = isinstance(images, np.ndarray) and hasattr(backend, "observe_neighbour")
+    video = isinstance(images, np.ndarray) and callable(getattr(backend, "observe_neighbour", None))
     for done, index in enumerate(order, start=1):
         features, timings = _features(backend, cache, data.images[index])
         if video:

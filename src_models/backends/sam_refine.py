@@ -9,7 +9,7 @@ or call :func:`refine_labels` on one slice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -93,18 +93,24 @@ class SamRefined(BackendBase):
         inner = [replace(e, features=e.features.inner) for e in examples]
         self.inner.fit(inner, timer)
 
-    def observe_neighbour(
-        self,
-        index: int,
-        neighbour: int,
-        features: RefinedFeatures,
-        labels: np.ndarray | None,
-        is_example: bool,
-    ) -> None:
-        """Pass the engine's video-path call on to a backend that has one (SEGIC)."""
+    @property
+    def observe_neighbour(self) -> Callable[..., None] | None:
+        """The inner backend's video path (SEGIC), on the inner features; None without one."""
         observe = getattr(self.inner, "observe_neighbour", None)
-        if observe is not None:
-            observe(index, neighbour, features.inner, labels, is_example)
+        if observe is None:
+            return None
+
+        def forward(
+            index: int,
+            neighbour: int,
+            features: RefinedFeatures | None,
+            labels: np.ndarray | None,
+            is_example: bool,
+        ) -> None:
+            inner = None if features is None else features.inner
+            observe(index, neighbour, inner, labels, is_example)
+
+        return forward
 
     def predict(
         self, features: RefinedFeatures, shape: tuple[int, int], timer: Timer = NULL_TIMER

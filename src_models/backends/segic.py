@@ -188,12 +188,13 @@ class SegicBackend(BackendBase):
         self,
         index: int,
         neighbour: int,
-        features: SegicFeatures,
+        features: SegicFeatures | None,
         labels: np.ndarray | None,
         is_example: bool,
     ) -> None:
         """Video path (stacks): the next :meth:`predict` is slice ``index``; ``neighbour`` is
-        the slice next to it toward the examples, with its features and labels.
+        the slice next to it toward the examples, with its features and labels (None when
+        it was not proposed in this run).
 
         As ``forward_vos``: after an example slice only the examples' prototype is used; after
         a proposed slice, also the prototype under this backend's own proposal of it (the
@@ -202,7 +203,7 @@ class SegicBackend(BackendBase):
         if not self.config.video:
             return
         self._next, self._latest = index, None
-        if is_example:
+        if is_example or features is None:
             return
         masks = self._proposals.get(neighbour)
         if masks is None:
