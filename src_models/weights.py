@@ -295,6 +295,23 @@ def check_status(path: str | Path, spec: WeightsSpec) -> str:
     return "ok"
 
 
+def load_strict(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path, hint: str
+) -> None:
+    """``model.load_state_dict(state, strict=True)``, but a file for another model gives one
+    line (wrong shapes, missing and unexpected keys, with counts) ending with ``hint``."""
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if wrong or missing or unexpected:
+        raise RuntimeError(
+            f"{source} does not fit {type(model).__name__}: wrong shapes {wrong[:2]} "
+            f"({len(wrong)}), missing {missing[:2]} ({len(missing)}), unexpected "
+            f"{unexpected[:2]} ({len(unexpected)}); {hint}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a checkpoint without executing pickled code.
 

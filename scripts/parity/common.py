@@ -9,7 +9,6 @@ package that only a part we do not run needs (detectron2, cv2, diffusers, pycoco
 
 from __future__ import annotations
 
-import argparse
 import importlib.abc
 import importlib.machinery
 import sys
@@ -23,22 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-
-
-def parse_official(description: str, default_name: str) -> argparse.Namespace:
-    """``--official DIR`` (a checkout at the commit docs/parity.md names)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument(
-        "--official",
-        type=Path,
-        default=Path("/work/official") / default_name,
-        help=f"local checkout of the official {default_name} repository",
-    )
-    args = parser.parse_args()
-    if not args.official.is_dir():
-        parser.error(f"{args.official} is not a directory: pass --official PATH")
-    sys.path.insert(0, str(args.official.resolve()))
-    return args
 
 
 class _AnyClass(type):

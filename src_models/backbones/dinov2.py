@@ -13,7 +13,7 @@ from torch import nn
 
 from src_models.backbones.encoder import TimedEncoder, imagenet_normalize
 from src_models.timing import NULL_TIMER, Timer
-from src_models.weights import load_state_dict, resolve
+from src_models.weights import load_state_dict, load_strict, resolve
 
 DINOV2_ARCHS: dict[str, str] = {
     "vits14": "vit_small_patch14_dinov2",
@@ -127,16 +127,7 @@ def load_dinov2_weights(
             f"{source} does not fit {type(model).__name__} ({str(error).splitlines()[0][:120]});"
             " pick the DINOv2 weights of this model size"
         ) from error
-    expected = model.state_dict()
-    wrong = [k for k, v in converted.items() if k in expected and v.shape != expected[k].shape]
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
-    if wrong or missing or unexpected:
-        raise RuntimeError(
-            f"{source} does not fit {type(model).__name__}: wrong shapes {wrong[:3]}, missing "
-            f"{missing[:3]}, unexpected {unexpected[:3]}; pick the weights of this model size"
-        )
-    model.load_state_dict(converted, strict=True)
+    load_strict(model, converted, source, "pick the DINOv2 weights of this model size")
 
 
 def build_dinov2(size: str = "vits14", weights: str | Path | None = None) -> nn.Module:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from src_models.weights import get_spec, load_state_dict, resolve, verify_once
+from src_models.weights import get_spec, load_state_dict, load_strict, resolve, verify_once
 
 DINOV3_ARCHS: dict[str, str] = {
     "vits16": "vit_small_patch16_dinov3",
@@ -71,17 +71,7 @@ def load_dinov3_weights(
             "use it with a dinov2_* backbone"
         )
     converted = to_timm_layout(state, model)
-    own = model.state_dict()
-    wrong = [k for k, v in converted.items() if k in own and v.shape != own[k].shape]
-    missing = sorted(set(own) - set(converted))
-    unexpected = sorted(set(converted) - set(own))
-    if wrong or missing or unexpected:
-        raise RuntimeError(
-            f"{source} does not fit {type(model).__name__}: wrong shapes {wrong[:3]}, missing "
-            f"{missing[:3]}, unexpected {unexpected[:3]}; pick the weights that match the "
-            "model size"
-        )
-    model.load_state_dict(converted, strict=True)
+    load_strict(model, converted, source, "pick the DINOv3 weights that match the model size")
 
 
 def create_dinov3(size: str, qkv_bias: bool = False, **overrides: Any) -> nn.Module:

@@ -13,6 +13,7 @@ from src_models.weights import (
     WeightsSpec,
     get_spec,
     load_state_dict,
+    load_strict,
     resolve,
     verify_once,
 )
@@ -143,17 +144,8 @@ def sam_spec(arch: str | SamArch) -> WeightsSpec | None:
 
 def load_sam_weights(model: nn.Module, path: Path) -> None:
     """Load an official SAM checkpoint (a raw state dict) strictly, without running pickled code."""
-    state = load_state_dict(path)
-    own = model.state_dict()
-    wrong = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if wrong or missing or unexpected:
-        raise RuntimeError(
-            f"{path} does not fit this SAM model: wrong shapes {wrong[:2]} ({len(wrong)}), "
-            f"missing {missing[:2]} ({len(missing)}), unexpected {unexpected[:2]} "
-            f"({len(unexpected)}); pick the checkpoint of the same size (vit_b / vit_l / vit_h)"
-        )
-    model.load_state_dict(state, strict=True)
+    hint = "pick the SAM checkpoint of the same size (vit_b / vit_l / vit_h)"
+    load_strict(model, load_state_dict(path), path, hint)
 
 
 def _checkpoint_path(arch: SamArch, weights: str | Path | None, spec: WeightsSpec | None) -> Path:
