@@ -274,9 +274,7 @@ def load_segic_decoder(
 
 def save_segic_weights(decoder: SegicDecoder, path: str | Path) -> Path:
     """Write the decoder in the released format (a raw state dict), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()}, tmp)
-    tmp.replace(path)
-    return path
+    from src_models.outputs import write_file
+
+    state = {k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()}
+    return write_file(path, lambda temp: torch.save(state, temp))

@@ -31,6 +31,7 @@ from src_models.heads.segic_infer import (
     prototypes,
 )
 from src_models.heads.segic_loss import mask_loss
+from src_models.outputs import write_file
 
 
 @dataclass(frozen=True)
@@ -199,9 +200,7 @@ class Trainer:
             "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
         }
-        tmp = sidecar_path(out).with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(sidecar_path(out))
+        write_file(sidecar_path(out), lambda temp: torch.save(state, temp))
 
     def resume(self, out: str | Path) -> None:
         """Load the decoder from ``out`` and the optimizer/scheduler/step/random state from its sidecar."""
