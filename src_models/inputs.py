@@ -155,8 +155,8 @@ def _user_dtype(arrays: list[np.ndarray], top: int) -> np.dtype:
 def compact_ids(raw: list[np.ndarray]) -> tuple[list[np.ndarray], LabelIds]:
     """Map the user's ids to 1..K int32 (0 stays 0) and remember the way back."""
     given = [lab for lab in raw if lab.any()]
-    found = np.unique(np.concatenate([np.unique(lab) for lab in given])) if given else []
-    ids = [int(v) for v in found if v != 0]
+    found = {int(v) for lab in given for v in np.unique(lab)}  # Python ints: no dtype mixing
+    ids = sorted(found - {0})
     dtype = _user_dtype(given or raw, max(ids, default=0))
     table = np.array([0, *ids], dtype=dtype)
     search = np.array([0, *ids], dtype=np.uint64)

@@ -172,13 +172,28 @@ def read_labels(path: str | Path, images: ImageSet) -> np.ndarray | list[np.ndar
     return out
 
 
-def label_dtype(labels: list[np.ndarray]) -> type:
-    """The smallest unsigned type holding every id (ids are >= 0 by the input contract)."""
-    top = max((int(lab.max()) for lab in labels if lab.size), default=0)
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if top <= np.iinfo(dtype).max:
-            return dtype
-    return np.uint64
+def label_dtype(labels: list[np.ndarray]) -> np.dtype:
+    """The smallest integer type holding every id: unsigned when none is negative.
+
+    Raises:
+        ValueError: a float label that is not a whole number (it would be truncated).
+    """
+    arrays = [np.asarray(lab) for lab in labels if np.size(lab)]
+    for a in arrays:
+        if a.dtype.kind == "f" and not (np.isfinite(a).all() and np.array_equal(a, np.floor(a))):
+            raise ValueError("labels hold values that are not whole numbers: nothing written")
+    low = min((int(a.min()) for a in arrays), default=0)
+    high = max((int(a.max()) for a in arrays), default=0)
+    kinds = (
+        (np.uint8, np.uint16, np.uint32, np.uint64)
+        if low >= 0
+        else (np.int8, np.int16, np.int32, np.int64)
+    )
+    for dtype in kinds:
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return np.dtype(dtype)
+    raise ValueError(f"label ids from {low} to {high} fit no integer type: nothing written")
 
 
 def write_tiff(path: Path, data: np.ndarray) -> None:
@@ -194,7 +209,8 @@ def write_tiff(path: Path, data: np.ndarray) -> None:
 
 def write_labels(out: str | Path, labels: list[np.ndarray], images: ImageSet) -> Path:
     """Write labels mirroring the input, atomically: a TIFF stack (a file), or a folder
-    with one PNG per image (TIFF when ids exceed 16 bits) plus our manifest.
+    with one PNG per image (TIFF when ids exceed 16 bits or are negative) plus our manifest.
+    Ids are kept exactly (:func:`label_dtype`), never wrapped.
 
     The destination must have passed :func:`src_models.outputs.check_output`.
     """
@@ -205,12 +221,12 @@ def write_labels(out: str | Path, labels: list[np.ndarray], images: ImageSet) ->
     return write_folder(out, lambda tmp: _write_masks(tmp, labels, images.names or [], dtype))
 
 
-def _write_masks(folder: Path, labels: list[np.ndarray], names: list[str], dtype: type) -> None:
+def _write_masks(folder: Path, labels: list[np.ndarray], names: list[str], dtype: np.dtype) -> None:
     import imageio.v3 as iio
     import tifffile
 
     for name, lab in zip(names, labels, strict=True):
-        if np.dtype(dtype).itemsize > 2:
+        if dtype.itemsize > 2 or dtype.kind == "i":  # PNG holds 8/16-bit unsigned only
             tifffile.imwrite(folder / f"{name}.tif", np.asarray(lab).astype(dtype))
         else:
             iio.imwrite(folder / f"{name}.png", np.asarray(lab).astype(dtype))

@@ -63,7 +63,7 @@ def test_image_set_of_layers(qtbot, make_napari_viewer, stack, test_backends, tm
     accepted.redo()
 
     widget.save(str(tmp_path))
-    saved = {p.stem: iio.imread(p) for p in (tmp_path / "masks").iterdir()}
+    saved = {p.stem: iio.imread(p) for p in (tmp_path / "masks").glob("*.png")}
     assert sorted(saved) == sorted(names)
     np.testing.assert_array_equal(saved["first"], labels[EXAMPLE])
     np.testing.assert_array_equal(saved["second"], accepted.data)
