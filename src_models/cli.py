@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from types import ModuleType
 from typing import NoReturn
 
@@ -71,10 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """Warnings in one line, without the source excerpt."""
+    print(f"napari-incontext: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(COMMANDS[args.command].run(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # restored by catch_warnings
+            return int(COMMANDS[args.command].run(args))
     except KeyboardInterrupt:
         print("napari-incontext: interrupted, nothing written", file=sys.stderr)
         return 130

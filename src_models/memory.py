@@ -21,6 +21,14 @@ _OUTPUT_BYTES_PER_PIXEL = 16  # compact + user labels, confidence, probabilities
 _PREDICT_BYTES_PER_PIXEL = 48  # per-class probabilities at full size, a few float32 copies
 
 
+def human(nbytes: float) -> str:
+    """``1.2 GB``, ``350 MB``, ``12 kB``."""
+    for unit, size in (("GB", GB), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{int(nbytes)} B"
+
+
 def available_bytes() -> int:
     """Memory the OS can give this process now (psutil's ``available``)."""
     import psutil
@@ -112,10 +120,10 @@ def check_memory(
         return total
     free = available_bytes() if available is None else available
     if total > free:
-        detail = ", ".join(f"{k} {v / GB:.1f}" for k, v in parts.items() if v)
+        detail = ", ".join(f"{k} {human(v)}" for k, v in parts.items() if v)
         raise MemoryError(
-            f"this run needs about {total / GB:.1f} GB of memory ({detail} GB) but "
-            f"{free / GB:.1f} GB are available: crop or downscale the images, run fewer "
+            f"this run needs about {human(total)} of memory ({detail}) but "
+            f"{human(free)} are available: crop or downscale the images, run fewer "
             "slices at a time, or pick a backend with smaller features (e.g. dinov2, or "
             f"classic with texture=false); set {SKIP_ENV}=1 to try anyway"
         )

@@ -137,7 +137,7 @@ def _danger(path: Path, inputs: Iterable[Path]) -> str | None:
 
 def _writable(path: Path) -> str | None:
     """None when ``path`` can be created; else why not (names the user's path)."""
-    parent = path.parent
+    parent = Path(os.path.abspath(path)).parent
     while not parent.exists():
         if parent.parent == parent:
             break
