@@ -44,6 +44,9 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series
+        kinds = {(tuple(s.shape), str(s.dtype)) for s in series}
+        if len(series) > 1 and len(kinds) == 1:  # pages written one by one: a stack
+            return np.stack([s.asarray() for s in series]), "I" + str(series[0].axes)
         if len(series) > 1:
             shapes = [tuple(s.shape) for s in series]
             raise ValueError(

@@ -22,6 +22,7 @@ Rules (docs/safety.md):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -62,9 +63,12 @@ def folder_problem(folder: Path) -> str | None:
         return None
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-        files: dict[str, list] = manifest["files"] if manifest["written_by"] == WRITTEN_BY else {}
+        files: dict[str, list] = manifest["files"]
+        ours = manifest["written_by"] == WRITTEN_BY and isinstance(files, dict)
     except (OSError, ValueError, KeyError, TypeError):
-        return "it was not written by napari-incontext (no readable manifest)"
+        ours = False
+    if not ours:
+        return "it was not written by napari-incontext (no manifest of ours in it)"
     extra = [n for n in entries if n != MANIFEST and n not in files]
     if extra:
         return f"it holds files napari-incontext did not write ({', '.join(extra[:3])})"
@@ -266,9 +270,23 @@ def clean_stale(path: Path) -> None:
             if match["role"] == "old" and not os.path.lexists(path):
                 os.rename(entry, path)
             else:
-                shutil.rmtree(entry, ignore_errors=True)
+                remove_output_folder(entry)
         elif entry.is_file() or entry.is_symlink():
             entry.unlink(missing_ok=True)
+
+
+def remove_output_folder(folder: Path) -> None:
+    """Delete one of our output folders, its manifest last: a deletion cut short leaves a
+    folder that is still recognisably ours (and is finished by the next cleanup)."""
+    for entry in folder.iterdir():
+        if entry.name == MANIFEST:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+    (folder / MANIFEST).unlink(missing_ok=True)
+    folder.rmdir()
 
 
 def fsync_path(path: Path) -> None:
@@ -306,15 +324,31 @@ def write_file(path: str | Path, write: Callable[[Path], object]) -> Path:
 
 
 def write_manifest(folder: Path, complete: bool) -> None:
+    """Our manifest: every file's size and sha256 once ``complete``, else only our marker."""
     files = {}
     if complete:
         for entry in sorted(folder.iterdir()):
             if entry.name != MANIFEST:
-                fsync_path(entry)
                 files[entry.name] = [entry.stat().st_size, sha256_file(entry)]
     record = {"written_by": WRITTEN_BY, "complete": complete, "files": files}
     (folder / MANIFEST).write_text(json.dumps(record, indent=1))
-    fsync_path(folder / MANIFEST)
+
+
+def sync_folder(folder: Path) -> None:
+    """Flush a folder's files to disk: one ``syncfs`` on Linux (thousands of fsyncs take
+    seconds to minutes there), else an fsync per file; then the folder itself."""
+    synced = False
+    if sys.platform == "linux":
+        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            synced = syncfs is not None and syncfs(handle) == 0
+        finally:
+            os.close(handle)
+    if not synced:
+        for entry in folder.iterdir():
+            fsync_path(entry)
+    fsync_path(folder)
 
 
 def write_folder(path: str | Path, fill: Callable[[Path], object]) -> Path:
@@ -331,10 +365,11 @@ def write_folder(path: str | Path, fill: Callable[[Path], object]) -> Path:
         write_manifest(temp, complete=False)
         fill(temp)
         write_manifest(temp, complete=True)
-        fsync_path(temp)
+        sync_folder(temp)
         _swap_in(temp, path)
     except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+        if temp.exists():
+            remove_output_folder(temp)
         raise
     fsync_path(path.parent)
     return path
@@ -345,12 +380,23 @@ def _swap_in(temp: Path, path: Path) -> None:
         os.rename(temp, path)
         return
     if _exchange(temp, path):  # temp now holds the old folder
-        shutil.rmtree(temp)
+        _discard(temp)
         return
     aside = _temp_name(path, "old")
     os.rename(path, aside)
-    os.rename(temp, path)
-    shutil.rmtree(aside)
+    try:
+        os.rename(temp, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    _discard(aside)
+
+
+def _discard(old: Path) -> None:
+    """Delete a replaced output; a failure leaves it for the next cleanup (the new output
+    is already in place, so the write itself succeeded)."""
+    with contextlib.suppress(OSError):
+        remove_output_folder(old)
 
 
 def _exchange(a: Path, b: Path) -> bool:
