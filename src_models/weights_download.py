@@ -30,7 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from src_models.weights import WeightsSpec, cache_dir, get_spec, probe_checkpoint, sha256sum
+from src_models import weights
+from src_models.weights import WeightsSpec, get_spec, probe_checkpoint, sha256sum
 
 OFFLINE_ENV = "NAPARI_INCONTEXT_OFFLINE"
 CHUNK = 1 << 20
@@ -214,7 +215,7 @@ def download(
             f"downloads are disabled (${OFFLINE_ENV} is set); fetch {spec.url or spec.hf_id} "
             "on another machine and copy it into the weights directory"
         )
-    folder = directory or cache_dir()
+    folder = directory or weights.cache_dir()  # looked up at call time (tests move it)
     target = folder / spec.file_name
     url = _source_url(spec)
     try:
