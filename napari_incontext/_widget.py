@@ -407,8 +407,8 @@ class InContextWidget(QWidget):
             return
         try:
             if replace is None:
-                ours, _ = earlier_outputs(folder, self.workspace.is_set)
-                replace = self._ask_replace(ours) if ours else False
+                ours, others = earlier_outputs(folder, self.workspace.is_set)
+                replace = self._ask_replace(ours) if ours and not others else False
                 if replace is None:
                     return
             plan = save_workspace(folder, self.workspace, self.session, replace=replace)
