@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,7 +99,8 @@ class PositionalDebias:
         return head.unit(tokens).reshape(*grid, -1).cpu().numpy()
 
     def _load(self, grid: tuple[int, int]) -> np.ndarray | None:
-        width = int(self.encoder.model.embed_dim)
+        model: Any = self.encoder.model
+        width = int(model.embed_dim)
         return debias_cache().get(self.disk_key(grid), shape_dtype((width, None), np.float32))
 
     def _save(self, grid: tuple[int, int], basis: np.ndarray) -> None:

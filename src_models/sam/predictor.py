@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +92,7 @@ class SamEncoder(TimedEncoder):
 
     def _embedding_check(self) -> Callable[[np.ndarray], bool]:
         """What a stored embedding must be: (C, g, g) float16 of this SAM's prompt encoder."""
-        prompt = self.sam.prompt_encoder
+        prompt: Any = self.sam.prompt_encoder
         grid = tuple(int(v) for v in prompt.image_embedding_size)
         return shape_dtype((int(prompt.embed_dim), *grid), np.float16)
 
