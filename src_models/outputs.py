@@ -230,7 +230,8 @@ def _temp_name(path: Path, role: str, suffix: str = "") -> Path:
     return path.with_name(f".{path.name}.incontext-{role}-{os.getpid()}-{token}{suffix}")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` runs (or may: another user's); a temp of it is kept."""
     if pid == os.getpid():
         return True
     try:
@@ -262,7 +263,7 @@ def clean_stale(path: Path) -> None:
         return
     for entry in sorted(path.parent.iterdir()):
         match = _TEMP.match(entry.name)
-        if not match or match["name"] != path.name or _alive(int(match["pid"])):
+        if not match or match["name"] != path.name or pid_alive(int(match["pid"])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             if not _ours_or_empty(entry):

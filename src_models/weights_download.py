@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from src_models import weights
+from src_models.outputs import pid_alive
 from src_models.weights import WeightsSpec, get_spec, probe_checkpoint, sha256sum
 
 OFFLINE_ENV = "NAPARI_INCONTEXT_OFFLINE"
@@ -136,18 +137,8 @@ def clean_stale_parts(target: Path) -> None:
         return
     for entry in target.parent.iterdir():
         match = pattern.match(entry.name)
-        if match and int(match[1]) != os.getpid() and not _running(int(match[1])):
+        if match and not pid_alive(int(match[1])):
             entry.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def stream_to_file(

@@ -14,7 +14,7 @@ from qtpy.QtWidgets import QMessageBox
 
 from napari_incontext._save import LABELS_FILE, MASKS_FOLDER, PROVENANCE_FILE
 from src_models.outputs import MANIFEST, file_problem, folder_problem
-from tests.plugin.plugin_helpers import EXAMPLE, choose_backend, make_widget, run_and_wait
+from tests.plugin.plugin_helpers import EXAMPLE, run_and_wait, run_image_set
 from tests.safety_helpers import snapshot
 
 
@@ -53,15 +53,8 @@ def test_save_keeps_a_users_labels_tif_and_writes_beside_it(ran, tmp_path) -> No
 
 def test_save_keeps_a_users_masks_folder(qtbot, make_napari_viewer, stack, test_backends, tmp_path):
     image, _, labels = stack
-    viewer = make_napari_viewer()
-    viewer.add_image(image[EXAMPLE], name="first")
-    viewer.add_image(image[EXAMPLE + 1], name="second")
-    viewer.add_labels(labels[EXAMPLE].copy(), name="first labels")
-    widget = make_widget(qtbot, viewer)
-    choose_backend(widget, "counting")
-    widget.image_combo.setCurrentText("first")
-    widget.labels_combo.setCurrentText("first labels")
-    run_and_wait(qtbot, widget)
+    images = {"first": image[EXAMPLE], "second": image[EXAMPLE + 1]}
+    widget = run_image_set(qtbot, make_napari_viewer(), images, labels[EXAMPLE])
     (tmp_path / MASKS_FOLDER).mkdir()
     iio.imwrite(tmp_path / MASKS_FOLDER / "first.png", np.ones((48, 48), np.uint8))
     before = snapshot(tmp_path)
