@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from src_models.atomic import write_json
 from src_models.io import ImageSet, write_labels
-from src_models.outputs import file_problem, folder_problem, write_json
+from src_models.outputs import file_problem, folder_problem
 
 if TYPE_CHECKING:
     from napari_incontext._layers import Workspace

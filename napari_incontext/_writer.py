@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from src_models.atomic import write_file
 from src_models.io import label_dtype, write_tiff
-from src_models.outputs import file_problem, write_file
+from src_models.outputs import file_problem
 
 
 def free_path(path: Path) -> Path:

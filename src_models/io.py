@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src_models.outputs import tiff_description, write_file, write_folder
+from src_models.atomic import write_file, write_folder
+from src_models.outputs import tiff_description
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 STACK_SUFFIXES = (".tif", ".tiff", ".npy")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from src_models import weights
-from src_models.outputs import pid_alive
+from src_models.atomic import pid_alive
 from src_models.weights import WeightsSpec, get_spec, probe_checkpoint, sha256sum
 
 OFFLINE_ENV = "NAPARI_INCONTEXT_OFFLINE"

@@ -24,9 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from src_models.atomic import write_folder
     from src_models.engine import propagate
     from src_models.evaluation.metrics import iou
-    from src_models.outputs import check_output, write_folder
+    from src_models.outputs import check_output
     from src_models.registry import build_backend
     from src_models.sample_data import example_labels, synthetic_stack
 

@@ -49,13 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from src_models.atomic import write_json
     from src_models.device import pick_device
     from src_models.evaluation.annotator import AnnotatorConfig
     from src_models.evaluation.datasets import load_datasets
     from src_models.evaluation.protocols import RANDOM_NOTE, Progress, drain
     from src_models.evaluation.report import results_table
     from src_models.evaluation.runner import compatible, run_protocol
-    from src_models.outputs import check_output, write_json
+    from src_models.outputs import check_output
 
     if args.out is not None:
         check_output(args.out, overwrite=args.overwrite, kind="file", inputs=[args.data])

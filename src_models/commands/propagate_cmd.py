@@ -81,9 +81,9 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from src_models.atomic import write_json
     from src_models.engine import propagate
     from src_models.io import read_images, read_labels, write_labels
-    from src_models.outputs import write_json
 
     out, timings = check_paths(args)
     images = read_images(args.image)

@@ -41,8 +41,9 @@ def _not_ours(path: Path) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from src_models.atomic import write_file
     from src_models.heads.segic_text import CLIP_MODEL, compute_text_embedding, save_text_embedding
-    from src_models.outputs import check_output, write_file
+    from src_models.outputs import check_output
 
     inputs = [args.model] if args.model and Path(args.model).exists() else []
     out = check_output(

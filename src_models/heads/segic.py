@@ -270,7 +270,7 @@ def load_segic_decoder(
 
 def save_segic_weights(decoder: SegicDecoder, path: str | Path) -> Path:
     """Write the decoder in the released format (a raw state dict), atomically."""
-    from src_models.outputs import write_file
+    from src_models.atomic import write_file
 
     state = {k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()}
     return write_file(path, lambda temp: torch.save(state, temp))

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src_models.atomic import write_file
 from src_models.heads.segic import SegicDecoder, load_segic_weights, save_segic_weights
 from src_models.heads.segic_data import Episode, EpisodeSource, sample_episode
 from src_models.heads.segic_infer import (
@@ -31,7 +32,6 @@ from src_models.heads.segic_infer import (
     prototypes,
 )
 from src_models.heads.segic_loss import mask_loss
-from src_models.outputs import write_file
 
 
 @dataclass(frozen=True)

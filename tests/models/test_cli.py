@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from src_models.atomic import MANIFEST
 from src_models.cli import main
-from src_models.outputs import MANIFEST
 from src_models.sample_data import example_labels, synthetic_stack
 from tests.helpers import iou
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from src_models.atomic import MANIFEST
 from src_models.cli import main
-from src_models.outputs import MANIFEST
 from tests.safety_helpers import FAST, make_workspace, one_error_line, snapshot
 
 P = ["propagate"]

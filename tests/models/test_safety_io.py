@@ -17,19 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src_models.atomic import MANIFEST, clean_stale, write_file, write_folder
 from src_models.backends.classic import ClassicBackend
 from src_models.backends.configs import ClassicConfig
 from src_models.engine import propagate
 from src_models.inputs import prepare
 from src_models.io import ImageSet, read_images, write_labels
-from src_models.outputs import (
-    MANIFEST,
-    check_output,
-    clean_stale,
-    folder_problem,
-    write_file,
-    write_folder,
-)
+from src_models.outputs import check_output, folder_problem
 from tests.safety_helpers import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,7 +249,7 @@ def test_stale_leftovers_are_cleaned_and_a_set_aside_folder_restored(tmp_path: P
 _WRITER = """
 import sys
 from pathlib import Path
-from src_models.outputs import write_file, write_folder
+from src_models.atomic import write_file, write_folder
 kind, target, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 step = 0
 while True:

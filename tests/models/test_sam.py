@@ -12,10 +12,10 @@ import torch
 
 from src_models import weights as W
 from src_models.cache import FeatureCache
+from src_models.disk_cache import DiskCache, make_key
 from src_models.engine import propagate
 from src_models.matching import class_scores, patch_label_fractions
 from src_models.sam.build import build_sam, build_sam_random
-from src_models.disk_cache import DiskCache, make_key
 from src_models.sam.predictor import SamEncoder, SamHead, combine_objects
 from tests.helpers import iou
 

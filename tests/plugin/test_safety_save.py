@@ -13,7 +13,8 @@ from imageio import v3 as iio
 from qtpy.QtWidgets import QMessageBox
 
 from napari_incontext._save import LABELS_FILE, MASKS_FOLDER, PROVENANCE_FILE
-from src_models.outputs import MANIFEST, file_problem, folder_problem
+from src_models.atomic import MANIFEST
+from src_models.outputs import file_problem, folder_problem
 from tests.plugin.plugin_helpers import EXAMPLE, run_and_wait, run_image_set
 from tests.safety_helpers import snapshot
 
