@@ -15,7 +15,13 @@ from qtpy.QtWidgets import QMessageBox
 from napari_incontext._save import LABELS_FILE, MASKS_FOLDER, PROVENANCE_FILE
 from src_models.atomic import MANIFEST
 from src_models.outputs import file_problem, folder_problem
-from tests.plugin.plugin_helpers import EXAMPLE, run_and_wait, run_image_set
+from tests.plugin.plugin_helpers import (
+    EXAMPLE,
+    choose_backend,
+    make_widget,
+    run_and_wait,
+    run_image_set,
+)
 from tests.safety_helpers import snapshot
 
 
@@ -175,3 +181,25 @@ def test_folder_outputs_carry_a_manifest_of_every_file(tmp_path) -> None:
     record = json.loads((out / MANIFEST).read_text())
     assert record["written_by"] == "napari-incontext" and set(record["files"]) == {"x.png"}
     assert folder_problem(out) is None
+
+
+def test_uint64_ids_survive_run_accept_and_save(
+    qtbot, make_napari_viewer, stack, test_backends, tmp_path
+):
+    """Ids above int32 are never wrapped on the napari side either."""
+    image, _, labels = stack
+    big = np.where(labels == 1, 2**63 + 5, np.where(labels == 2, 3_000_000_000, 0))
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="stack")
+    viewer.add_labels(big.astype(np.uint64), name="examples")
+    widget = make_widget(qtbot, viewer)
+    choose_backend(widget, "counting")
+    run_and_wait(qtbot, widget)
+    proposal = viewer.layers["proposals"].data[EXAMPLE + 1]
+    assert set(np.unique(proposal)) == {0, 2**63 + 5, 3_000_000_000}
+    widget.accept([EXAMPLE + 1])
+    accepted = viewer.layers["examples"].data[EXAMPLE + 1]
+    assert set(np.unique(accepted)) == {0, 2**63 + 5, 3_000_000_000}
+    widget.save(str(tmp_path))
+    saved = tifffile.imread(tmp_path / LABELS_FILE)
+    assert saved.dtype == np.uint64 and (saved == 2**63 + 5).any()
