@@ -62,9 +62,15 @@ def _find(viewer: napari.Viewer, name: str) -> Labels | None:
 
 
 def _ensure_labels(
-    viewer: napari.Viewer, name: str, like: Image, shape: tuple[int, ...], opacity: float
+    viewer: napari.Viewer,
+    name: str,
+    like: Image,
+    shape: tuple[int, ...],
+    opacity: float,
+    dtype: np.dtype | type = np.int32,
 ) -> Labels:
-    """The labels layer ``name`` with this shape, created empty (int32) when missing."""
+    """The labels layer ``name`` with this shape, created empty (of ``dtype``, the user's
+    labels' type, so uint64 ids are never wrapped) when missing."""
     layer = _find(viewer, name)
     if layer is not None and layer.data.shape == shape:
         return layer
@@ -74,7 +80,7 @@ def _ensure_labels(
             "rename or delete it and run again"
         )
     return viewer.add_labels(
-        np.zeros(shape, np.int32),
+        np.zeros(shape, dtype),
         name=name,
         opacity=opacity,
         scale=like.scale[: len(shape)],
@@ -177,7 +183,8 @@ class Workspace:
         item = self.items[index]
         name = SET_LABELS.format(item.name)
         if create:
-            return _ensure_labels(self.viewer, name, item, item.data.shape[:2], 0.7)
+            shape, dtype = item.data.shape[:2], self.labels.data.dtype
+            return _ensure_labels(self.viewer, name, item, shape, 0.7, dtype)
         return _find(self.viewer, name)
 
     def user_slice(self, index: int) -> np.ndarray:
@@ -198,12 +205,13 @@ class Workspace:
     # ------------------------------------------------------------------ proposals
     def proposals_layer(self, index: int = 0) -> Labels:
         """The proposals layer of a stack, or of image ``index`` of a set (created if missing)."""
+        dtype = self.labels.data.dtype
         if not self.is_set:
             shape = self.labels.data.shape
-            return _ensure_labels(self.viewer, PROPOSALS, self.image, shape, 0.5)
+            return _ensure_labels(self.viewer, PROPOSALS, self.image, shape, 0.5, dtype)
         item = self.items[index]
         name = SET_PROPOSALS.format(item.name)
-        return _ensure_labels(self.viewer, name, item, item.data.shape[:2], 0.5)
+        return _ensure_labels(self.viewer, name, item, item.data.shape[:2], 0.5, dtype)
 
     def clear_proposals(self) -> None:
         """Empty the existing proposals layer(s) of this workspace (a new review starts)."""

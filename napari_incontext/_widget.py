@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -383,18 +384,38 @@ class InContextWidget(QWidget):
         if folder:
             self.save(folder)
 
-    def save(self, folder: str) -> None:
-        from napari_incontext._save import save_workspace
+    def _ask_replace(self, earlier: list) -> bool | None:
+        """Replace our earlier outputs (True), save under new names (False) or cancel (None)."""
+        names = ", ".join(p.name for p in earlier)
+        answer = QMessageBox.question(
+            self,
+            "Replace earlier save?",
+            f"{names} in this folder came from an earlier save. Replace them? "
+            "(No saves next to them under new names.)",
+            QMessageBox.Yes | QMessageBox.No | QMessageBox.Cancel,
+            QMessageBox.No,
+        )
+        return None if answer == QMessageBox.Cancel else answer == QMessageBox.Yes
+
+    def save(self, folder: str, replace: bool | None = None) -> None:
+        """Save into ``folder``; never replaces files napari-incontext did not write, and
+        asks before replacing its own earlier save unless ``replace`` says what to do."""
+        from napari_incontext._save import earlier_outputs, save_workspace
 
         if self.workspace is None:
             show_info("Run first: there is nothing to save yet")
             return
         try:
-            out = save_workspace(folder, self.workspace, self.session)
+            if replace is None:
+                ours, others = earlier_outputs(folder, self.workspace.is_set)
+                replace = self._ask_replace(ours) if ours and not others else False
+                if replace is None:
+                    return
+            plan = save_workspace(folder, self.workspace, self.session, replace=replace)
         except (OSError, ValueError) as error:
-            show_error(f"Saving failed: {error}")
+            show_error(f"Saving failed, nothing was replaced: {error}")
             return
-        show_info(f"Saved labels and provenance to {out}")
+        show_info(f"Saved {plan.labels.name} and {plan.provenance.name} in {folder}")
 
 
 def _fill(combo: QComboBox, names: list[str]) -> None:

@@ -11,6 +11,7 @@ from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
 from src_models.inputs import ImageInput, LabelInput, Prepared, prepare
 from src_models.linking import link_to_neighbour, neighbour_toward_examples
+from src_models.memory import check_memory, shapes_of
 from src_models.timing import Timer
 from src_models.types import Example, SliceResult
 
@@ -115,8 +116,9 @@ def propagate(
     Yields:
         One :class:`SliceResult` per target. Closing the generator stops the run at once.
     """
-    data = prepare(images, labels)
     cache = FeatureCache() if cache is None else cache
+    check_memory(shapes_of(images), backend, cache.max_bytes)
+    data = prepare(images, labels)
     order = propagation_order(len(data.images), data.examples, targets)
     fit_timings = fit_examples(backend, data, cache)
     finished = {i: data.labels[i] for i in data.examples}
@@ -138,4 +140,5 @@ def propagate(
         timings |= {"head": time.perf_counter() - start} | timer.seconds
         if done == 1:
             timings |= fit_timings
-        yield SliceResult(index, lab, conf, slice_score(lab, conf), timings, done, len(order))
+        user = data.ids.to_user(lab)  # backends see ids 1..K; the user gets their own ids
+        yield SliceResult(index, user, conf, slice_score(lab, conf), timings, done, len(order))

@@ -14,8 +14,7 @@ from src_models.weights import (
     get_spec,
     load_state_dict,
     load_strict,
-    resolve,
-    verify_once,
+    resolve_checked,
 )
 
 
@@ -158,9 +157,7 @@ def _checkpoint_path(arch: SamArch, weights: str | Path | None, spec: WeightsSpe
         if not path.is_file():
             raise RuntimeError(f"weights file {path} does not exist")
         return path
-    path = resolve(spec, weights)
-    verify_once(path, spec)
-    return path
+    return resolve_checked(spec, weights)  # a fine-tuned file is checked by the strict load
 
 
 def build_sam(

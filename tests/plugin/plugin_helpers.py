@@ -25,3 +25,18 @@ def make_widget(qtbot, viewer):
     widget = InContextWidget(viewer)
     viewer.window.add_dock_widget(widget)
     return widget
+
+
+def run_image_set(qtbot, viewer, images: dict, example_labels):
+    """Add 2D image layers (the first holds ``example_labels``), dock the widget with the
+    counting backend, run, and return the widget."""
+    for name, image in images.items():
+        viewer.add_image(image, name=name)
+    first = next(iter(images))
+    viewer.add_labels(example_labels.copy(), name=f"{first} labels")
+    widget = make_widget(qtbot, viewer)
+    choose_backend(widget, "counting")
+    widget.image_combo.setCurrentText(first)
+    widget.labels_combo.setCurrentText(f"{first} labels")
+    run_and_wait(qtbot, widget)
+    return widget

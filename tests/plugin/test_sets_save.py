@@ -10,7 +10,7 @@ from imageio import v3 as iio
 
 from napari_incontext._layers import PROPOSALS
 from napari_incontext._save import LABELS_FILE, PROVENANCE_FILE
-from tests.plugin.plugin_helpers import EXAMPLE, N_SLICES, choose_backend, make_widget, run_and_wait
+from tests.plugin.plugin_helpers import EXAMPLE, N_SLICES, run_and_wait, run_image_set
 
 
 def test_saved_stack_and_provenance(qtbot, viewer_widget, tmp_path):
@@ -35,15 +35,9 @@ def test_image_set_of_layers(qtbot, make_napari_viewer, stack, test_backends, tm
     image, truth, labels = stack
     viewer = make_napari_viewer()
     names = ["first", "second", "third"]
-    viewer.add_image(image[EXAMPLE], name="first")
-    viewer.add_image(image[EXAMPLE + 1], name="second")
-    viewer.add_image(image[EXAMPLE - 1, :40, :44], name="third")  # sizes may differ
-    viewer.add_labels(labels[EXAMPLE].copy(), name="first labels")
-    widget = make_widget(qtbot, viewer)
-    choose_backend(widget, "counting")
-    widget.image_combo.setCurrentText("first")
-    widget.labels_combo.setCurrentText("first labels")
-    run_and_wait(qtbot, widget)
+    images = {"first": image[EXAMPLE], "second": image[EXAMPLE + 1]}
+    images["third"] = image[EXAMPLE - 1, :40, :44]  # sizes may differ
+    widget = run_image_set(qtbot, viewer, images, labels[EXAMPLE])
 
     assert widget.workspace.is_set and PROPOSALS not in viewer.layers
     for name, z in zip(names[1:], (EXAMPLE + 1, EXAMPLE - 1)):
@@ -63,7 +57,7 @@ def test_image_set_of_layers(qtbot, make_napari_viewer, stack, test_backends, tm
     accepted.redo()
 
     widget.save(str(tmp_path))
-    saved = {p.stem: iio.imread(p) for p in (tmp_path / "masks").iterdir()}
+    saved = {p.stem: iio.imread(p) for p in (tmp_path / "masks").glob("*.png")}
     assert sorted(saved) == sorted(names)
     np.testing.assert_array_equal(saved["first"], labels[EXAMPLE])
     np.testing.assert_array_equal(saved["second"], accepted.data)
