@@ -133,13 +133,15 @@ def check_example(labels: np.ndarray, index: int) -> None:
         )
 
 
-def prepare(images: ImageInput, labels: LabelInput) -> Prepared:
+def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True) -> Prepared:
     """Validate images and labels and normalise the images.
 
     Args:
         images: (N, Y, X) or (N, Y, X, C) array of any integer or float dtype, or a list of
             (Y, X) / (Y, X, C) arrays of possibly different sizes.
         labels: (N, Y, X) integer array, or a list with one (Y, X) array (or None) per image.
+        require_example: refuse input without any labelled slice (turn off when the examples
+            come from elsewhere, e.g. :class:`~src_models.types.ExtraExamples`).
 
     Returns:
         A :class:`Prepared` set. Raises ``ValueError`` with a fix for any bad input.
@@ -150,7 +152,7 @@ def prepare(images: ImageInput, labels: LabelInput) -> Prepared:
     if len({s.shape[-1] for s in raw}) > 1:
         raise ValueError("the images have different numbers of channels: convert them first")
     examples = [i for i, lb in enumerate(lab) if lb.any()]
-    if not examples:
+    if not examples and require_example:
         raise ValueError(
             "no example: paint at least one object (a nonzero label) on one slice or image"
         )

@@ -19,7 +19,7 @@ import torch
 
 from src_models.backbones.dinov2 import PatchEncoder, build_dinov2
 from src_models.backbones.dinov3 import build_dinov3, weights_tag
-from src_models.backends.base import BackendBase, labels_from_probs, object_ids
+from src_models.backends.base import BackendBase, labels_from_probs, object_ids, trusted
 from src_models.backends.configs import Insid3Config
 from src_models.backends.dinov2 import PatchFeatures
 from src_models.cache import model_tag
@@ -127,6 +127,7 @@ class _Prepared:
     tokens: np.ndarray
     debiased: np.ndarray
     labels: np.ndarray
+    weight: float = 1.0
 
 
 class Insid3Backend(BackendBase):
@@ -167,26 +168,29 @@ class Insid3Backend(BackendBase):
         )
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
-        """Build one :class:`~src_models.heads.insid3.Reference` per label id."""
+        """Build one :class:`~src_models.heads.insid3.Reference` per label id; the prototype is
+        weighted by the examples' weights."""
+        examples = trusted(examples)
         ids = object_ids(examples)
         if len(ids) == 0:
             raise ValueError("the examples hold no labelled pixels: paint at least one object")
         prepared = [
-            _Prepared(e.features.tokens, self._debias(e.features.tokens), e.labels)
+            _Prepared(e.features.tokens, self._debias(e.features.tokens), e.labels, e.weight)
             for e in examples
         ]
         self._refs = [self._reference(prepared, int(k)) for k in ids]
         self._ids = ids
 
     def _reference(self, prepared: Sequence[_Prepared], k: int) -> head.Reference:
-        shots, masks, negatives = [], [], []
+        shots, masks, negatives, weights = [], [], [], []
         for p in prepared:
             frac = patch_label_fractions(p.labels, p.tokens.shape[:2], np.array([k]))[1]
             negatives.append(p.debiased[frac == 0])
             if frac.max() > 0:
                 shots.append(p.debiased)
                 masks.append(head.patch_mask(p.labels == k, p.tokens.shape[:2]))
-        return head.make_reference(shots, masks, negatives)
+                weights.append(p.weight)
+        return head.make_reference(shots, masks, negatives, weights)
 
     def predict(
         self, features: PatchFeatures, shape: tuple[int, int], timer: Timer = NULL_TIMER
