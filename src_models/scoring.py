@@ -25,6 +25,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
+ACCEPT_THRESHOLD = 0.7
+"""The widget's default for "Accept all ≥" (measured in docs/benchmarks.md, Review block)."""
+
+
 @dataclass(frozen=True)
 class ObjectStats:
     """Shape of one label id on one slice.
