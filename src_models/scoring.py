@@ -9,7 +9,7 @@ multiplies each object's confidence by plausibility factors measured against a r
   costs depends on how plausible an end of the object is: an object that already shrank to
   a small tip on the neighbour may end; one at full size should not vanish.
 * size: the object's area jumps by more than ``size_tolerance`` relative to the reference.
-* fragments: the object breaks into more pieces than in the reference.
+* fragments: an object whole on the reference breaks into pieces (a mild factor).
 * new: an id appears that the reference does not hold.
 
 The slice's score is the lowest object score, so one wrong object is enough to rank the
@@ -19,13 +19,12 @@ slice as uncertain; each penalty also gives a short reason for the review table.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage as ndi
 
-
-ACCEPT_THRESHOLD = 0.7
+ACCEPT_THRESHOLD = 0.8
 """The widget's default for "Accept all ≥" (measured in docs/benchmarks.md, Review block)."""
 
 
@@ -37,10 +36,13 @@ class ObjectStats:
         area: pixels of the id.
         parts: connected pieces holding at least ``min_part`` of the area (see
             :func:`object_stats`).
+        expected: how sure the object is there, in [0, 1]: 1 when seen, less for an object
+            carried on from slices where it was missed.
     """
 
     area: int
     parts: int
+    expected: float = 1.0
 
 
 Stats = dict[int, ObjectStats]
@@ -48,26 +50,37 @@ Stats = dict[int, ObjectStats]
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """How strict the plausibility factors are.
+    """How strict the plausibility factors are (chosen on the datasets of ../shared/data:
+    ``scripts/bench_review.py`` measures them; the fragment factor is kept mild because
+    piece counts are noisy on classes made of many parts).
 
     Attributes:
         size_tolerance: an area ratio up to this (either way) costs nothing; beyond, the
-            factor is tolerance / ratio. Neighbouring slices of a stack change slowly.
-        set_size_tolerance: the same for image sets, whose objects vary more in size.
+            factor is tolerance / ratio.
         min_part: a piece counts when it holds at least this fraction of the object's area.
         missing_fraction: an object smaller than this fraction of its reference area counts
             as missing.
-        tip_fraction: on the reference, an object smaller than this fraction of its size on
-            the examples may plausibly end on the next slice.
+        tip_fraction: how sure a missing object should be there is the reference's area
+            relative to its area on the examples, reaching 1 at this fraction: an object
+            that shrank on the way may end, one at full size should not vanish.
+        missing_weight: how much a surely missing object lowers its score (the factor is
+            1 - missing_weight × how sure the object should be there).
+        carry_decay: per slice, how much the expectation of a lost object fades.
         new_factor: factor for an id the reference does not hold (stacks: objects do start).
+        min_pieces: an object whole on the reference and in at least this many pieces is
+            fragmented; its factor is pieces ** -fragment_power.
+        fragment_power: see ``min_pieces`` (0 turns the fragment factor off).
     """
 
-    size_tolerance: float = 1.5
-    set_size_tolerance: float = 3.0
-    min_part: float = 0.05
+    size_tolerance: float = 2.0
+    min_part: float = 0.2
     missing_fraction: float = 0.1
-    tip_fraction: float = 0.3
+    tip_fraction: float = 0.9
+    missing_weight: float = 0.5
+    carry_decay: float = 0.8
     new_factor: float = 0.7
+    min_pieces: int = 2
+    fragment_power: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -80,14 +93,14 @@ class Review:
             when nothing is predicted): the score without plausibility factors.
         reasons: short texts for the review table, e.g. ``("object missing?",)``.
         stats: the proposal's own :class:`ObjectStats` per id.
-        missing: ids judged missing.
+        missing: per id absent from the proposal, how sure it should have been there.
     """
 
     score: float
     confidence: float
     reasons: tuple[str, ...]
     stats: Stats
-    missing: tuple[int, ...] = ()
+    missing: dict[int, float] = field(default_factory=dict)
 
 
 def object_stats(labels: np.ndarray, min_part: float = ScoreConfig.min_part) -> Stats:
@@ -126,29 +139,28 @@ def _object_score(
     own: ObjectStats | None,
     ref: ObjectStats | None,
     typical: ObjectStats | None,
-    tolerance: float,
     config: ScoreConfig,
-) -> tuple[float, list[str], bool]:
-    """One id's score, its reasons (without the id) and whether it is missing."""
+) -> tuple[float, list[str], float]:
+    """One id's score, its reasons (without the id) and, when it is missing, how sure it
+    should be there (0 when present)."""
     if ref is None:
-        return (conf * config.new_factor, ["new?"], False) if own is not None else (conf, [], False)
+        return (conf * config.new_factor, ["new?"], 0.0) if own is not None else (conf, [], 0.0)
     if own is None or own.area < config.missing_fraction * ref.area:
         # an object that shrank to a tip may end; one at full size should not vanish
         tip = config.tip_fraction * (typical.area if typical else ref.area)
-        expected = float(np.clip(ref.area / max(tip, 1.0), 0.0, 1.0))
-        missing = expected > 0.5
-        return conf * (1.0 - expected), (["missing?"] if missing else []), missing
+        expected = float(np.clip(ref.area / max(tip, 1.0), 0.0, 1.0)) * ref.expected
+        reasons = ["missing?"] if expected > 0.5 else []
+        return conf * (1.0 - config.missing_weight * expected), reasons, expected
     score, reasons = conf, []
     ratio = own.area / max(ref.area, 1)
     jump = max(ratio, 1.0 / max(ratio, 1e-9))
-    if jump > tolerance:
-        score *= tolerance / jump
+    if jump > config.size_tolerance:
+        score *= config.size_tolerance / jump
         reasons.append(f"size {_ratio_text(ratio)}")
-    if own.parts > ref.parts:
-        score *= (ref.parts / own.parts) ** 0.5
-        if own.parts >= ref.parts + 2:
-            reasons.append(f"{own.parts} pieces")
-    return score, reasons, False
+    if ref.parts == 1 and own.parts >= config.min_pieces and config.fragment_power > 0:
+        score *= own.parts**-config.fragment_power
+        reasons.append(f"{own.parts} pieces")
+    return score, reasons, 0.0
 
 
 def _reason_text(k: int, reason: str, single: bool) -> str:
@@ -163,8 +175,6 @@ def score_proposal(
     confidence: np.ndarray,
     reference: Mapping[int, ObjectStats],
     typical: Mapping[int, ObjectStats] | None = None,
-    *,
-    stack: bool = True,
     config: ScoreConfig = ScoreConfig(),
 ) -> Review:
     """Score one proposal against the reference it should resemble.
@@ -176,7 +186,6 @@ def score_proposal(
             examples for a stack, :func:`mean_stats` of the examples for a set).
         typical: per id, the stats on the examples (tells a shrinking tip from an object
             at full size); default ``reference``.
-        stack: neighbouring slices (tight size tolerance) or an image set (loose).
 
     Returns:
         A :class:`Review`.
@@ -185,22 +194,21 @@ def score_proposal(
     fg = labels != 0
     confidence_all = float(confidence[fg].mean() if fg.any() else confidence.mean())
     typical = reference if typical is None else typical
-    tolerance = config.size_tolerance if stack else config.set_size_tolerance
     ids = sorted(set(reference) | set(own))
     if not ids:
-        return Review(confidence_all, confidence_all, (), own, ())
-    scores, reasons, missing = [], [], []
+        return Review(confidence_all, confidence_all, (), own)
+    scores, reasons, missing = [], [], {}
     for k in ids:
         conf = float(confidence[labels == k].mean()) if k in own else confidence_all
-        score, why, lost = _object_score(
-            conf, own.get(k), reference.get(k), typical.get(k), tolerance, config
+        score, why, expected = _object_score(
+            conf, own.get(k), reference.get(k), typical.get(k), config
         )
         scores.append(score)
         reasons += [_reason_text(k, w, len(ids) == 1) for w in why]
-        if lost:
-            missing.append(k)
+        if expected > 0:
+            missing[k] = expected
     score = float(np.clip(min(scores), 0.0, 1.0))
-    return Review(score, confidence_all, tuple(reasons), own, tuple(missing))
+    return Review(score, confidence_all, tuple(reasons), own, missing)
 
 
 class ReviewScorer:
@@ -234,9 +242,11 @@ class ReviewScorer:
 
     def __call__(self, index: int, labels: np.ndarray, confidence: np.ndarray) -> Review:
         reference = self.reference(index)
-        review = score_proposal(
-            labels, confidence, reference, self._typical, stack=self.stack, config=self.config
-        )
-        # a lost object stays expected further on
-        self._seen[index] = review.stats | {k: reference[k] for k in review.missing}
+        review = score_proposal(labels, confidence, reference, self._typical, self.config)
+        # a lost object stays expected further on, less and less surely
+        carried = {
+            k: replace(reference[k], expected=sure * self.config.carry_decay)
+            for k, sure in review.missing.items()
+        }
+        self._seen[index] = review.stats | carried
         return review

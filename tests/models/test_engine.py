@@ -151,8 +151,8 @@ def test_stop_below_ends_one_side_only(stack: tuple[np.ndarray, np.ndarray]) -> 
     image = image.copy()
     image[5:] = image[5:].mean()  # the objects vanish after slice 4: proposals get wrong there
     free = {r.index: r.score for r in propagate(image, labels, ClassicBackend())}
-    assert free[5] < 0.5 and min(free[i] for i in (0, 1, 2, 4)) > 0.5
-    stopped = [r.index for r in propagate(image, labels, ClassicBackend(), stop_below=0.5)]
+    assert free[5] < 0.55 < min(free[i] for i in (0, 1, 2, 4))
+    stopped = [r.index for r in propagate(image, labels, ClassicBackend(), stop_below=0.55)]
     assert sorted(stopped) == [0, 1, 2, 4, 5]  # 5 scored low: 6 and 7 were never proposed
 
 

@@ -20,10 +20,12 @@ SURE = np.full(SHAPE, 0.9, np.float32)
 def test_object_stats_count_area_and_pieces() -> None:
     labels = GOOD.copy()
     labels[32, :] = 0  # cut the disk in two
-    labels[0:2, 0:2] = 2
+    labels[20:22, 30:32] = 0
+    labels[0:4, 0:4] = 2
+    labels[9, 9] = 2  # a speck: less than min_part of the object is no piece
     stats = object_stats(labels)
-    assert stats[1].parts == 2 and stats[2] == object_stats(labels)[2]
-    assert stats[2].area == 4 and stats[2].parts == 1
+    assert stats[1].parts == 2
+    assert stats[2].area == 17 and stats[2].parts == 1
 
 
 def test_a_missing_object_ranks_below_a_good_one_and_says_why() -> None:
@@ -32,7 +34,7 @@ def test_a_missing_object_ranks_below_a_good_one_and_says_why() -> None:
     empty = np.zeros(SHAPE, np.int32)
     missing = score_proposal(empty, np.full(SHAPE, 0.95, np.float32), reference)
     assert missing.confidence > good.confidence  # the head alone is surer of the empty slice
-    assert missing.score < 0.2 < 0.8 < good.score
+    assert missing.score < 0.5 < 0.8 < good.score
     assert missing.reasons == ("object missing?",) and good.reasons == ()
 
 
@@ -40,7 +42,7 @@ def test_a_shrinking_tip_may_end_without_a_penalty() -> None:
     tip = _disk(SHAPE, 32, 32, 3).astype(np.int32)
     typical = object_stats(GOOD)
     ended = score_proposal(np.zeros(SHAPE, np.int32), SURE, object_stats(tip), typical)
-    assert ended.score > 0.5 and ended.reasons == ()
+    assert ended.score > 0.85 and ended.reasons == ()
 
 
 def test_size_jumps_and_fragments_are_penalised() -> None:
@@ -48,16 +50,15 @@ def test_size_jumps_and_fragments_are_penalised() -> None:
     big = _disk(SHAPE, 32, 32, 21).astype(np.int32)  # about 3x the area
     grown = score_proposal(big, SURE, reference)
     assert grown.score < 0.6 and grown.reasons == ("size ×3.1",)
+    slightly = _disk(SHAPE, 32, 32, 15).astype(np.int32)  # 1.6x: within the tolerance
+    assert score_proposal(slightly, SURE, reference).reasons == ()
     pieces = GOOD.copy()
-    pieces[:, 28:30] = 0
-    pieces[:, 35:37] = 0
-    pieces[28:30, :] = 0
+    pieces[:, 31:33] = 0  # cut in two halves
     broken = score_proposal(pieces, SURE, reference)
-    assert broken.score < 0.6 and "6 pieces" in broken.reasons
-    twice = _disk(SHAPE, 32, 32, 18).astype(np.int32)  # about 2.3x the area
-    assert score_proposal(twice, SURE, reference).reasons == ("size ×2.3",)
-    loose = score_proposal(twice, SURE, reference, stack=False)  # sets vary more in size
-    assert loose.score > 0.8 and loose.reasons == ()
+    assert broken.score < score_proposal(GOOD, SURE, reference).score
+    assert broken.reasons == ("2 pieces",)
+    off = score_proposal(pieces, SURE, reference, config=ScoreConfig(fragment_power=0))
+    assert off.reasons == ()
 
 
 def test_several_objects_name_the_wrong_one() -> None:
@@ -65,15 +66,17 @@ def test_several_objects_name_the_wrong_one() -> None:
     two[_disk(SHAPE, 8, 8, 5)] = 2
     review = score_proposal(GOOD, SURE, object_stats(two))
     assert review.reasons == ("object 2 missing?",)
-    assert review.missing == (2,)
+    assert review.missing == {2: 1.0}
 
 
 def test_scorer_keeps_expecting_a_lost_object_along_the_stack() -> None:
     scorer = ReviewScorer({5: GOOD}, stack=True, config=ScoreConfig())
     assert scorer(6, GOOD, SURE).score > 0.8
     empty = np.zeros(SHAPE, np.int32)
-    assert scorer(7, empty, SURE).reasons == ("object missing?",)
-    assert scorer(8, empty, SURE).reasons == ("object missing?",)  # still expected
+    lost = scorer(7, empty, SURE)
+    assert lost.reasons == ("object missing?",) and lost.score < 0.5
+    later = scorer(8, empty, SURE)  # still expected, a little less surely
+    assert later.reasons == ("object missing?",) and lost.score < later.score < 0.9
     assert scorer(4, GOOD, SURE).score > 0.8  # the other side compares with the example
 
 
