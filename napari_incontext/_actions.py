@@ -49,10 +49,18 @@ def _unwrapped(viewer: Any) -> Any:
     return getattr(viewer, "__wrapped__", viewer)
 
 
+def _docked(widget: InContextWidget) -> bool:
+    """True while the widget sits in a dock (False once undocked or deleted by Qt)."""
+    try:
+        return widget.parent() is not None
+    except RuntimeError:  # the Qt object is gone (its viewer was closed)
+        return False
+
+
 def _command(method: str) -> Callable[[ViewerModel], None]:
     def command(viewer: ViewerModel) -> None:
         for widget in list(_WIDGETS):
-            if _unwrapped(widget.viewer) is _unwrapped(viewer):
+            if _docked(widget) and _unwrapped(widget.viewer) is _unwrapped(viewer):
                 getattr(widget, method)()
 
     command.__name__ = f"incontext_{method}"  # napari lists active shortcuts by this name
@@ -81,8 +89,10 @@ def bind(widget: InContextWidget) -> None:
 
 
 def release(widget: InContextWidget) -> None:
-    """Forget ``widget``; unbind every shortcut when no widget is left."""
+    """Forget ``widget``; unbind every shortcut when no docked widget is left."""
     _WIDGETS.discard(widget)
+    for other in [w for w in _WIDGETS if not _docked(w)]:
+        _WIDGETS.discard(other)
     if _WIDGETS:
         return
     for name in ACTIONS:

@@ -32,12 +32,17 @@ class CountingBackend(ClassicBackend):
         self.delay = delay
         self.fail_predict = fail_predict
         self.computed = 0
+        self.fits: list[list[tuple[int, float]]] = []  # (slice, weight) of each fit's examples
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> np.ndarray:
         self.computed += 1
         if self.delay:
             time.sleep(self.delay)  # stands in for a model forward that releases the GIL
         return super().compute_features(image, timer)
+
+    def fit(self, examples, timer: Timer = NULL_TIMER) -> None:
+        self.fits.append([(e.index, e.weight) for e in examples])
+        super().fit(examples, timer)
 
     def predict(
         self, features: np.ndarray, shape: tuple[int, int], timer: Timer = NULL_TIMER
