@@ -278,6 +278,11 @@ class InContextWidget(QWidget):
         """True while a run, an accept-all or a save is going."""
         return self.runner.busy or self.acceptor.busy or self.saving is not None
 
+    @property
+    def idle(self) -> bool:
+        """True when nothing is running and every edit was compared with the baseline."""
+        return not self.busy and not self.watch.busy() and not self._timers["data"].isActive()
+
     def event(self, event: QEvent) -> bool:
         """Napari removing the widget (its dock's ×) cancels the run and frees the keys."""
         if event.type() == QEvent.ParentChange:

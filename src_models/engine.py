@@ -235,7 +235,7 @@ def propagate(
                     index, lab, conf, finished, data.examples, link_radius
                 )
             finished[index] = lab
-        with timer("score"):
+        with timer("review"):
             review = scorer(index, lab, conf)
         timings |= {"head": time.perf_counter() - start} | timer.seconds
         if done == 1:

@@ -34,7 +34,7 @@ def choose_backend(widget, name: str) -> None:
 
 def wait_idle(qtbot, widget, timeout: int = 60_000) -> None:
     """Wait until the widget's run, accept-all and file work are all finished."""
-    qtbot.waitUntil(lambda: not widget.busy and not widget.watch.busy(), timeout=timeout)
+    qtbot.waitUntil(lambda: widget.idle, timeout=timeout)
 
 
 def run_and_wait(qtbot, widget, timeout: int = 60_000) -> None:
