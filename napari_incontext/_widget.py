@@ -18,11 +18,12 @@ from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 from napari_incontext import _actions, _layers, _persist
 from napari_incontext._accepting import Acceptor, proposal_ids
 from napari_incontext._controls import RunControls, fill
+from napari_incontext._following import EditFollower
 from napari_incontext._layers import CONFIDENCE, PROPOSALS, LayerGone, Workspace
 from napari_incontext._review import ReviewPanel
 from napari_incontext._running import Runner
 from napari_incontext._session import PROPOSED, Session, backend_choices
-from napari_incontext._workers import LabelWatch, start_function
+from napari_incontext._workers import start_function
 
 if TYPE_CHECKING:
     import napari
@@ -40,19 +41,16 @@ class InContextWidget(QWidget):
         self.workspace: Workspace | None = None
         self.saving: Any = None  # the worker writing files, while it runs
         self._set_index = 0  # the image shown in image-set mode
-        self._connected: set[Any] = set()  # unique ids of layers whose events we follow
         self.controls = RunControls()
         self.review = ReviewPanel(self.session, self.goto)
         self.review.table.set_names(lambda: self.workspace.names() if self._is_set() else None)
-        self.acceptor = Acceptor(self.session, self._changed)
+        self.acceptor = Acceptor(self.session, self.changed)
         self.runner = Runner(self.session, self._on_result, self._on_finished, self._status)
-        self.watch = LabelWatch(self._on_keys)
+        self.follower = EditFollower(self)
         self._timers = {
-            "data": self._timer(250, self._data_settled),
             "step": self._timer(100, self._update_objects),
             "persist": self._timer(500, self._persist),
         }
-        self._step_seen = tuple(self.viewer.dims.current_step)
         layout = QVBoxLayout(self)
         layout.addWidget(self.controls)
         layout.addWidget(self.review)
@@ -145,11 +143,11 @@ class InContextWidget(QWidget):
         labels = workspace.labels.get()
         self.session.restore(_persist.read_review(labels) or {})
         self.controls.accepted_combo.setCurrentText(self.session.accepted_weight)
-        self._follow(labels)
+        self.follower.follow(labels)
         for index in range(len(workspace.items) if workspace.is_set else 1):
             layer = workspace.generated(PROPOSALS, index)
             if layer is not None:
-                self._follow(layer, proposals=True)
+                self.follower.follow(layer, proposals=True)
         self.controls.set_length(len(workspace))
         self.review.set_image_set(workspace.is_set)
         self._set_index = 0
@@ -159,62 +157,10 @@ class InContextWidget(QWidget):
         self._persist()
         self.session.reset_review()
         self.workspace = None
-        self._connected.clear()  # handlers check the workspace; stale ones do nothing
-
-    def _follow(self, layer: Any, proposals: bool = False) -> None:
-        """Listen to a layer's edits: the user's labels (paint, undo/redo) or proposals."""
-        if layer.unique_id in self._connected:
-            return
-        self._connected.add(layer.unique_id)
-        uid = layer.unique_id
-        if proposals:
-            layer.events.paint.connect(lambda _e: self._proposal_painted(uid))
-        else:
-            layer.events.paint.connect(lambda _e: self._labels_changed(uid, paint=True))
-            layer.events.set_data.connect(lambda _e: self._labels_changed(uid, paint=False))
+        self.follower.forget()
 
     def _is_set(self) -> bool:
         return self.workspace is not None and self.workspace.is_set
-
-    # ------------------------------------------------------------------ following edits
-    def _labels_changed(self, uid: Any, paint: bool) -> None:
-        if uid not in self._connected or self.acceptor.editing:
-            return
-        if paint:  # napari emits paint before writing the pixels: read them a tick later
-            QTimer.singleShot(0, lambda: self._observe([self.current_index()]))
-            return
-        step = tuple(self.viewer.dims.current_step)
-        if step != self._step_seen:  # napari re-sliced for another slice: not an edit
-            self._step_seen = step
-            return
-        self._timers["data"].start()
-
-    def _data_settled(self) -> None:
-        """Undo, redo or any other change: compare every tracked slice (in a worker)."""
-        self._observe(sorted(set(self.session.baseline) | {self.current_index()}))
-
-    def _observe(self, indices: list[int]) -> None:
-        ws = self.workspace
-        if ws is None:
-            return
-        indices = [i for i in indices if 0 <= i < len(ws)]
-        readers = {i: r for i in indices if (r := ws.slice_reader(i)) is not None}
-        self.watch.request(readers, {i: self.session.generation.get(i, 0) for i in readers})
-
-    def _on_keys(self, keys: dict[int, tuple[str, bool]], generations: dict[int, int]) -> None:
-        changed = False
-        for index, (key, has) in keys.items():
-            if self.session.generation.get(index, 0) != generations.get(index, 0):
-                continue  # the widget wrote this slice since: the hash is stale
-            before = self.session.status(index)
-            changed |= self.session.observe(index, key, has) != before
-        if changed:
-            self._changed()
-
-    def _proposal_painted(self, uid: Any) -> None:
-        if uid in self._connected and self.workspace is not None:
-            self.session.proposal_edits.add(self.current_index())
-            self._changed()
 
     # ------------------------------------------------------------------ running
     def run(self) -> None:
@@ -249,7 +195,7 @@ class InContextWidget(QWidget):
             ws.check_alive()
             shown = result.index == self.current_index()
             ws.write(PROPOSALS, result.index, result.labels, shown)
-            self._follow(ws.generated(PROPOSALS, result.index), proposals=True)
+            self.follower.follow(ws.generated(PROPOSALS, result.index), proposals=True)
             if self.review.confidence_check.isChecked():
                 conf = (result.confidence * 255).astype(np.uint8)
                 ws.write(CONFIDENCE, result.index, conf, shown)
@@ -259,11 +205,11 @@ class InContextWidget(QWidget):
             return
         self.session.record(result, self.runner.backend_name)
         self._status(f"slice {result.index}: {result.done}/{result.total} proposed")
-        self._changed()
+        self.changed()
 
     def _on_finished(self) -> None:
         self._update_buttons()
-        self._changed()
+        self.changed()
         if not self.runner.busy:
             self._status("Review: lowest score first; accept, reject or correct.")
 
@@ -281,7 +227,7 @@ class InContextWidget(QWidget):
     @property
     def idle(self) -> bool:
         """True when nothing is running and every edit was compared with the baseline."""
-        return not self.busy and not self.watch.busy() and not self._timers["data"].isActive()
+        return not self.busy and not self.follower.busy
 
     def event(self, event: QEvent) -> bool:
         """Napari removing the widget (its dock's ×) cancels the run and frees the keys."""
@@ -310,11 +256,11 @@ class InContextWidget(QWidget):
             self._set_index = index
             ws.show_only(index)
             layer = ws.user_layer(index, create=True)
-            self._follow(layer)
+            self.follower.follow(layer)
             self.viewer.layers.selection.active = layer
         else:
             self.viewer.dims.set_current_step(0, index)
-        self._observe([index])
+        self.follower.observe([index])
         self._update_objects()
 
     def next_lowest(self) -> None:
@@ -364,7 +310,8 @@ class InContextWidget(QWidget):
         except LayerGone as error:
             show_error(str(error))
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
+        """The review state changed: refresh the table and keep the state in the layer."""
         self.review.table.refresh()
         self._timers["persist"].start()
         self._timers["step"].start()

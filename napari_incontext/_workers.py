@@ -18,6 +18,7 @@ import numpy as np
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
 
+from napari_incontext._compat import release_memory
 from src_models.backends.base import Backend
 from src_models.cache import content_key
 from src_models.engine import propagate
@@ -189,6 +190,7 @@ class Run:
         self._results = None
         self.images = self.labels = None
         self.options = {}
+        release_memory()
 
 
 def start_run(

@@ -79,8 +79,8 @@ def rss_mib() -> float:
 
 def drive(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     import napari
-    import sklearn.ensemble  # noqa: F401 - loaded before measuring: libraries are no run data
     import skimage.feature  # noqa: F401
+    import sklearn.ensemble  # noqa: F401 - loaded before measuring: libraries are no run data
     from qtpy.QtWidgets import QApplication
 
     from src_models.sample_data import synthetic_stack
@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--results", type=int, default=6, help="proposals before Cancel")
-    parser.add_argument(
-        "--options", default="n_estimators=8 max_depth=8 texture=false sigma_max=4"
-    )
+    parser.add_argument("--options", default="n_estimators=8 max_depth=8 texture=false sigma_max=4")
     parser.add_argument("--skip-save", action="store_true")
     parser.add_argument("--out", default=None, help="e.g. docs/responsiveness.md")
     args = parser.parse_args(argv)

@@ -113,9 +113,9 @@ def trusted(examples: Sequence[Example]) -> list[Example]:
     return kept
 
 
-def example_weights(examples: Sequence[Example]) -> np.ndarray:
-    """(E,) float32 weight of each example."""
-    return np.array([e.weight for e in examples], np.float32)
+def example_weights(examples: Sequence[Example]) -> list[float]:
+    """The weight of each example, in order."""
+    return [float(e.weight) for e in examples]
 
 
 def object_ids(examples: Sequence[Example]) -> np.ndarray:

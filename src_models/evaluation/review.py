@@ -21,7 +21,7 @@ from src_models.engine import propagate
 from src_models.evaluation.protocols import Progress, default_start, slice_iou
 
 
-def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
