@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 
 from napari_incontext._session import ACCEPTED_WEIGHTS, BackendChoice
 from src_models import registry
-from src_models.engine import DIRECTIONS
+from src_models.engine import DIRECTIONS, WEAK_SHARE
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -104,8 +104,10 @@ class RunControls(QWidget):
         self.accepted_combo = QComboBox()
         self.accepted_combo.addItems(list(ACCEPTED_WEIGHTS))
         self.accepted_combo.setToolTip(
-            "how slices accepted without an edit count as examples in the next run; painted "
-            "or corrected slices always count fully"
+            "how slices accepted without an edit count as examples in the next run: weak = "
+            f"all of them together weigh {WEAK_SHARE:g} of your painted or corrected slices; "
+            "full = like painted ones; excluded = not at all. Painted or corrected slices "
+            "always count fully"
         )
         self.run_button = button("Run", "propose labels on every slice without labels")
         self.run_slice_button = button(

@@ -16,7 +16,7 @@ from typing import Any
 from napari_incontext._compat import block_triton_if_unsafe
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
-from src_models.engine import FitMemo
+from src_models.engine import WEAK_SHARE, FitMemo, weak_weight
 from src_models.types import ExtraExamples, SliceResult
 
 EXAMPLE = "example"
@@ -26,8 +26,9 @@ REJECTED = "rejected"
 EDITED = "edited"
 PARTIAL = "partly accepted"
 STATUSES = (EXAMPLE, PROPOSED, ACCEPTED, REJECTED, EDITED, PARTIAL)
-# How an accepted-without-edit slice counts as an example in the next run.
-ACCEPTED_WEIGHTS = {"weak (0.3)": 0.3, "full (1.0)": 1.0, "excluded": 0.0}
+# How slices accepted without an edit count as examples in the next run: "weak" = together
+# at most WEAK_SHARE of the painted or corrected slices (engine.weak_weight).
+ACCEPTED_WEIGHTS = ("weak", "full", "excluded")
 STATE_VERSION = 1
 
 
@@ -93,7 +94,7 @@ class Session:
         baseline: per slice, the labels' hash and status after the last accept / first look.
         proposal_edits: slices whose proposal the user painted: a run never overwrites them,
             and accepting them counts as a correction.
-        accepted_weight: a key of :data:`ACCEPTED_WEIGHTS`.
+        accepted_weight: one of :data:`ACCEPTED_WEIGHTS`.
         resume: settings and slices of the last run, so a run with the same settings after
             a cancel proposes only what is missing.
         generation: per slice, a counter bumped by every write of the widget; a hash
@@ -106,7 +107,7 @@ class Session:
     slices: dict[int, SliceState] = field(default_factory=dict)
     baseline: dict[int, Baseline] = field(default_factory=dict)
     proposal_edits: set[int] = field(default_factory=set)
-    accepted_weight: str = "weak (0.3)"
+    accepted_weight: str = "weak"
     resume: dict[str, Any] = field(default_factory=dict)
     generation: dict[int, int] = field(default_factory=dict)
     extra: ExtraExamples | None = None
@@ -214,18 +215,28 @@ class Session:
         return state.status
 
     # ------------------------------------------------------------------ runs
-    def weight(self, index: int) -> float:
-        """Example weight of a slice holding labels: 1 for painted or corrected slices, the
-        chosen weight for accepted ones, 0 for partly reviewed ones."""
-        status = self.status(index)
-        if status == ACCEPTED:
-            return ACCEPTED_WEIGHTS[self.accepted_weight]
-        if status == PARTIAL:
-            return 0.0
-        return 1.0
-
     def weights(self, examples: Sequence[int]) -> dict[int, float]:
-        return {i: self.weight(i) for i in examples}
+        """Example weight of each slice holding labels: 1 for painted or corrected slices,
+        0 for partly reviewed ones, and for accepted ones as chosen (weak: together at most
+        :data:`~src_models.engine.WEAK_SHARE` of the verified ones)."""
+        statuses = {i: self.status(i) for i in examples}
+        accepted = sum(s == ACCEPTED for s in statuses.values())
+        verified = sum(s not in (ACCEPTED, PARTIAL) for s in statuses.values())
+        chosen = {
+            "weak": weak_weight(WEAK_SHARE, verified, accepted),
+            "full": 1.0,
+            "excluded": 0.0,
+        }[self.accepted_weight]
+        rule = {ACCEPTED: chosen, PARTIAL: 0.0}
+        return {i: rule.get(s or EXAMPLE, 1.0) for i, s in statuses.items()}
+
+    def example_slices(self) -> list[int]:
+        """Slices whose labels are examples of the next run (any weight)."""
+        labelled = (EXAMPLE, EDITED, ACCEPTED, PARTIAL)
+        return sorted(i for i, s in self.slices.items() if s.status in labelled)
+
+    def weight(self, index: int) -> float:
+        return self.weights(sorted({*self.example_slices(), index}))[index]
 
     # ------------------------------------------------------------------ review helpers
     def review_rows(self) -> list[tuple[int, SliceState]]:

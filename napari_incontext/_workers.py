@@ -190,7 +190,7 @@ class Run:
         self._results = None
         self.images = self.labels = None
         self.options = {}
-        release_memory()
+        create_worker(release_memory, _ignore_errors=True).start()  # can take a second
 
 
 def start_run(

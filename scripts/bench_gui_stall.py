@@ -43,25 +43,36 @@ class Ticks:
         self.timer.start()
 
     def gaps(self, phase: str) -> np.ndarray:
-        """Milliseconds between consecutive ticks of one phase (the script's own work
-        between phases, e.g. measuring memory, is in no phase)."""
+        """Milliseconds between consecutive stamps, counted in the phase of the earlier one
+        (a stall belongs to the phase it started in; the script's own work between phases,
+        e.g. measuring memory, starts after an "idle" stamp)."""
         out = [
             (b - a) * 1000
-            for (one, a), (two, b) in zip(self.stamps, self.stamps[1:], strict=False)
-            if one == two == phase
+            for (one, a), (_, b) in zip(self.stamps, self.stamps[1:], strict=False)
+            if one == phase
         ]
         return np.array(out)
 
 
-def wait(app, condition, ticks: Ticks, timeout: float = 3600) -> None:
-    """Run the event loop until ``condition()``; the phase ends there."""
+def spin(app, seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def wait(app, condition, ticks: Ticks, timeout: float = 3600, tail: float = 0.5) -> None:
+    """Run the event loop until ``condition()`` and ``tail`` seconds more (work the phase
+    left queued still counts in it); the phase ends with an "idle" stamp."""
     start = time.perf_counter()
     while not condition():
         app.processEvents()
         time.sleep(0.001)
         if time.perf_counter() - start > timeout:
             raise TimeoutError(f"{ticks.phase}: still waiting after {timeout} s")
+    spin(app, tail)
     ticks.phase = "idle"
+    ticks.stamps.append(("idle", time.perf_counter()))
 
 
 def act(ticks: Ticks, phase: str, action) -> None:
@@ -98,9 +109,7 @@ def drive(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict[str, fl
     _, widget = viewer.window.add_plugin_dock_widget("napari-incontext", "In-context annotation")
     widget.controls.options_edit.setText(args.options)
     ticks = Ticks()
-    for _ in range(50):
-        app.processEvents()
-        time.sleep(0.01)
+    spin(app, 1.0)
     gc.collect()
     memory = {"before run": rss_mib()}
 

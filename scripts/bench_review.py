@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from src_models.engine import WEAK_SHARE, weak_weight
 from src_models.evaluation.datasets import Stack, load_datasets
 from src_models.evaluation.protocols import drain, one_shot, propagate_stack
 from src_models.evaluation.report import format_value
@@ -40,7 +41,12 @@ QUALITY = [  # folder, max_side, protocol options
     ("davis2016_val", 240, {"limit": 3, "max_frames": 20}),
 ]
 RERUN = ["isbi2012_em_membrane", "hippocampus_mri_3d_mmseg", "plant_cells_3d_pytorch3dunet"]
-WEIGHTS = (1.0, 0.3, 0.0)
+# the widget's choices for slices accepted without an edit (one ground-truth example here)
+POLICIES = {
+    "full (old)": lambda n: 1.0,
+    "weak (default)": lambda n: weak_weight(WEAK_SHARE, 1, n),
+    "excluded": lambda n: 0.0,
+}
 
 
 def quality_items(folder: str, max_side: int | None, options: dict[str, Any], data: Path) -> list:
@@ -92,9 +98,9 @@ def quality_table(data: Path, threshold: float, old: float) -> str:
 
 def rerun_table(data: Path) -> str:
     lines = [
-        "| dataset | slices | accepted (≥ median) | IoU accepted | weight | IoU rest before | "
-        "IoU rest after | change |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | slices | accepted (≥ median) | IoU accepted | accepted are | weight each | "
+        "IoU rest before | IoU rest after | change |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for folder in RERUN:
         if not (data / folder).is_dir():
@@ -103,11 +109,11 @@ def rerun_table(data: Path) -> str:
             if not isinstance(dataset, Stack):
                 continue
             image, truth, where = annotator_stack(dataset, None)
-            results = drain(accept_then_rerun(image, truth, build_backend("classic"), WEIGHTS))
+            results = drain(accept_then_rerun(image, truth, build_backend("classic"), POLICIES))
             for r in results:
                 lines.append(
                     f"| {dataset.name} ({where}) | {len(truth)} | {r.accepted} | "
-                    f"{r.accepted_iou:.3f} | {r.weight:g} | {r.rest_before:.3f} | "
+                    f"{r.accepted_iou:.3f} | {r.policy} | {r.weight:.3g} | {r.rest_before:.3f} | "
                     f"{r.rest_after:.3f} | {r.change:+.3f} |"
                 )
                 print(f"rerun {dataset.name} {r}", file=sys.stderr)
@@ -131,11 +137,14 @@ def block(data: Path, threshold: float, old: float, seconds: float, tables: list
             "",
             tables[0],
             "",
-            "Accept-then-rerun (simulated annotator): one ground-truth slice, propagate, accept "
-            "every proposal scoring at least the median without looking, re-run with the "
-            "accepted proposals as examples of the given weight; *rest* = the proposals below "
-            "the median, before and after the re-run. Weight 1 is the old behaviour (accepted "
-            "= painted), 0.3 the widget's default for accepted slices, 0 leaves them out.",
+            "Accept-then-rerun (simulated annotator, `src_models/evaluation/review.py`): one "
+            "ground-truth slice, propagate, accept every proposal scoring at least the median "
+            "without looking, re-run with the accepted proposals as examples; *rest* = the "
+            "proposals below the median, before and after the re-run. *full* is the old "
+            "behaviour (accepted = painted, weight 1); *weak* is the widget's default: the "
+            f"accepted slices together weigh {WEAK_SHARE:g} of the painted example "
+            "(`engine.weak_weight`); *excluded* leaves them out. An accepted proposal that is "
+            "empty holds no label and is no example under any policy.",
             "",
             tables[1],
             END,

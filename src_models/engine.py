@@ -67,6 +67,20 @@ def select_targets(
     return [i for i in wanted if np.sign(i - nearest_example(i, examples)) == sign]
 
 
+WEAK_SHARE = 0.2
+"""Slices accepted without an edit weigh together this share of the painted or corrected
+examples by default (measured in docs/benchmarks.md, Review block)."""
+
+
+def weak_weight(share: float, verified: int, accepted: int) -> float:
+    """Per-slice weight of ``accepted`` slices accepted without an edit, so that together
+    they weigh at most ``share`` of the ``verified`` (painted or corrected) examples, and each
+    at most ``share``: many accepted slices cannot outweigh what the person verified."""
+    if accepted == 0:
+        return share
+    return min(share, share * max(verified, 1) / accepted)
+
+
 @dataclass
 class FitMemo:
     """What a backend's head was last fitted on: a run with the same examples, weights and

@@ -75,12 +75,17 @@ class ClassicBackend(BackendBase):
         return x.reshape(-1, x.shape[-1])
 
     def _sample(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pixels sampled per example and class: features, labels, and each example's weight
-        as the sample weight (a weak example pulls the forest less)."""
+        """Pixels sampled per example and class: features, labels and sample weights.
+
+        A weak example counts twice less: the sample budget is shared in proportion to the
+        weights (many weak examples cannot crowd out a painted one), and its pixels carry
+        its weight as sample weight in the forest.
+        """
         rng = np.random.default_rng(self.config.seed)
         xs, ys, ws = [], [], []
-        per_example = max(1, self.config.samples_per_class // len(examples))
+        total = sum(ex.weight for ex in examples)
         for ex in examples:
+            per_example = max(1, round(self.config.samples_per_class * ex.weight / total))
             x = self._design(ex.features)
             y = ex.labels.reshape(-1)
             for cls in np.unique(y):

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +60,14 @@ class RerunResult:
     """One accept-then-rerun experiment.
 
     Attributes:
-        weight: the weight the accepted proposals got as examples.
+        policy: the name of the weighting of accepted proposals.
+        weight: the weight each accepted proposal got as an example.
         threshold: the score at or above which proposals were accepted.
         accepted: slices accepted; their mean IoU is ``accepted_iou``.
         rest_before, rest_after: mean IoU of the other proposals before / after the re-run.
     """
 
+    policy: str
     weight: float
     threshold: float
     accepted: int
@@ -99,20 +101,21 @@ def accept_then_rerun(
     image: np.ndarray,
     truth: np.ndarray,
     backend: Backend,
-    weights: Sequence[float],
+    policies: Mapping[str, Callable[[int], float]],
     threshold: float | None = None,
     start: int | None = None,
 ) -> Generator[Progress, None, list[RerunResult]]:
     """Propagate from one ground-truth slice, accept every proposal scoring >= ``threshold``
     (default: the median score, as a person accepting the better half) and re-run, once per
-    weight given to the accepted proposals.
+    weighting policy of the accepted proposals.
 
     Args:
         image: (N, Y, X[, C]) stack; truth: (N, Y, X) int ground truth.
-        weights: example weights to try for the accepted proposals (1 = as if painted).
+        policies: name → (number of accepted slices → the weight of each), e.g.
+            ``{"full": lambda n: 1.0}`` (accepted = painted: the old behaviour).
 
     Returns:
-        One :class:`RerunResult` per weight.
+        One :class:`RerunResult` per policy.
     """
     truth = np.asarray(truth).astype(np.int32)
     classes = [int(c) for c in np.unique(truth) if c != 0]
@@ -125,7 +128,8 @@ def accept_then_rerun(
     accepted = [i for i in scores if scores[i] >= t]
     rest = [i for i in scores if scores[i] < t]
     out = []
-    for weight in weights:
+    for policy, rule in policies.items():
+        weight = rule(len(accepted))
         again = labels.copy()
         for i in accepted:
             again[i] = proposals[i]
@@ -134,6 +138,7 @@ def accept_then_rerun(
         )
         out.append(
             RerunResult(
+                policy,
                 weight,
                 t,
                 len(accepted),

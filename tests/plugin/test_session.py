@@ -48,10 +48,13 @@ def test_weights_follow_how_a_slice_got_its_labels() -> None:
     session = Session()
     for index, status in enumerate(["example", "edited", "accepted", "partly accepted"]):
         session.set_status(index, status)
-    assert session.weights([0, 1, 2, 3]) == {0: 1.0, 1: 1.0, 2: 0.3, 3: 0.0}
+    assert session.weights([0, 1, 2, 3]) == {0: 1.0, 1: 1.0, 2: 0.2, 3: 0.0}
+    for index in range(4, 24):  # many accepted slices weigh together 0.2 of the verified ones
+        session.set_status(index, "accepted")
+    assert session.weight(2) == 0.2 * 2 / 21
     session.accepted_weight = "excluded"
     assert session.weight(2) == 0.0
-    session.accepted_weight = "full (1.0)"
+    session.accepted_weight = "full"
     assert session.weight(2) == 1.0
 
 

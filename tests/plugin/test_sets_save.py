@@ -35,7 +35,7 @@ def test_saved_stack_and_provenance(qtbot, viewer_widget, tmp_path):
     assert record["mode"] == "stack" and record["n_slices"] == N_SLICES
     assert rows[EXAMPLE]["status"] == "example" and rows[EXAMPLE]["confidence"] is None
     assert rows[EXAMPLE + 1]["status"] == "accepted" and rows[EXAMPLE + 1]["backend"] == "counting"
-    assert rows[EXAMPLE + 1]["weight"] == 0.3  # accepted without an edit: a weak example
+    assert rows[EXAMPLE + 1]["weight"] == 0.2  # accepted without an edit: a weak example
     assert rows[EXAMPLE - 1]["status"] == "rejected"
     assert 0 < rows[EXAMPLE + 1]["confidence"] <= 1
 
