@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_incontext._layers import KEY
+from napari_incontext._save import PROVENANCE_FILE
 from src_models.types import ExtraExamples
 
 EXAMPLES_FILE = "examples.npz"
@@ -36,6 +37,22 @@ def write_review(layer: Any, state: dict[str, Any]) -> None:
     """Keep the review state in the labels layer's metadata (small: statuses and scores)."""
     meta = layer.metadata.get(KEY)
     layer.metadata[KEY] = {**(meta if isinstance(meta, dict) else {}), "review": state}
+
+
+def read_provenance(layer: Any, n_slices: int) -> list[dict[str, Any]] | None:
+    """The slices of the ``provenance.json`` saved next to the file a labels layer was opened
+    from (Save… writes both), when it describes a stack of ``n_slices``."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if not path or not Path(path).is_file():
+        return None
+    record_path = Path(path).parent / PROVENANCE_FILE
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("mode") != "stack" or record.get("n_slices") != n_slices:
+        return None
+    return list(record.get("slices", []))
 
 
 def save_examples(

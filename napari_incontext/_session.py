@@ -26,6 +26,7 @@ REJECTED = "rejected"
 EDITED = "edited"
 PARTIAL = "partly accepted"
 STATUSES = (EXAMPLE, PROPOSED, ACCEPTED, REJECTED, EDITED, PARTIAL)
+LABELLED = (EXAMPLE, ACCEPTED, EDITED, PARTIAL)  # statuses of slices whose labels are examples
 # How slices accepted without an edit count as examples in the next run: "weak" = together
 # at most WEAK_SHARE of the painted or corrected slices (engine.weak_weight).
 ACCEPTED_WEIGHTS = ("weak", "full", "excluded")
@@ -157,7 +158,7 @@ class Session:
         A slice the user labelled while the run was going keeps its status.
         """
         state = self.slices.get(result.index)
-        keep = state is not None and state.status in (EXAMPLE, ACCEPTED, EDITED, PARTIAL)
+        keep = state is not None and state.status in LABELLED
         self.slices[result.index] = SliceState(
             state.status if state and keep else PROPOSED,
             float(result.score),
@@ -183,7 +184,9 @@ class Session:
         """
         base, state = self.baseline.get(index), self.slices.get(index)
         if base is None:
-            if has_labels:
+            if has_labels and state is not None and state.status in LABELLED:
+                self.set_baseline(index, key)  # a review restored from a file: adopt it
+            elif has_labels:
                 had_proposal = state is not None and state.score is not None
                 self.set_status(index, EDITED if had_proposal else EXAMPLE)
                 self.set_baseline(index, key)
@@ -232,8 +235,7 @@ class Session:
 
     def example_slices(self) -> list[int]:
         """Slices whose labels are examples of the next run (any weight)."""
-        labelled = (EXAMPLE, EDITED, ACCEPTED, PARTIAL)
-        return sorted(i for i, s in self.slices.items() if s.status in labelled)
+        return sorted(i for i, s in self.slices.items() if s.status in LABELLED)
 
     def weight(self, index: int) -> float:
         return self.weights(sorted({*self.example_slices(), index}))[index]
@@ -281,6 +283,22 @@ class Session:
                 row["name"] = names[index]
             rows.append(row)
         return {"slices": rows}
+
+    def restore_provenance(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Load the statuses, scores and reasons of a saved ``provenance.json`` (its slices'
+        labels are adopted as baselines the first time the widget reads them)."""
+        self.reset_review()
+        for row in rows:
+            if row.get("status") not in STATUSES:
+                continue
+            objects = {int(k): v for k, v in (row.get("objects") or {}).items()}
+            self.slices[int(row["index"])] = SliceState(
+                row["status"],
+                row.get("confidence"),
+                tuple(row.get("reasons") or ()),
+                row.get("backend"),
+                objects,
+            )
 
     def snapshot(self) -> Session:
         """A copy of the review state (not the cache or backend) for a worker to read."""

@@ -141,7 +141,11 @@ class InContextWidget(QWidget):
         self._detach()
         self.workspace = workspace
         labels = workspace.labels.get()
-        self.session.restore(_persist.read_review(labels) or {})
+        saved = None if workspace.is_set else _persist.read_provenance(labels, len(workspace))
+        if _persist.read_review(labels) is None and saved is not None:
+            self.session.restore_provenance(saved)  # a project saved with Save… and reopened
+        else:
+            self.session.restore(_persist.read_review(labels) or {})
         self.controls.accepted_combo.setCurrentText(self.session.accepted_weight)
         self.follower.follow(labels)
         for index in range(len(workspace.items) if workspace.is_set else 1):

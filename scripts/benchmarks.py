@@ -16,6 +16,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -249,6 +250,15 @@ def render(results: dict[str, list[EvalResult]], failures: list[str], seconds: f
     return "\n".join(lines)
 
 
+def kept_blocks(path: Path) -> str:
+    """Blocks other scripts maintain in the page (``<!-- name:begin -->`` … ``<!-- name:end
+    -->``, e.g. scripts/bench_review.py), carried over when the page is regenerated."""
+    if not path.is_file():
+        return ""
+    blocks = re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", path.read_text(), re.S)
+    return "".join(f"\n{m.group(0)}\n" for m in blocks)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -283,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.perf_counter() - t:6.1f}s {job.protocol:9s} {job.folder} {spec.label}",
                 file=sys.stderr,
             )
-    Path(args.out).write_text(render(results, failures, time.perf_counter() - start))
+    page = render(results, failures, time.perf_counter() - start)
+    Path(args.out).write_text(page + kept_blocks(Path(args.out)))
     if args.json:
         Path(args.json).write_text(
             json.dumps(

@@ -8,6 +8,7 @@ import tifffile
 from tests.plugin.plugin_helpers import (
     EXAMPLE,
     N_SLICES,
+    choose_backend,
     dock,
     proposals,
     run_and_wait,
@@ -80,6 +81,29 @@ def test_closing_and_reopening_the_widget_keeps_the_review(qtbot, viewer_widget)
     assert again.review.table.model().rowCount() == N_SLICES
     viewer.layers["examples"].undo()  # the reopened widget follows edits too
     qtbot.waitUntil(lambda: again.session.status(EXAMPLE + 1) == "proposed", timeout=5000)
+
+
+def test_saving_and_reopening_the_project_keeps_the_review(
+    qtbot, viewer_widget, make_napari_viewer, built, tmp_path
+):
+    viewer, widget = viewer_widget
+    run_and_wait(qtbot, widget)
+    widget.accept([EXAMPLE + 1])
+    widget.reject(EXAMPLE - 1)
+    before = {i: (s.status, s.score, s.reasons) for i, s in widget.session.slices.items()}
+    widget.save(str(tmp_path / "project"))
+    wait_idle(qtbot, widget)
+
+    again = make_napari_viewer()  # another session: open the image and the saved labels
+    again.open(tmp_path / "stack.tif")
+    again.open(tmp_path / "project" / "labels.tif", layer_type="labels")
+    reopened = dock(again)
+    choose_backend(reopened, "counting")
+    after = {i: (s.status, s.score, s.reasons) for i, s in reopened.session.slices.items()}
+    assert after == before
+    run_and_wait(qtbot, reopened)  # the accepted slice stays a weak example, not "edited"
+    assert reopened.session.status(EXAMPLE + 1) == "accepted"
+    assert dict(built[-1].fits[-1])[EXAMPLE + 1] < 1.0
 
 
 def test_saved_examples_label_another_stack(
