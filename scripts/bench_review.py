@@ -90,7 +90,12 @@ def quality_table(data: Path, threshold: float, old: float) -> str:
             continue
         for name, items in quality_items(folder, max_side, options, data):
             row = score_quality(items, threshold, old)
-            cells = [format_value(c, row[c]) for c in columns]
+            cells = [
+                str(int(row[c]))
+                if c.startswith(("slices", "accepted", "bad"))
+                else format_value(c, row[c])
+                for c in columns
+            ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
             print(f"quality {name}: {row}", file=sys.stderr)
     return "\n".join(lines)
