@@ -225,7 +225,9 @@ class Workspace:
         item = self.items[index]
         layer = find_tagged(self.viewer, role=LABELS, image=str(item.uid))
         if layer is None and create:
-            layer = self._add(LABELS, item, np.zeros(item.get().data.shape[:2], np.int32), 0.7)
+            # the user's labels' dtype, so that uint64 ids are never wrapped
+            shape, dtype = item.get().data.shape[:2], self.labels.get().data.dtype
+            layer = self._add(LABELS, item, np.zeros(shape, dtype), 0.7)
         return layer
 
     def slice_reader(self, index: int) -> Any:
@@ -244,7 +246,8 @@ class Workspace:
         """(Y, X) user labels of one slice/image (zeros when a set target has none yet)."""
         data = self.slice_reader(index)
         if data is None:
-            return np.zeros(self.items[index].get().data.shape[:2], np.int32)
+            shape = self.items[index].get().data.shape[:2]
+            return np.zeros(shape, self.labels.get().data.dtype)
         return np.asarray(data)
 
     # ------------------------------------------------------------------ generated layers

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QTimer
-from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QMessageBox, QVBoxLayout, QWidget
 
 from napari_incontext import _actions, _layers, _persist
 from napari_incontext._accepting import Acceptor, proposal_ids
@@ -339,20 +339,48 @@ class InContextWidget(QWidget):
         if folder:
             self.save(folder)
 
-    def save(self, folder: str) -> None:
-        """Write the labels and provenance.json in a worker."""
-        from napari_incontext._save import save_workspace
+    def _ask_replace(self, earlier: list) -> bool | None:
+        """Replace our earlier outputs (True), save under new names (False) or cancel (None)."""
+        names = ", ".join(p.name for p in earlier)
+        answer = QMessageBox.question(
+            self,
+            "Replace earlier save?",
+            f"{names} in this folder came from an earlier save. Replace them? "
+            "(No saves next to them under new names.)",
+            QMessageBox.Yes | QMessageBox.No | QMessageBox.Cancel,
+            QMessageBox.No,
+        )
+        return None if answer == QMessageBox.Cancel else answer == QMessageBox.Yes
+
+    def save(self, folder: str, replace: bool | None = None) -> None:
+        """Save into ``folder`` in a worker; never replaces files napari-incontext did not
+        write, and asks before replacing its own earlier save unless ``replace`` says."""
+        from napari_incontext._save import earlier_outputs, save_workspace
 
         if self.workspace is None:
             show_info("Run first: there is nothing to save yet")
+            return
+        try:
+            if replace is None:
+                ours, others = earlier_outputs(folder, self.workspace.is_set)
+                replace = self._ask_replace(ours) if ours and not others else False
+                if replace is None:
+                    return
+        except OSError as error:
+            show_error(f"Saving failed, nothing was replaced: {error}")
             return
         self.saving = start_function(
             save_workspace,
             folder,
             self.workspace,
             self.session.snapshot(),
-            on_done=lambda out: show_info(f"Saved labels and provenance to {out}"),
+            replace,
+            on_done=lambda plan: show_info(
+                f"Saved {plan.labels.name} and {plan.provenance.name} in {folder}"
+            ),
+            on_error=lambda error: show_error(f"Saving failed, nothing was replaced: {error}"),
             on_finished=self.file_work_done,
+            notify=False,
         )
 
     def file_work_done(self) -> None:

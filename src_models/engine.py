@@ -12,8 +12,9 @@ import numpy as np
 
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache, content_key, model_tag
-from src_models.inputs import ImageInput, LabelInput, Prepared, prepare
+from src_models.inputs import ImageInput, LabelInput, Prepared, joint_ids, prepare
 from src_models.linking import link_to_neighbour
+from src_models.memory import check_memory, shapes_of
 from src_models.scoring import ReviewScorer
 from src_models.timing import Timer
 from src_models.types import Example, ExtraExamples, SliceResult
@@ -225,9 +226,12 @@ def propagate(
     Yields:
         One :class:`SliceResult` per target. Closing the generator stops the run at once.
     """
-    data = prepare(images, labels, require_example=extra is None)
-    more = prepare(extra.images, extra.labels) if extra is not None else None
     cache = FeatureCache() if cache is None else cache
+    check_memory(shapes_of(images), backend, cache.max_bytes)
+    data = prepare(images, labels, require_example=extra is None)
+    more = None
+    if extra is not None:
+        data, more = joint_ids(data, prepare(extra.images, extra.labels))
     stack = not isinstance(images, (list, tuple))
     order = propagation_order(len(data.images), data.examples, targets)
     fit_timings = fit_examples(
@@ -259,7 +263,7 @@ def propagate(
             blocked.setdefault((e, int(np.sign(index - e))), abs(index - e))
         yield SliceResult(
             index,
-            lab,
+            data.ids.to_user(lab),  # backends see ids 1..K; the user gets their own ids
             conf,
             review.score,
             timings,

@@ -1,5 +1,10 @@
 """Validate and normalise image stacks / image sets and their example labels.
 
+Labels are checked on the raw data before any cast: integer-valued, finite and >= 0, of an
+integer, boolean or float dtype. Backends only ever see compact ids 1..K (int32); the
+user's ids, whatever their size (uint64 included), are restored on output by
+:meth:`LabelIds.to_user`, so no id is ever wrapped, merged or truncated.
+
 Images keep their native bit depth until here: uint8 is divided by 255, every other dtype
 is scaled with robust percentiles computed over the whole stack or set, so a 16-bit stack
 never goes through an 8-bit round trip.
@@ -8,7 +13,7 @@ never goes through an 8-bit round trip.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,18 +25,40 @@ _MAX_SAMPLE = 2_000_000
 
 
 @dataclass(frozen=True)
+class LabelIds:
+    """The user's label ids behind the compact ids 1..K the backends see.
+
+    Attributes:
+        table: (K + 1,) the user's ids in ascending order, ``table[0] == 0``, in ``dtype``.
+    """
+
+    table: np.ndarray
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.table.dtype
+
+    def to_user(self, compact: np.ndarray) -> np.ndarray:
+        """(H, W) compact ids 0..K → the same shape in the user's ids and dtype."""
+        return self.table[np.asarray(compact)]
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A validated image set.
 
     Attributes:
         images: N arrays (H_i, W_i, C) float32, about [0, 1]; C is 1 or 3.
-        labels: N arrays (H_i, W_i) int32 (all zero where a slice has no example).
+        labels: N arrays (H_i, W_i) int32 compact ids 0..K (all zero where a slice has no
+            example).
         examples: indices of the slices holding at least one nonzero label, ascending.
+        ids: the user's ids and dtype behind the compact ones.
     """
 
     images: list[np.ndarray]
     labels: list[np.ndarray]
     examples: list[int]
+    ids: LabelIds
 
 
 def split_images(images: ImageInput) -> list[np.ndarray]:
@@ -70,9 +97,13 @@ def _to_rgb_or_gray(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _check_finite(slices: Sequence[np.ndarray]) -> None:
+def _check_pixels(slices: Sequence[np.ndarray]) -> None:
     for i, s in enumerate(slices):
-        if np.issubdtype(s.dtype, np.floating) and not np.isfinite(s).all():
+        if s.dtype.kind not in "biuf":
+            raise ValueError(
+                f"slice {i} has pixels of type {s.dtype}: give integer or float pixel values"
+            )
+        if s.dtype.kind == "f" and not np.isfinite(s).all():
             raise ValueError(
                 f"slice {i} contains NaN or inf pixels: replace them (e.g. np.nan_to_num) first"
             )
@@ -93,7 +124,67 @@ def _scale(slices: Sequence[np.ndarray]) -> list[np.ndarray]:
     ]
 
 
+def check_label_values(lab: np.ndarray, what: str) -> None:
+    """Refuse labels that are not finite, integer-valued ids >= 0 (checked before any cast)."""
+    kind = lab.dtype.kind
+    if kind not in "biuf":
+        raise ValueError(f"{what} have type {lab.dtype}: give integer label ids (0 = none)")
+    if kind == "f":
+        if not np.isfinite(lab).all():
+            raise ValueError(f"{what} contain NaN or inf: label ids must be whole numbers")
+        if not np.array_equal(lab, np.floor(lab)):
+            raise ValueError(f"{what} are not whole numbers: label ids must be integers")
+        if lab.size and lab.max() >= 2.0**64:
+            raise ValueError(f"{what} hold ids of 2**64 or more: no integer type holds them")
+    if kind in "if" and lab.size and lab.min() < 0:
+        raise ValueError(f"{what} are negative: ids must be >= 0")
+
+
+def _user_dtype(arrays: list[np.ndarray], top: int) -> np.dtype:
+    """The dtype results are returned in: the input's integer type (a common one for a list),
+    uint8 for booleans, the smallest of int32/uint64 holding every id for floats."""
+    kinds = {a.dtype.kind for a in arrays}
+    if kinds <= {"i", "u"}:
+        dtype = np.result_type(*arrays)
+        return np.dtype(np.uint64) if dtype.kind == "f" else dtype  # int64 + uint64 mixes
+    if kinds == {"b"}:
+        return np.dtype(np.uint8)
+    return np.dtype(np.int32 if top <= np.iinfo(np.int32).max else np.uint64)
+
+
+def compact_ids(raw: list[np.ndarray]) -> tuple[list[np.ndarray], LabelIds]:
+    """Map the user's ids to 1..K int32 (0 stays 0) and remember the way back."""
+    given = [lab for lab in raw if lab.any()]
+    found = {int(v) for lab in given for v in np.unique(lab)}  # Python ints: no dtype mixing
+    ids = sorted(found - {0})
+    dtype = _user_dtype(given or raw, max(ids, default=0))
+    table = np.array([0, *ids], dtype=dtype)
+    search = np.array([0, *ids], dtype=np.uint64)
+    compact = [
+        np.searchsorted(search, lab.astype(np.uint64, copy=False)).astype(np.int32) for lab in raw
+    ]
+    return compact, LabelIds(table)
+
+
+def joint_ids(first: Prepared, second: Prepared) -> tuple[Prepared, Prepared]:
+    """Both sets with compact ids over the union of their user ids (examples of another
+    stack next to this one's); the way back keeps ``first``'s dtype when the ids fit it."""
+    ids = sorted({int(v) for v in first.ids.table} | {int(v) for v in second.ids.table})
+    dtype = first.ids.dtype
+    if np.issubdtype(dtype, np.integer) and ids[-1] > np.iinfo(dtype).max:
+        dtype = second.ids.dtype
+    search = np.array(ids, dtype=np.uint64)
+
+    def remap(data: Prepared) -> Prepared:
+        lut = np.searchsorted(search, data.ids.table.astype(np.uint64)).astype(np.int32)
+        labels = [lut[lab] for lab in data.labels]
+        return replace(data, labels=labels, ids=LabelIds(np.array(ids, dtype=dtype)))
+
+    return remap(first), remap(second)
+
+
 def _split_labels(labels: LabelInput, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """One (H, W) raw label array per image (zeros of uint8 where none is given), checked."""
     n = len(shapes)
     if isinstance(labels, np.ndarray):
         if labels.ndim != 3 or len(labels) != n:
@@ -105,30 +196,27 @@ def _split_labels(labels: LabelInput, shapes: list[tuple[int, ...]]) -> list[np.
     if len(labels) != n:
         raise ValueError(f"{len(labels)} label images for {n} images: give one per image")
     out = []
-    for i, (lab, shape) in enumerate(zip(labels, shapes)):
+    for i, (lab, shape) in enumerate(zip(labels, shapes, strict=True)):
         if lab is None:
-            out.append(np.zeros(shape[:2], np.int32))
+            out.append(np.zeros(shape[:2], np.uint8))
             continue
         lab = np.asarray(lab)
         if lab.shape != shape[:2]:
             raise ValueError(
                 f"labels of slice {i} have shape {lab.shape} but the image is {shape[:2]}"
             )
-        if not np.issubdtype(lab.dtype, np.integer) and not np.issubdtype(lab.dtype, np.bool_):
-            if not np.all(np.mod(lab, 1) == 0):
-                raise ValueError(f"labels of slice {i} are not integers")
-        if lab.min() < 0:
-            raise ValueError(f"labels of slice {i} are negative: ids must be >= 0")
-        out.append(lab.astype(np.int32))
+        check_label_values(lab, f"labels of slice {i}")
+        out.append(lab)
     return out
 
 
-def check_example(labels: np.ndarray, index: int) -> None:
+def check_example(labels: np.ndarray, index: int, ids: LabelIds | None = None) -> None:
     """Refuse an example slice whose single label covers every pixel (it has no negatives)."""
-    ids = np.unique(labels)
-    if len(ids) == 1 and ids[0] != 0:
+    found = np.unique(labels)
+    if len(found) == 1 and found[0] != 0:
+        shown = ids.table[found[0]] if ids is not None else found[0]
         raise ValueError(
-            f"the example on slice {index} covers the whole slice with label {ids[0]}: leave "
+            f"the example on slice {index} covers the whole slice with label {shown}: leave "
             "some background (0) so the backend sees what is not the object"
         )
 
@@ -139,7 +227,8 @@ def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True
     Args:
         images: (N, Y, X) or (N, Y, X, C) array of any integer or float dtype, or a list of
             (Y, X) / (Y, X, C) arrays of possibly different sizes.
-        labels: (N, Y, X) integer array, or a list with one (Y, X) array (or None) per image.
+        labels: (N, Y, X) array of ids, or a list with one (Y, X) array (or None) per
+            image; integer, boolean, or float holding whole numbers; ids >= 0, any size.
         require_example: refuse input without any labelled slice (turn off when the examples
             come from elsewhere, e.g. :class:`~src_models.types.ExtraExamples`).
 
@@ -147,8 +236,8 @@ def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True
         A :class:`Prepared` set. Raises ``ValueError`` with a fix for any bad input.
     """
     raw = split_images(images)
-    _check_finite(raw)
-    lab = _split_labels(labels, [s.shape for s in raw])
+    _check_pixels(raw)
+    lab, ids = compact_ids(_split_labels(labels, [s.shape for s in raw]))
     if len({s.shape[-1] for s in raw}) > 1:
         raise ValueError("the images have different numbers of channels: convert them first")
     examples = [i for i, lb in enumerate(lab) if lb.any()]
@@ -157,6 +246,6 @@ def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True
             "no example: paint at least one object (a nonzero label) on one slice or image"
         )
     for i in examples:
-        check_example(lab[i], i)
+        check_example(lab[i], i, ids)
     scaled = [_to_rgb_or_gray(s) for s in _scale(raw)]
-    return Prepared(images=scaled, labels=lab, examples=examples)
+    return Prepared(images=scaled, labels=lab, examples=examples, ids=ids)

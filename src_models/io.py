@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from src_models.atomic import write_file, write_folder
+from src_models.outputs import tiff_description
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 STACK_SUFFIXES = (".tif", ".tiff", ".npy")
@@ -33,41 +34,99 @@ class ImageSet:
         return self.names is None
 
 
-def _read_one(path: Path) -> np.ndarray:
+def _series_note(shapes: list[tuple[int, ...]]) -> str:
+    listed = ", ".join("x".join(map(str, shape)) for shape in shapes[:4])
+    return listed + (", ..." if len(shapes) > 4 else "")
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
+    """The TIFF's only image series and its axes (tifffile letters, e.g. ``ZYX``, ``YXS``)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series
+        kinds = {(tuple(s.shape), str(s.dtype)) for s in series}
+        if len(series) > 1 and len(kinds) == 1:  # pages written one by one: a stack
+            return np.stack([s.asarray() for s in series]), "I" + str(series[0].axes)
+        if len(series) > 1:
+            shapes = [tuple(s.shape) for s in series]
+            raise ValueError(
+                f"{path} holds {len(series)} images of different sizes or types "
+                f"({_series_note(shapes)}): save them as separate files in a folder"
+            )
+        return np.asarray(series[0].asarray()), str(series[0].axes)
+
+
+def _read_one(path: Path) -> tuple[np.ndarray, str]:
+    """Pixels of one file and its axes ('' when the format does not say)."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            return np.asarray(tifffile.imread(path))
+            return _read_tiff(path)
         if path.suffix.lower() == ".npy":
-            return np.load(path, allow_pickle=False)
+            return np.load(path, allow_pickle=False), ""
         import imageio.v3 as iio
 
-        return np.asarray(iio.imread(path))
+        return np.asarray(iio.imread(path)), ""
+    except ValueError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(f"cannot read {path}: {_reason(error)}") from error
     except Exception as error:  # any decoder error means the same thing to the user
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"cannot read {path}: {reason}") from error
+        raise ValueError(f"cannot read {path}: {_reason(error)}") from error
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _is_one_colour_image(array: np.ndarray, axes: str) -> bool:
+    """A single (Y, X, C) colour image rather than a stack of C-pixel-wide slices."""
+    if array.ndim != 3:
+        return False
+    if axes:
+        return axes.endswith("S")
+    return array.shape[-1] in (3, 4) and array.shape[-2] > 4
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    """The images of a folder, sorted by name: hidden and AppleDouble (``._x``) files are
+    skipped; two images whose names differ only by suffix or case are refused, because
+    outputs are named by stem and one would silently replace the other."""
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
     if not files:
         raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    seen: dict[str, Path] = {}
+    for f in files:
+        key = f.stem.casefold()
+        if key in seen:
+            raise ValueError(
+                f"{seen[key].name} and {f.name} in {folder} have the same name: outputs are "
+                "named by it, so rename or move one of them"
+            )
+        seen[key] = f
     return files
 
 
 def read_images(path: str | Path) -> ImageSet:
-    """Read a TIFF/NPY stack (N, Y, X[, C]) or a folder of 2D images sorted by name."""
+    """Read a TIFF/NPY stack (N, Y, X[, C]) or a folder of 2D images sorted by name.
+
+    A single 2D image file (grey or colour, e.g. an RGB TIFF) is a stack of one slice.
+    """
     path = Path(path)
     if path.is_dir():
         files = _folder_files(path)
-        return ImageSet([_read_one(f) for f in files], [f.stem for f in files], path)
+        return ImageSet([_read_one(f)[0] for f in files], [f.stem for f in files], path)
     if not path.exists():
         raise ValueError(f"{path} does not exist")
     if path.suffix.lower() not in STACK_SUFFIXES:
         raise ValueError(f"{path}: give a TIFF/NPY stack or a folder of images")
-    stack = _read_one(path)
-    if stack.ndim == 2:
+    stack, axes = _read_one(path)
+    if stack.ndim == 2 or _is_one_colour_image(stack, axes):
         stack = stack[None]
     return ImageSet(stack, None, path)
 
@@ -81,7 +140,7 @@ def _as_label_image(mask: np.ndarray, name: str) -> np.ndarray:
         mask = mask[..., 0]
     if mask.ndim != 2:
         raise ValueError(f"mask {name} has shape {mask.shape}: expected a 2D label image")
-    return mask.astype(np.int32)
+    return mask
 
 
 def read_labels(path: str | Path, images: ImageSet) -> np.ndarray | list[np.ndarray | None]:
@@ -93,12 +152,12 @@ def read_labels(path: str | Path, images: ImageSet) -> np.ndarray | list[np.ndar
     """
     path = Path(path)
     if images.is_stack:
-        labels = _read_one(path) if path.is_file() else None
-        if labels is None:
+        if not path.is_file():
             raise ValueError(f"{path}: a stack input needs a label stack file of the same shape")
+        labels = _read_one(path)[0]
         if labels.ndim == 2:
             labels = labels[None]
-        return labels.astype(np.int32)
+        return labels  # dtype kept: inputs.prepare checks the values before any cast
     if not path.is_dir():
         raise ValueError(f"{path}: a folder of images needs a folder of masks named like them")
     by_stem = {f.stem: f for f in _folder_files(path)}
@@ -110,65 +169,68 @@ def read_labels(path: str | Path, images: ImageSet) -> np.ndarray | list[np.ndar
         if name not in by_stem:
             out.append(None)
             continue
-        mask = _as_label_image(_read_one(by_stem[name]), by_stem[name].name)
+        mask = _as_label_image(_read_one(by_stem[name])[0], by_stem[name].name)
         if not mask.any():
             raise ValueError(f"example mask {by_stem[name]} is empty: paint the object in it")
         out.append(mask)
     return out
 
 
-def check_output(out: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing output path unless ``overwrite`` (checked before any work)."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ValueError(f"{out} exists: choose another --out or pass --overwrite")
-    return out
+def label_dtype(labels: list[np.ndarray]) -> np.dtype:
+    """The smallest integer type holding every id: unsigned when none is negative.
+
+    Raises:
+        ValueError: a float label that is not a whole number (it would be truncated).
+    """
+    arrays = [np.asarray(lab) for lab in labels if np.size(lab)]
+    for a in arrays:
+        if a.dtype.kind == "f" and not (np.isfinite(a).all() and np.array_equal(a, np.floor(a))):
+            raise ValueError("labels hold values that are not whole numbers: nothing written")
+    low = min((int(a.min()) for a in arrays), default=0)
+    high = max((int(a.max()) for a in arrays), default=0)
+    kinds = (
+        (np.uint8, np.uint16, np.uint32, np.uint64)
+        if low >= 0
+        else (np.int8, np.int16, np.int32, np.int64)
+    )
+    for dtype in kinds:
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return np.dtype(dtype)
+    raise ValueError(f"label ids from {low} to {high} fit no integer type: nothing written")
 
 
-def _label_dtype(labels: list[np.ndarray]) -> type:
-    top = max(int(lab.max()) for lab in labels)
-    return np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
+def write_tiff(path: Path, data: np.ndarray) -> None:
+    """A zlib TIFF carrying our marker and the sha256 of its pixels (see outputs.py)."""
+    import tifffile
+
+    data = np.ascontiguousarray(data)
+    digest = hashlib.sha256(data.tobytes()).hexdigest()
+    tifffile.imwrite(
+        path, data, compression="zlib", metadata=None, description=tiff_description(digest)
+    )
 
 
 def write_labels(out: str | Path, labels: list[np.ndarray], images: ImageSet) -> Path:
-    """Write labels mirroring the input: a TIFF stack, or a folder with one PNG per image.
+    """Write labels mirroring the input, atomically: a TIFF stack (a file), or a folder
+    with one PNG per image (TIFF when ids exceed 16 bits or are negative) plus our manifest.
+    Ids are kept exactly (:func:`label_dtype`), never wrapped.
 
-    Writes to a temporary sibling first and renames, so a failure leaves nothing half-way.
+    The destination must have passed :func:`src_models.outputs.check_output`.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    dtype = _label_dtype(labels)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        if images.is_stack:
-            import tifffile
-
-            target = tmp / "stack.tif"
-            tifffile.imwrite(target, np.stack(labels).astype(dtype), compression="zlib")
-        else:
-            target = tmp / "masks"
-            target.mkdir()
-            _write_folder(target, labels, images.names or [], dtype)
-        _replace(target, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    dtype = label_dtype(labels)
+    if images.is_stack:
+        stack: np.ndarray = np.stack([np.asarray(lab) for lab in labels]).astype(dtype)
+        return write_file(out, lambda tmp: write_tiff(tmp, stack))
+    return write_folder(out, lambda tmp: _write_masks(tmp, labels, images.names or [], dtype))
 
 
-def _write_folder(folder: Path, labels: list[np.ndarray], names: list[str], dtype: type) -> None:
+def _write_masks(folder: Path, labels: list[np.ndarray], names: list[str], dtype: np.dtype) -> None:
     import imageio.v3 as iio
     import tifffile
 
-    for name, lab in zip(names, labels):
-        if dtype == np.uint32:
-            tifffile.imwrite(folder / f"{name}.tif", lab.astype(dtype))
+    for name, lab in zip(names, labels, strict=True):
+        if dtype.itemsize > 2 or dtype.kind == "i":  # PNG holds 8/16-bit unsigned only
+            tifffile.imwrite(folder / f"{name}.tif", np.asarray(lab).astype(dtype))
         else:
-            iio.imwrite(folder / f"{name}.png", lab.astype(dtype))
-
-
-def _replace(src: Path, dst: Path) -> None:
-    if dst.is_dir():
-        shutil.rmtree(dst)
-    elif dst.exists():
-        dst.unlink()
-    os.replace(src, dst)
+            iio.imwrite(folder / f"{name}.png", np.asarray(lab).astype(dtype))

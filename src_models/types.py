@@ -33,7 +33,8 @@ class SliceResult:
 
     Attributes:
         index: position of the slice in the stack or image set.
-        labels: (H, W) int32 proposal at the slice's own size; ids are the example ids.
+        labels: (H, W) proposal at the slice's own size, in the ids and integer dtype of the
+            example labels (uint8 for boolean examples).
         confidence: (H, W) float32 in [0, 1], the head's confidence for the chosen label.
         score: scalar float in [0, 1], the review score (:mod:`src_models.scoring`): the
             head's confidence times plausibility factors (missing object, size jump,

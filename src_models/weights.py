@@ -213,6 +213,20 @@ def resolve(spec: WeightsSpec | str, path: str | Path | None = None) -> Path:
     return found
 
 
+def resolve_checked(spec: WeightsSpec | str, path: str | Path | None = None) -> Path:
+    """:func:`resolve`, plus the sha256 check for a file under its official name.
+
+    An explicit path to a file of another name (a fine-tuned or converted checkpoint) is not
+    compared with the official hash: the loader's strict state-dict load checks it instead
+    (every key and shape must match the model).
+    """
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    found = resolve(spec, path)
+    if path is None or found.name == spec.file_name:
+        verify_once(found, spec)
+    return found
+
+
 def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -246,6 +260,50 @@ def verify_once(path: str | Path, spec: WeightsSpec) -> None:
         _VERIFIED.add(key)
 
 
+def load_failure(error: Exception) -> str:
+    """Why a weights-only load failed, in a few words (never torch's advice to turn
+    ``weights_only`` off: that would run whatever code the file carries)."""
+    text = str(error).strip()
+    if "weights_only" in text or "Weights only" in text:
+        return f"{type(error).__name__}: it holds pickled Python objects, not only tensors"
+    first = text.splitlines()[0][:200] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def probe_checkpoint(path: str | Path, kind: str | None = None) -> None:
+    """Open a checkpoint weights-only without reading its tensors into memory (safetensors
+    header, or a memory-mapped ``torch.load``); RuntimeError when it is no such file.
+
+    Args:
+        path: the file.
+        kind: a file name whose suffix tells the format (default: ``path``'s own).
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        if Path(kind or path.name).suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                if not list(handle.keys()):
+                    raise ValueError("it holds no tensors")
+            return
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+        if not isinstance(state, dict) or not state:
+            raise ValueError(f"it holds a {type(state).__name__}, not a state dict")
+    except Exception as error:  # pickle, zip and safetensors errors all mean "bad file"
+        raise RuntimeError(
+            f"{kind or path.name} is not a weights-only checkpoint ({load_failure(error)}); "
+            "it is damaged, not a checkpoint, or contains code, so it was not kept"
+        ) from error
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a checkpoint without executing pickled code.
 
@@ -264,8 +322,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and safetensors errors all mean "bad file"
         raise RuntimeError(
-            f"cannot load {path} as a weights-only checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); it is corrupted or contains code"
+            f"cannot load {path} as a weights-only checkpoint ({load_failure(error)}); "
+            "it is corrupted or contains code"
         ) from error
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src_models.weights import get_spec, load_state_dict, resolve, verify_once
+from src_models.weights import get_spec, load_state_dict, resolve, resolve_checked
 
 DINOV3_ARCHS: dict[str, str] = {
     "vits16": "vit_small_patch16_dinov3",
@@ -94,9 +94,7 @@ def build_dinov3(size: str = "vits16", weights: str | Path | None = None) -> nn.
     if weights == "random":
         return create_dinov3(size).eval().requires_grad_(False)
     spec = get_spec(f"dinov3_{size}")
-    path = resolve(spec, weights)
-    if path.name == spec.file_name:
-        verify_once(path, spec)
+    path = resolve_checked(spec, weights)
     state = load_state_dict(path)
     model = create_dinov3(size, qkv_bias=has_qkv_bias(state))
     load_dinov3_weights(model, state, path)

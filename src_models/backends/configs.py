@@ -113,7 +113,8 @@ class DinoSamConfig:
         persam_f_max_side: longest side of the logits/masks PerSAM-F trains on (none = full
             resolution as the official code; 256 keeps 1000 CPU steps to seconds).
         disk_cache: also keep SAM embeddings on disk.
-        disk_cache_dir: folder of that disk cache (none = the user cache directory).
+        disk_cache_dir: root of that disk cache, which lives in its sam_embeddings subfolder
+            (none = the user cache directory).
         disk_cache_gb: size cap of that disk cache in GB.
     """
 

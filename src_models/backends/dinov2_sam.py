@@ -21,10 +21,10 @@ from src_models.backends.base import BackendBase, example_weights, object_ids, t
 from src_models.backends.configs import DinoSamConfig
 from src_models.cache import model_tag
 from src_models.device import pick_device, pick_dtype
+from src_models.disk_cache import DiskCache
 from src_models.matching import ExampleBank, build_bank, class_scores
 from src_models.refine import upsample
 from src_models.sam.build import build_sam
-from src_models.sam.disk_cache import DiskEmbeddingCache
 from src_models.sam.persam import PersamConfig, persam_predict, similarity_map, target_embedding
 from src_models.sam.persam_decoder import install_persam
 from src_models.sam.persam_f import PersamFConfig, persam_f_predict, train_weights
@@ -209,6 +209,6 @@ def build_dinov2_sam_backend(
         )
     disk = None
     if config.disk_cache:
-        disk = DiskEmbeddingCache(config.disk_cache_dir, int(config.disk_cache_gb * 2**30))
+        disk = DiskCache("sam_embeddings", config.disk_cache_dir, int(config.disk_cache_gb * 2**30))
     sam = build_sam(config.sam_model, sam_weights)
     return DinoSamBackend(dino, SamEncoder(sam, torch_device, dtype, disk), config)

@@ -8,11 +8,10 @@ guided filter of :mod:`src_models.refine` (the official CRF needs a CUDA library
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ from src_models.backends.configs import Insid3Config
 from src_models.backends.dinov2 import PatchFeatures
 from src_models.cache import model_tag
 from src_models.device import pick_device, pick_dtype
+from src_models.disk_cache import DiskCache, make_key, shape_dtype
 from src_models.heads import insid3 as head
 from src_models.matching import patch_label_fractions
 from src_models.refine import refine_probabilities
@@ -53,20 +53,18 @@ def input_size(c: Insid3Config) -> int:
     return c.input_size
 
 
-def debias_cache_dir() -> Path:
-    """Where positional bases are stored: ``<user cache>/napari-incontext/debias``."""
-    from src_models.weights import cache_dir
-
-    return cache_dir().parent / "debias"
+def debias_cache(root: Path | None = None) -> DiskCache:
+    """Where positional bases are stored: ``<user cache>/napari-incontext/insid3_debias``."""
+    return DiskCache("insid3_debias", root, max_bytes=2**28)
 
 
 @dataclass
 class PositionalDebias:
     """Positional bases per patch grid, estimated from a constant (zero after normalisation) image.
 
-    Bases are kept in memory and, for real weights, on disk keyed by backbone, grid, dtype
-    and the weights file (name, size, mtime), so each (model, input size) costs one extra
-    forward pass once per machine.
+    Bases are kept in memory and, for real weights, on disk (:func:`debias_cache`) keyed by
+    backbone, grid, dtype and the weights file (name, size, mtime), so each (model, input
+    size) costs one extra forward pass once per machine.
     """
 
     encoder: PatchEncoder
@@ -74,9 +72,8 @@ class PositionalDebias:
     on_disk: bool
     _bases: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
 
-    def path(self, grid: tuple[int, int]) -> Path:
-        digest = hashlib.blake2b(f"{self.key}:{grid}".encode(), digest_size=8).hexdigest()
-        return debias_cache_dir() / f"{self.key.split(':')[0]}-{grid[0]}x{grid[1]}-{digest}.npy"
+    def disk_key(self, grid: tuple[int, int]) -> str:
+        return make_key(self.key, f"{grid[0]}x{grid[1]}")
 
     def has(self, grid: tuple[int, int]) -> bool:
         return grid in self._bases
@@ -102,22 +99,13 @@ class PositionalDebias:
         return head.unit(tokens).reshape(*grid, -1).cpu().numpy()
 
     def _load(self, grid: tuple[int, int]) -> np.ndarray | None:
-        try:
-            return np.load(self.path(grid))
-        except (OSError, ValueError):
-            return None
+        model: Any = self.encoder.model
+        width = int(model.embed_dim)
+        return debias_cache().get(self.disk_key(grid), shape_dtype((width, None), np.float32))
 
     def _save(self, grid: tuple[int, int], basis: np.ndarray) -> None:
-        if not self.on_disk:
-            return
-        path = self.path(grid)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, basis)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache only costs the recomputation next time
+        if self.on_disk:
+            debias_cache().put(self.disk_key(grid), basis.astype(np.float32))
 
 
 @dataclass(frozen=True)

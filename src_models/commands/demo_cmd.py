@@ -16,16 +16,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slices", type=int, default=12)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument(
-        "--out", default=None, help="also save image, example and result TIFFs here"
+        "--out", default=None, help="also save image, example and result TIFFs in this new folder"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier demo output folder"
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from src_models.atomic import write_folder
     from src_models.engine import propagate
     from src_models.evaluation.metrics import iou
+    from src_models.outputs import check_output
     from src_models.registry import build_backend
     from src_models.sample_data import example_labels, synthetic_stack
 
+    if args.out is not None:
+        check_output(args.out, overwrite=args.overwrite, kind="folder")
     image, truth = synthetic_stack(args.slices, args.size)
     labels = example_labels(truth)
     result = labels.copy()
@@ -44,12 +51,13 @@ def run(args: argparse.Namespace) -> int:
         f"mean IoU: object 1 {mean[0]:.3f}, object 2 {mean[1]:.3f}; "
         f"{time.perf_counter() - start:.1f} s in all"
     )
-    if args.out:
+    if args.out is not None:
         import tifffile
 
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, arr in (("image", image), ("examples", labels), ("proposals", result)):
-            tifffile.imwrite(out / f"{name}.tif", arr)
-        print(f"saved image.tif, examples.tif, proposals.tif in {out}")
+        def fill(folder: Path) -> None:
+            for name, arr in (("image", image), ("examples", labels), ("proposals", result)):
+                tifffile.imwrite(folder / f"{name}.tif", arr)
+
+        write_folder(args.out, fill)
+        print(f"saved image.tif, examples.tif, proposals.tif in {args.out}")
     return 0

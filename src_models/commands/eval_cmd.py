@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from src_models.commands.common import add_backend_arguments, backend_from_args
 
@@ -51,16 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from src_models.atomic import write_json
     from src_models.device import pick_device
     from src_models.evaluation.annotator import AnnotatorConfig
     from src_models.evaluation.datasets import load_datasets
     from src_models.evaluation.protocols import RANDOM_NOTE, Progress, drain
     from src_models.evaluation.report import results_table
     from src_models.evaluation.runner import compatible, run_protocol
-    from src_models.io import check_output
+    from src_models.outputs import check_output
 
-    if args.out:
-        check_output(args.out, args.overwrite)
+    if args.out is not None:
+        check_output(args.out, overwrite=args.overwrite, kind="file", inputs=[args.data])
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be >= 1")
     datasets = [d for d in load_datasets(args.data, args.max_side) if compatible(args.protocol, d)]
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(drain(gen, on_item))
     bar.close()
     print(results_table(results))
-    if args.out:
-        Path(args.out).write_text(json.dumps([r.to_dict() for r in results], indent=1, default=str))
+    if args.out is not None:
+        write_json(args.out, {"results": [r.to_dict() for r in results]})
         print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,20 +43,56 @@ def timing_report(results: list[dict[str, Any]]) -> dict[str, Any]:
     return report
 
 
+def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """Refuse dangerous or occupied outputs and an image given as its own labels, before
+    anything is read or computed; returns (out, timings)."""
+    from src_models.outputs import check_output
+
+    for flag, value in (("image", args.image), ("--labels", args.labels)):
+        if not str(value).strip():
+            raise ValueError(f"{flag} is empty: give a file or folder")
+    image, labels = Path(args.image).expanduser(), Path(args.labels).expanduser()
+    if image.exists() and labels.exists() and image.resolve() == labels.resolve():
+        raise ValueError(f"--labels {args.labels} is the image itself: give the label file")
+    stack = not image.is_dir()
+    if stack and Path(args.out).suffix.lower() not in (".tif", ".tiff") and str(args.out).strip():
+        raise ValueError(f"--out {args.out}: a stack's labels are a TIFF, name it *.tif")
+    inputs = [args.image, args.labels]
+    out = check_output(
+        args.out,
+        overwrite=args.overwrite,
+        kind="file" if stack else "folder",
+        inputs=inputs,
+        others=[args.timings] if args.timings is not None else [],
+    )
+    timings = None
+    if args.timings is not None:
+        timings = check_output(
+            args.timings,
+            overwrite=args.overwrite,
+            kind="file",
+            inputs=inputs,
+            others=[args.out],
+            flag="--timings",
+        )
+    return out, timings
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from src_models.atomic import write_json
     from src_models.engine import propagate
-    from src_models.io import check_output, read_images, read_labels, write_labels
+    from src_models.io import read_images, read_labels, write_labels
 
-    out = check_output(args.out, args.overwrite)
-    if args.timings:
-        check_output(args.timings, args.overwrite)
+    out, timings = check_paths(args)
     images = read_images(args.image)
     labels = read_labels(args.labels, images)
     backend = backend_from_args(args)
     n = len(images.images)
-    result = [np.asarray(lab) if lab is not None else None for lab in labels]
+    result: list[np.ndarray | None] = [
+        np.asarray(lab) if lab is not None else None for lab in labels
+    ]
     rows = []
     bar = None
     for res in propagate(images.images, labels, backend, link=args.link):
@@ -75,11 +110,11 @@ def run(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     final = [
-        r if r is not None else np.zeros(np.shape(images.images[i])[:2], np.int32)
+        r if r is not None else np.zeros(np.shape(images.images[i])[:2], np.uint8)
         for i, r in enumerate(result)
     ]
     write_labels(out, final, images)
-    if args.timings:
-        Path(args.timings).write_text(json.dumps(timing_report(rows), indent=2))
+    if timings is not None:
+        write_json(timings, timing_report(rows))
     print(f"wrote {out} ({n} slices, {len(rows)} proposed)", file=sys.stderr)
     return 0

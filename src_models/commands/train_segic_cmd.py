@@ -101,14 +101,49 @@ def _line(progress: dict[str, Any]) -> str:
     )
 
 
+def _run_problem(path: Path) -> str | None:
+    """None when ``path`` (a checkpoint or its sidecar) belongs to a train-segic run."""
+    import torch
+
+    from src_models.heads.segic_train import sidecar_path
+
+    side = path if path.name.endswith(".train.pt") else sidecar_path(path)
+    try:
+        state = torch.load(side, map_location="cpu", weights_only=True)
+    except Exception:  # missing or unreadable sidecar: not a run of ours
+        return f"it is not a train-segic output (no readable {side.name} beside it)"
+    if isinstance(state, dict) and {"step", "optimizer"} <= set(state):
+        return None
+    return f"it is not a train-segic output ({side.name} holds no training state)"
+
+
+def _check_out(args: argparse.Namespace) -> Path:
+    """Refuse a dangerous or foreign --out (and sidecar) before training starts."""
+    from src_models.heads.segic_train import sidecar_path
+    from src_models.outputs import check_output
+
+    given = [args.images, args.labels, args.init, args.weights, args.text_embedding]
+    inputs = [p for p in given if p and Path(p).exists()]
+    replace = args.overwrite or args.resume  # resuming continues writing the same run
+    out = check_output(args.out, overwrite=replace, kind="file", inputs=inputs, owner=_run_problem)
+    check_output(
+        sidecar_path(out),
+        overwrite=replace,
+        kind="file",
+        inputs=inputs,
+        flag="--out's sidecar",
+        owner=_run_problem,
+    )
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from src_models.backbones.dinov2 import build_dinov2
     from src_models.device import pick_device
     from src_models.heads.segic_text import load_text_embedding
     from src_models.heads.segic_train import SegicTrainConfig, Trainer, train_segic
-    from src_models.io import check_output
 
-    out = Path(args.out) if args.resume else check_output(args.out, args.overwrite)
+    out = _check_out(args)
     source = _source(args)
     backbone = build_dinov2(args.backbone, args.weights)
     decoder = _decoder(args, int(backbone.embed_dim))

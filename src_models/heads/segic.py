@@ -28,7 +28,7 @@ from segment_anything.modeling.transformer import TwoWayTransformer
 from torch import nn
 
 from src_models.backends.configs import SEGIC_CHECKPOINTS
-from src_models.weights import load_state_dict, resolve, verify
+from src_models.weights import load_state_dict, resolve_checked
 
 __all__ = ["SEGIC_CHECKPOINTS", "SegicDecoder", "build_segic_decoder", "load_segic_decoder"]
 
@@ -262,11 +262,7 @@ def load_segic_decoder(
         raise ValueError(
             f"unknown SEGIC checkpoint {checkpoint!r}: choose one of {', '.join(SEGIC_CHECKPOINTS)}"
         )
-    path = resolve(checkpoint, weights)
-    if weights is None:
-        from src_models.weights import get_spec
-
-        verify(path, get_spec(checkpoint))
+    path = resolve_checked(checkpoint, weights)  # fine-tuned files: the strict load checks
     decoder = build_segic_decoder(feat_dim=feat_dim, input_size=input_size)
     load_segic_weights(decoder, path)
     return decoder.eval()
@@ -274,9 +270,7 @@ def load_segic_decoder(
 
 def save_segic_weights(decoder: SegicDecoder, path: str | Path) -> Path:
     """Write the decoder in the released format (a raw state dict), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()}, tmp)
-    tmp.replace(path)
-    return path
+    from src_models.atomic import write_file
+
+    state = {k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()}
+    return write_file(path, lambda temp: torch.save(state, temp))

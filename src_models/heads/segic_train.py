@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src_models.atomic import write_file
 from src_models.heads.segic import SegicDecoder, load_segic_weights, save_segic_weights
 from src_models.heads.segic_data import Episode, EpisodeSource, sample_episode
 from src_models.heads.segic_infer import (
@@ -199,9 +200,7 @@ class Trainer:
             "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
         }
-        tmp = sidecar_path(out).with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(sidecar_path(out))
+        write_file(sidecar_path(out), lambda temp: torch.save(state, temp))
 
     def resume(self, out: str | Path) -> None:
         """Load the decoder from ``out`` and the optimizer/scheduler/step/random state from its sidecar."""

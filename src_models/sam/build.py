@@ -13,8 +13,7 @@ from src_models.weights import (
     WeightsSpec,
     get_spec,
     load_state_dict,
-    resolve,
-    verify_once,
+    resolve_checked,
 )
 
 
@@ -163,9 +162,7 @@ def _checkpoint_path(arch: SamArch, weights: str | Path | None, spec: WeightsSpe
         if not path.is_file():
             raise RuntimeError(f"weights file {path} does not exist")
         return path
-    path = resolve(spec, weights)
-    verify_once(path, spec)
-    return path
+    return resolve_checked(spec, weights)  # a fine-tuned file is checked by the strict load
 
 
 def build_sam(

@@ -2,14 +2,15 @@
 (:class:`SamEncoder`) and cheap prompted decoding (:class:`SamHead`).
 
 The embedding of a slice is the per-slice feature the engine's FeatureCache keeps in memory;
-:class:`~src_models.sam.disk_cache.DiskEmbeddingCache` optionally keeps it across sessions.
+:class:`~src_models.disk_cache.DiskCache` (``sam_embeddings``) optionally keeps it across sessions.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 
 from src_models.backbones.encoder import TimedEncoder
 from src_models.cache import model_tag
-from src_models.sam.disk_cache import DiskEmbeddingCache
+from src_models.disk_cache import DiskCache, make_key, shape_dtype
 from src_models.timing import NULL_TIMER, Timer
 
 
@@ -67,7 +68,7 @@ class SamEncoder(TimedEncoder):
         sam: nn.Module,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
-        disk_cache: DiskEmbeddingCache | None = None,
+        disk_cache: DiskCache | None = None,
     ) -> None:
         super().__init__(sam, device, dtype, cast=sam.image_encoder)
         self.disk_cache = disk_cache
@@ -89,6 +90,12 @@ class SamEncoder(TimedEncoder):
         """Identity of the encoder (weights, dtype) for cache keys."""
         return f"sam:{getattr(self.sam, 'weights_tag', model_tag(self.sam))}:{self.dtype}"
 
+    def _embedding_check(self) -> Callable[[np.ndarray], bool]:
+        """What a stored embedding must be: (C, g, g) float16 of this SAM's prompt encoder."""
+        prompt: Any = self.sam.prompt_encoder
+        grid = tuple(int(v) for v in prompt.image_embedding_size)
+        return shape_dtype((int(prompt.embed_dim), *grid), np.float16)
+
     @torch.inference_mode()
     def _encode(self, image: np.ndarray, timer: Timer) -> tuple[np.ndarray, tuple[int, int]]:
         x, input_size = to_sam_input(image, self.img_size)
@@ -102,9 +109,9 @@ class SamEncoder(TimedEncoder):
         from segment_anything.utils.transforms import ResizeLongestSide
 
         original = (int(image.shape[0]), int(image.shape[1]))
-        key = DiskEmbeddingCache.key(self.key, image) if self.disk_cache else ""
+        key = make_key(self.key, image) if self.disk_cache else ""
         if self.disk_cache is not None:
-            cached = self.disk_cache.get(key)
+            cached = self.disk_cache.get(key, self._embedding_check())
             if cached is not None:
                 size = ResizeLongestSide.get_preprocess_shape(
                     original[0], original[1], self.img_size

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from src_models.atomic import MANIFEST
 from src_models.cli import main
 from src_models.sample_data import example_labels, synthetic_stack
 from tests.helpers import iou
@@ -70,7 +71,7 @@ def test_propagate_a_folder_mirrors_it(folder_files, tmp_path: Path) -> None:
         main(["propagate", str(images), "--labels", str(masks), "--out", str(out), "--quiet"]) == 0
     )
     written = sorted(p.name for p in out.iterdir())
-    assert written == [f"img_{i}.png" for i in range(4)]
+    assert written == [MANIFEST] + [f"img_{i}.png" for i in range(4)]
     assert iou(iio.imread(out / "img_3.png") == 1, truth[3] == 1) > 0.7
 
 
@@ -87,21 +88,14 @@ def test_existing_output_is_refused_unless_overwrite(stack_files, tmp_path: Path
     done = _run("propagate", str(image), "--labels", str(labels), "--out", str(out))
     assert done.returncode == 2 and "--overwrite" in done.stderr
     assert "Traceback" not in done.stderr and out.read_bytes() == b"keep me"
-    assert (
-        main(
-            [
-                "propagate",
-                str(image),
-                "--labels",
-                str(labels),
-                "--out",
-                str(out),
-                "--overwrite",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    args = ["propagate", str(image), "--labels", str(labels), "--out", str(out), "--quiet"]
+    assert main([*args, "--overwrite"]) == 2  # not ours: --overwrite does not replace it
+    assert out.read_bytes() == b"keep me"
+    out.unlink()
+    assert main(args) == 0
+    first = out.stat().st_mtime_ns
+    assert main(args) == 2  # ours now, but still only with --overwrite
+    assert main([*args, "--overwrite"]) == 0 and out.stat().st_mtime_ns != first
     assert tifffile.imread(out).shape == (5, 48, 48)
 
 

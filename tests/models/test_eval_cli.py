@@ -192,7 +192,7 @@ def test_eval_command_is_registered_and_writes_json(tmp_path: Path, capsys) -> N
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| dataset | backend | mIoU" in printed and "classic" in printed
-    (result,) = json.loads(out.read_text())
+    (result,) = json.loads(out.read_text())["results"]
     assert result["protocol"] == "propagate" and result["summary"]["slices"] == 5
     assert result["summary"]["mIoU"] > 0.5  # two clean blobs: the forest separates them
 

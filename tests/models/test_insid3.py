@@ -358,7 +358,7 @@ def test_positional_basis_cached_on_disk(
     timer = Timer()
     first.compute_features(image, timer)
     assert "debias_basis" in timer.seconds and "backbone" in timer.seconds
-    stored = list((no_weights / "cache" / "debias").glob("*.npy"))
+    stored = list((no_weights / "cache" / "insid3_debias").glob("*.npy"))
     assert len(stored) == 1
 
     def no_forward(self: PositionalDebias, grid: tuple[int, int]) -> np.ndarray:

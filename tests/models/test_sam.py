@@ -12,10 +12,10 @@ import torch
 
 from src_models import weights as W
 from src_models.cache import FeatureCache
+from src_models.disk_cache import DiskCache, make_key
 from src_models.engine import propagate
 from src_models.matching import class_scores, patch_label_fractions
 from src_models.sam.build import build_sam, build_sam_random
-from src_models.sam.disk_cache import DiskEmbeddingCache
 from src_models.sam.predictor import SamEncoder, SamHead, combine_objects
 from tests.helpers import iou
 
@@ -108,11 +108,11 @@ def test_disk_cache_survives_a_new_model_instance(
 ) -> None:
     image = _image()[0]
     first = SamEncoder(
-        build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskEmbeddingCache(tmp_path)
+        build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskCache("sam", tmp_path)
     )
     a = first(image)
     again = SamEncoder(
-        build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskEmbeddingCache(tmp_path)
+        build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskCache("sam", tmp_path)
     )
     b = again(image)
     assert first.encode_count == 1 and again.encode_count == 0 and again.disk_cache.hits == 1
@@ -120,11 +120,12 @@ def test_disk_cache_survives_a_new_model_instance(
 
 
 def test_disk_cache_size_cap_evicts_oldest(tmp_path: Path) -> None:
-    cache = DiskEmbeddingCache(tmp_path, max_bytes=2500)
-    for i in range(4):
-        cache.put(f"k{i}", np.full(256, i, np.float32))  # ~1.1 kB per file
-    assert cache.get("k0") is None and cache.get("k3") is not None
-    assert sum(p.stat().st_size for p in tmp_path.glob("*.npy")) <= 2500
+    cache = DiskCache("sam", tmp_path, max_bytes=2500)
+    keys = [make_key(f"k{i}") for i in range(4)]
+    for i, key in enumerate(keys):
+        cache.put(key, np.full(256, i, np.float32))  # ~1.1 kB per file
+    assert cache.get(keys[0]) is None and cache.get(keys[3]) is not None
+    assert sum(p.stat().st_size for p in (tmp_path / "sam").glob("*.npy")) <= 2500
 
 
 def test_combine_objects_picks_highest_positive_logit() -> None:

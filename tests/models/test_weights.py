@@ -132,9 +132,9 @@ class _FakeResponse(io.BytesIO):
 
 
 def test_download_is_atomic_and_verified(tmp_path: Path) -> None:
-    payload = b"x" * 3_000_000
     good = tmp_path / "src.bin"
-    good.write_bytes(payload)
+    _save_tiny(good)
+    payload = good.read_bytes()
     spec = dataclasses.replace(W.get_spec("sam_vit_b"), sha256=W.sha256sum(good), size=len(payload))
     out = download(spec, tmp_path / "dl", opener=lambda url: _FakeResponse(payload), progress=False)
     assert out.read_bytes() == payload and out.name == spec.file_name

@@ -20,6 +20,7 @@ def dock(viewer):
 
 def open_stack(viewer, folder: Path, image: np.ndarray, labels: np.ndarray) -> None:
     """Write the stack and its labels as TIFFs and open them with ``viewer.open``."""
+    folder.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(folder / "stack.tif", image)
     tifffile.imwrite(folder / "examples.tif", labels)
     viewer.open(folder / "stack.tif")
@@ -50,3 +51,21 @@ def proposals(viewer):
     found = [layer for layer in viewer.layers if role(layer) == PROPOSALS]
     assert len(found) == 1, f"expected one proposals layer, found {len(found)}"
     return found[0]
+
+
+def run_image_set(qtbot, viewer, images: dict, example_labels, folder: Path):
+    """Write 2D images (the first with ``example_labels``) as TIFFs into ``folder``, open
+    them with ``viewer.open``, dock the widget with the counting backend, run; return it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, image in images.items():
+        tifffile.imwrite(folder / f"{name}.tif", image)
+    first = next(iter(images))
+    tifffile.imwrite(folder / f"{first} labels.tif", example_labels)
+    viewer.open([folder / f"{name}.tif" for name in images])
+    viewer.open(folder / f"{first} labels.tif", layer_type="labels")
+    widget = dock(viewer)
+    choose_backend(widget, "counting")
+    widget.controls.image_combo.setCurrentText(first)
+    widget.controls.labels_combo.setCurrentText(f"{first} labels")
+    run_and_wait(qtbot, widget)
+    return widget

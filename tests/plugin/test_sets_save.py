@@ -16,6 +16,7 @@ from tests.plugin.plugin_helpers import (
     choose_backend,
     dock,
     run_and_wait,
+    run_image_set,
     wait_idle,
 )
 
@@ -40,33 +41,16 @@ def test_saved_stack_and_provenance(qtbot, viewer_widget, tmp_path):
     assert 0 < rows[EXAMPLE + 1]["confidence"] <= 1
 
 
-def open_image_set(viewer, folder, stack):
-    """Three 2D images of different sizes and the example's labels, opened from files."""
-    image, _, labels = stack
-    files = {
-        "first": image[EXAMPLE],
-        "second": image[EXAMPLE + 1],
-        "third": image[EXAMPLE - 1, :40, :44],  # sizes may differ
-    }
-    for name, pixels in files.items():
-        tifffile.imwrite(folder / f"{name}.tif", pixels)
-    tifffile.imwrite(folder / "first labels.tif", labels[EXAMPLE])
-    viewer.open([folder / f"{name}.tif" for name in files])
-    viewer.open(folder / "first labels.tif", layer_type="labels")
-    return list(files)
-
-
 def test_image_set_through_the_plugin_path(
     qtbot, make_napari_viewer, stack, test_backends, tmp_path
 ):
     _, truth, labels = stack
     viewer = make_napari_viewer()
-    names = open_image_set(viewer, tmp_path, stack)
-    widget = dock(viewer)
-    choose_backend(widget, "counting")
-    widget.controls.image_combo.setCurrentText("first")
-    widget.controls.labels_combo.setCurrentText("first labels")
-    run_and_wait(qtbot, widget)
+    image = stack[0]
+    names = ["first", "second", "third"]
+    images = {"first": image[EXAMPLE], "second": image[EXAMPLE + 1]}
+    images["third"] = image[EXAMPLE - 1, :40, :44]  # sizes may differ
+    widget = run_image_set(qtbot, viewer, images, labels[EXAMPLE], tmp_path / "in")
 
     assert widget.workspace.is_set and len(widget.workspace) == 3  # the example is no target
     assert not any(layer.name == PROPOSALS for layer in viewer.layers)
@@ -99,7 +83,7 @@ def test_image_set_through_the_plugin_path(
 
     widget.save(str(tmp_path / "out"))
     wait_idle(qtbot, widget)
-    saved = {p.stem: iio.imread(p) for p in (tmp_path / "out" / "masks").iterdir()}
+    saved = {p.stem: iio.imread(p) for p in (tmp_path / "out" / "masks").glob("*.png")}
     assert sorted(saved) == sorted(names)  # one mask per image, named after it
     np.testing.assert_array_equal(saved["first"], labels[EXAMPLE])
     np.testing.assert_array_equal(saved["second"], accepted.data)

@@ -1,0 +1,130 @@
+"""Refuse a run whose estimated peak memory exceeds what the machine has available.
+
+The estimate (bytes) adds: the normalised float32 copy of every slice, the cached features
+of every slice (at most the feature cache's cap), the transient buffers of one slice (feature
+computation and prediction) and the per-slice outputs (labels + confidence). Feature sizes
+follow each backend's options (:func:`feature_bytes`). It is an estimate, not a bound: set
+``NAPARI_INCONTEXT_NO_MEMORY_CHECK=1`` to run anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+SKIP_ENV = "NAPARI_INCONTEXT_NO_MEMORY_CHECK"
+GB = 1e9
+_WIDTH = {"vits": 384, "vitb": 768, "vitl": 1024, "vitg": 1536}
+_OUTPUT_BYTES_PER_PIXEL = 16  # compact + user labels, confidence, probabilities' argmax
+_PREDICT_BYTES_PER_PIXEL = 48  # per-class probabilities at full size, a few float32 copies
+
+
+def human(nbytes: float) -> str:
+    """``1.2 GB``, ``350 MB``, ``12 kB``."""
+    for unit, size in (("GB", GB), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{int(nbytes)} B"
+
+
+def available_bytes() -> int:
+    """Memory the OS can give this process now (psutil's ``available``)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def _config(backend: Any) -> Any:
+    while getattr(backend, "config", None) is None and getattr(backend, "inner", None):
+        backend = backend.inner
+    return getattr(backend, "config", None)
+
+
+def _classic_features(config: Any, channels: int) -> int:
+    """Filter-bank features per pixel of the classic backend (skimage's sigma ladder)."""
+    sigmas = int(math.log2(config.sigma_max) - math.log2(config.sigma_min) + 1)
+    return sigmas * (2 + (2 if config.texture else 0)) * channels
+
+
+def feature_bytes(backend: Any, shape: tuple[int, int], channels: int) -> tuple[int, int]:
+    """(cached bytes, transient bytes while computing) of one (H, W) slice's features."""
+    config = _config(backend)
+    pixels = shape[0] * shape[1]
+    if config is not None and hasattr(config, "sigma_max"):
+        n = _classic_features(config, channels)
+        return 2 * n * pixels, 10 * n * pixels  # float16 kept; float32 list + stack
+    cached = 0
+    if config is not None and hasattr(config, "input_size"):
+        name = str(getattr(config, "backbone", "vitl"))
+        width = next((w for key, w in _WIDTH.items() if key in name), 1024)
+        patch = 16 if "dinov3" in name or "16" in name[-2:] else 14
+        side = config.input_size or 512
+        cached += math.ceil(side / patch) ** 2 * width * 4 + 2 * pixels  # tokens + guide
+    if config is not None and hasattr(config, "sam_model"):
+        cached += 256 * 64 * 64 * 2  # SAM embedding, float16
+    if cached == 0:
+        cached = 64 * pixels  # unknown backend: as much as a wide filter bank
+    return cached, cached + 4 * pixels * 3 * 4  # + the resized float32 input
+
+
+def estimate(
+    shapes: Sequence[tuple[int, ...]],
+    backend: Any,
+    cache_bytes: int,
+    raw_bytes: int = 0,
+) -> dict[str, int]:
+    """Estimated peak bytes of a run, by part.
+
+    Args:
+        shapes: each slice's (H, W[, C]) shape.
+        backend: the backend that will run (its options size the features).
+        cache_bytes: cap of the feature cache.
+        raw_bytes: bytes of the input still to be read (0 when it is already in memory).
+    """
+    channels = 3 if any(len(s) == 3 and s[-1] >= 3 for s in shapes) else 1
+    pixels = [int(s[0]) * int(s[1]) for s in shapes]
+    largest = max(range(len(shapes)), key=lambda i: pixels[i]) if shapes else 0
+    per_slice = [feature_bytes(backend, (s[0], s[1]), channels) for s in shapes]
+    transient = per_slice[largest][1] if shapes else 0
+    return {
+        "input": raw_bytes,
+        "images": sum(pixels) * channels * 4 + (max(pixels, default=0) * channels * 8),
+        "features": min(sum(c for c, _ in per_slice), cache_bytes) + transient,
+        "outputs": sum(pixels) * _OUTPUT_BYTES_PER_PIXEL
+        + max(pixels, default=0) * _PREDICT_BYTES_PER_PIXEL,
+    }
+
+
+def shapes_of(images: Any) -> list[tuple[int, ...]]:
+    """Each slice's shape of a (N, Y, X[, C]) stack or a list of images, without copying."""
+    if hasattr(images, "ndim") and hasattr(images, "shape"):
+        return [tuple(images.shape[1:])] * int(images.shape[0]) if images.ndim >= 3 else []
+    return [tuple(getattr(im, "shape", ())) for im in images]
+
+
+def check_memory(
+    shapes: Sequence[tuple[int, ...]],
+    backend: Any,
+    cache_bytes: int,
+    raw_bytes: int = 0,
+    available: int | None = None,
+) -> int:
+    """Raise ``MemoryError`` with one line (the estimate and what to do) when the run's
+    estimated peak exceeds the available memory; returns the estimate in bytes."""
+    shapes = [s for s in shapes if len(s) >= 2]  # malformed ones are refused by prepare
+    parts = estimate(shapes, backend, cache_bytes, raw_bytes)
+    total = sum(parts.values())
+    if os.environ.get(SKIP_ENV, "") not in ("", "0"):
+        return total
+    free = available_bytes() if available is None else available
+    if total > free:
+        detail = ", ".join(f"{k} {human(v)}" for k, v in parts.items() if v)
+        raise MemoryError(
+            f"this run needs about {human(total)} of memory ({detail}) but "
+            f"{human(free)} are available: crop or downscale the images, run fewer "
+            "slices at a time, or pick a backend with smaller features (e.g. dinov2, or "
+            f"classic with texture=false); set {SKIP_ENV}=1 to try anyway"
+        )
+    return total
