@@ -178,3 +178,21 @@ def test_extra_examples_label_a_stack_without_any(stack: tuple[np.ndarray, np.nd
     assert iou(results[0].labels == 1, truth[4] == 1) > 0.6
     with pytest.raises(ValueError, match="no example"):
         list(propagate(image[4:], np.zeros_like(truth[4:]), ClassicBackend()))
+
+
+def test_extra_examples_keep_their_own_ids_next_to_the_stacks(
+    stack: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, truth = stack
+    theirs = np.select([truth[3] == 1, truth[3] == 2], [5, 9], 0).astype(np.uint16)
+    extra = ExtraExamples([image[3]], [theirs], [1.0])
+    empty = np.zeros(truth.shape, np.int32)
+    alone = list(propagate(image, empty, ClassicBackend(), extra=extra, targets=[4]))
+    assert set(np.unique(alone[0].labels)) == {0, 5, 9}  # the saved ids, not 1..K
+    assert iou(alone[0].labels == 5, truth[4] == 1) > 0.5
+    mine = empty.copy()
+    mine[6] = np.select([truth[6] == 1, truth[6] == 2], [5, 9], 0)
+    both = list(propagate(image, mine, ClassicBackend(), extra=extra, targets=[4, 7]))
+    for res in both:
+        assert set(np.unique(res.labels)) == {0, 5, 9}
+        assert iou(res.labels == 9, truth[res.index] == 2) > 0.2
