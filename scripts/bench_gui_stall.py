@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from src_models.evaluation.report import write_block
+
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- stall:begin -->", "<!-- stall:end -->"
 PHASES = ("run click → first proposal", "streaming", "cancel", "accept all", "undo", "save")
 
 
@@ -162,7 +163,6 @@ def block(args: argparse.Namespace, gaps: dict[str, np.ndarray], memory: dict[st
     mem = ", ".join(f"{k} {v:.0f} MiB" for k, v in memory.items())
     return "\n".join(
         [
-            BEGIN,
             f"Regenerate with `xvfb-run -a python scripts/bench_gui_stall.py --slices "
             f"{args.slices} --size {args.size} --results {args.results}` (backend options "
             f"`{args.options}`). Measured {time.strftime('%Y-%m-%d %H:%M')} on "
@@ -172,19 +172,8 @@ def block(args: argparse.Namespace, gaps: dict[str, np.ndarray], memory: dict[st
             table(gaps),
             "",
             f"Process memory (RSS): {mem}.",
-            END,
         ]
     )
-
-
-def write_block(path: Path, text: str) -> None:
-    page = path.read_text() if path.is_file() else "# Responsiveness\n"
-    if BEGIN in page and END in page:
-        head, rest = page.split(BEGIN, 1)
-        page = head + text + rest.split(END, 1)[1]
-    else:
-        page = page.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(page)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(gaps))
     print(", ".join(f"{k} {v:.0f} MiB" for k, v in memory.items()))
     if args.out:
-        write_block(Path(args.out), block(args, gaps, memory))
+        write_block(Path(args.out), "stall", block(args, gaps, memory), "# Responsiveness")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

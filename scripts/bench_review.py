@@ -22,14 +22,13 @@ from typing import Any
 from src_models.engine import WEAK_SHARE, weak_weight
 from src_models.evaluation.datasets import Stack, load_datasets
 from src_models.evaluation.protocols import drain, one_shot, propagate_stack
-from src_models.evaluation.report import format_value
+from src_models.evaluation.report import format_value, write_block
 from src_models.evaluation.review import accept_then_rerun, score_quality
 from src_models.evaluation.runner import annotator_stack
 from src_models.registry import build_backend
 from src_models.scoring import ACCEPT_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- review:begin -->", "<!-- review:end -->"
 QUALITY = [  # folder, max_side, protocol options
     ("fss1000_geti", None, {"episodes": 3}),
     ("perseg_examples", 512, {}),
@@ -128,7 +127,6 @@ def rerun_table(data: Path) -> str:
 def block(data: Path, threshold: float, old: float, seconds: float, tables: list[str]) -> str:
     return "\n".join(
         [
-            BEGIN,
             "## Review score and accept-then-rerun",
             "",
             f"Regenerate with `python scripts/bench_review.py` (classic backend; took "
@@ -152,19 +150,8 @@ def block(data: Path, threshold: float, old: float, seconds: float, tables: list
             "empty holds no label and is no example under any policy.",
             "",
             tables[1],
-            END,
         ]
     )
-
-
-def write_block(path: Path, text: str) -> None:
-    page = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if BEGIN in page and END in page:
-        head, rest = page.split(BEGIN, 1)
-        page = head + text + rest.split(END, 1)[1]
-    else:
-        page = page.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(page)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     tables = [quality_table(data, args.threshold, args.old_threshold)]
     tables.append("" if args.skip_rerun else rerun_table(data))
     seconds = time.perf_counter() - start
-    write_block(Path(args.out), block(data, args.threshold, args.old_threshold, seconds, tables))
+    write_block(
+        Path(args.out),
+        "review",
+        block(data, args.threshold, args.old_threshold, seconds, tables),
+        "# Benchmarks",
+    )
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

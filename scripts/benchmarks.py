@@ -16,7 +16,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from src_models.evaluation.annotator import AnnotatorConfig
 from src_models.evaluation.datasets import load_datasets
 from src_models.evaluation.protocols import RANDOM_NOTE, EvalResult, build_for_eval, drain
-from src_models.evaluation.report import results_table
+from src_models.evaluation.report import kept_blocks, results_table
 from src_models.evaluation.runner import compatible, run_protocol
 
 
@@ -248,15 +247,6 @@ def render(results: dict[str, list[EvalResult]], failures: list[str], seconds: f
     if failures:
         lines += ["## Rows that failed", ""] + [f"- {f}" for f in failures] + [""]
     return "\n".join(lines)
-
-
-def kept_blocks(path: Path) -> str:
-    """Blocks other scripts maintain in the page (``<!-- name:begin -->`` … ``<!-- name:end
-    -->``, e.g. scripts/bench_review.py), carried over when the page is regenerated."""
-    if not path.is_file():
-        return ""
-    blocks = re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", path.read_text(), re.S)
-    return "".join(f"\n{m.group(0)}\n" for m in blocks)
 
 
 def main(argv: list[str] | None = None) -> int:
