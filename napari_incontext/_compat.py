@@ -27,3 +27,22 @@ def block_triton_if_unsafe() -> bool:
         return False
     sys.modules["triton"] = None  # type: ignore[assignment]  # makes `import triton` raise
     return True
+
+
+def release_memory() -> bool:
+    """Hand freed heap memory back to the operating system; return True if it was tried.
+
+    A run allocates one array per slice (a few MiB each); once glibc has raised its mmap
+    threshold, such blocks come from the heap and stay mapped after numpy frees them, so a
+    cancelled run would keep its stack's worth of resident memory. ``malloc_trim`` returns
+    it (glibc only; elsewhere this does nothing).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # musl or another libc
+        return False
+    return True

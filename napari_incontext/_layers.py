@@ -1,33 +1,37 @@
-"""Everything that reads or writes napari layers: names, proposals, undoable accepts.
+"""Everything that reads or writes napari layers: identities, proposals, undoable accepts.
+
+Layers are tracked by napari's ``unique_id``, never by Python identity (napari hands plugins
+proxies, a new one on every access) and never by name alone (a deleted layer can be replaced
+by another of the same name). A layer that is gone raises :class:`LayerGone`.
 
 Two modes share one interface, :class:`Workspace`:
 
-* stack: one image layer (N, Y, X[, C]) and one labels layer (N, Y, X); proposals go to a
-  labels layer named :data:`PROPOSALS` of the same shape.
-* image set: a 2D example image layer and its 2D labels layer; every other 2D image layer
-  of the viewer is a target. Target ``name`` gets its proposals in ``"proposals [name]"``
-  and its accepted labels in ``"labels [name]"`` (created on the first accept).
+* stack: one image layer (N, Y, X[, C]) and one labels layer (N, Y, X); proposals go to one
+  labels layer of the same shape, created on the first result.
+* image set: a 2D example image layer and its 2D labels layer; every other 2D image layer of
+  the viewer is a target. Each target gets its own proposals layer and, on the first accept,
+  its own labels layer. Layers the plugin creates carry ``metadata["napari-incontext"]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image, Labels
+    from napari.layers import Image, Labels, Layer
 
-PROPOSALS = "proposals"
-SET_PROPOSALS = "proposals [{}]"
-SET_LABELS = "labels [{}]"
+KEY = "napari-incontext"  # metadata key of the layers the plugin creates
+PROPOSALS, CONFIDENCE, LABELS = "proposals", "confidence", "labels"
+SET_NAME = "{role} [{name}]"
 
 
-def is_generated(name: str) -> bool:
-    """True for the layers this plugin creates for proposals."""
-    return name == PROPOSALS or name.startswith(SET_PROPOSALS.split("{")[0])
+class LayerGone(ValueError):
+    """A layer the workspace needs was deleted or replaced."""
 
 
 def spatial_ndim(layer: Image) -> int:
@@ -47,82 +51,100 @@ def labels_layers(viewer: napari.Viewer) -> list[Labels]:
     return [layer for layer in viewer.layers if isinstance(layer, Labels)]
 
 
-def _pixels(layer: Image) -> np.ndarray:
-    """Full-resolution data of an image layer (level 0 of a multiscale one)."""
+def role(layer: Layer) -> str | None:
+    """The plugin's role for a layer it created (proposals, confidence, labels), else None."""
+    tag = layer.metadata.get(KEY)
+    return tag.get("role") if isinstance(tag, dict) else None
+
+
+def is_generated(layer: Layer) -> bool:
+    """True for the proposals and confidence layers (never offered as the user's labels)."""
+    return role(layer) in (PROPOSALS, CONFIDENCE)
+
+
+def pixels(layer: Image) -> Any:
+    """Full-resolution data of an image layer (level 0 of a multiscale one), not copied."""
     return layer.data[0] if layer.multiscale else layer.data
 
 
-def _find(viewer: napari.Viewer, name: str) -> Labels | None:
-    from napari.layers import Labels
+def _set_images(viewer: napari.Viewer, example: Image) -> list[Image]:
+    """The 2D image layers of the viewer other than ``example`` and the plugin's own."""
+    return [
+        layer
+        for layer in image_layers(viewer)
+        if layer.unique_id != example.unique_id and spatial_ndim(layer) == 2 and not role(layer)
+    ]
 
-    if name not in viewer.layers:
+
+@dataclass
+class LayerRef:
+    """A layer remembered by its ``unique_id``; :meth:`get` finds it again or refuses."""
+
+    viewer: napari.Viewer = field(repr=False)
+    uid: Hashable
+    name: str
+    what: str
+
+    @classmethod
+    def of(cls, viewer: napari.Viewer, layer: Layer, what: str) -> LayerRef:
+        return cls(viewer, layer.unique_id, layer.name, what)
+
+    def find(self) -> Layer | None:
+        for layer in self.viewer.layers:
+            if layer.unique_id == self.uid:
+                self.name = layer.name
+                return layer
         return None
-    layer = viewer.layers[name]
-    return layer if isinstance(layer, Labels) else None
 
-
-def _ensure_labels(
-    viewer: napari.Viewer,
-    name: str,
-    like: Image,
-    shape: tuple[int, ...],
-    opacity: float,
-    dtype: np.dtype | type = np.int32,
-) -> Labels:
-    """The labels layer ``name`` with this shape, created empty (of ``dtype``, the user's
-    labels' type, so uint64 ids are never wrapped) when missing."""
-    layer = _find(viewer, name)
-    if layer is not None and layer.data.shape == shape:
+    def get(self) -> Layer:
+        layer = self.find()
+        if layer is None:
+            raise LayerGone(
+                f"the {self.what} layer {self.name!r} was deleted or replaced: choose the "
+                "layers again in the widget, then Run"
+            )
         return layer
-    if layer is not None:
-        raise ValueError(
-            f"layer {name!r} has shape {layer.data.shape} but {shape} is needed: "
-            "rename or delete it and run again"
-        )
-    return viewer.add_labels(
-        np.zeros(shape, dtype),
-        name=name,
-        opacity=opacity,
-        scale=like.scale[: len(shape)],
-        translate=like.translate[: len(shape)],
-    )
 
 
-def _accept_into(layer: Labels, proposal: np.ndarray, prefix: tuple[int, ...]) -> int:
-    """Copy nonzero proposal pixels where ``layer`` is 0, as one undoable napari edit.
+def find_tagged(viewer: napari.Viewer, **tag: Any) -> Layer | None:
+    """The layer whose plugin metadata holds every ``tag`` item."""
+    for layer in viewer.layers:
+        meta = layer.metadata.get(KEY)
+        if isinstance(meta, dict) and all(meta.get(k) == v for k, v in tag.items()):
+            return layer
+    return None
 
-    Args:
-        layer: the user's labels layer.
-        proposal: (Y, X) int proposal for the slice ``layer.data[prefix]``.
-        prefix: leading indices of the slice ((i,) for a stack, () for a 2D layer).
 
-    Returns:
-        Number of pixels written.
-    """
+def _accept_pixels(
+    layer: Labels, proposal: np.ndarray, prefix: tuple[int, ...], label: int | None
+) -> int:
+    """Copy nonzero proposal pixels (only id ``label`` if given) where ``layer`` is 0, as an
+    undoable napari edit; return the number of pixels written."""
     user = np.asarray(layer.data[prefix])
-    ys, xs = np.nonzero((proposal != 0) & (user == 0))
+    take = (proposal == label) if label is not None else (proposal != 0)
+    ys, xs = np.nonzero(take & (user == 0))
     if len(ys) == 0:
         return 0
     indices = tuple(np.full(len(ys), p) for p in prefix) + (ys, xs)
-    layer.data_setitem(indices, proposal[ys, xs].astype(layer.data.dtype))
+    layer.data_setitem(indices, proposal[ys, xs].astype(layer.data.dtype), refresh=False)
     return len(ys)
 
 
 @dataclass
 class Workspace:
-    """The layers of one run: images, the user's labels and the proposals.
+    """The layers of one annotation task: images, the user's labels, proposals.
 
     Attributes:
-        viewer: the napari viewer.
+        viewer: the napari viewer (a plugin proxy or the viewer itself).
         image: the stack, or the example image of a set.
         labels: the user's labels layer for ``image``.
         targets: the other image layers of a set (empty for a stack).
     """
 
-    viewer: napari.Viewer
-    image: Image
-    labels: Labels
-    targets: list[Image] = field(default_factory=list)
+    viewer: napari.Viewer = field(repr=False)
+    image: LayerRef
+    labels: LayerRef
+    targets: list[LayerRef] = field(default_factory=list)
 
     @classmethod
     def from_layers(cls, viewer: napari.Viewer, image: Image, labels: Labels) -> Workspace:
@@ -134,24 +156,38 @@ class Workspace:
                 f"labels layer {labels.name!r} has shape {labels.data.shape} but image "
                 f"{image.name!r} is {shape}: choose matching layers"
             )
+        refs = LayerRef.of(viewer, image, "image"), LayerRef.of(viewer, labels, "labels")
         if ndim == 3:
-            return cls(viewer, image, labels)
+            return cls(viewer, *refs)
         if ndim != 2:
             raise ValueError(
                 f"image {image.name!r} has {ndim} spatial dimensions: give a stack (N, Y, X) "
                 "or 2D images"
             )
-        targets = [
-            layer
-            for layer in image_layers(viewer)
-            if layer is not image and spatial_ndim(layer) == 2
-        ]
+        targets = [LayerRef.of(viewer, layer, "image") for layer in _set_images(viewer, image)]
         if not targets:
             raise ValueError(
                 f"{image.name!r} is a 2D image and the viewer holds no other 2D image: add the "
                 "images to label, or stack them into one (N, Y, X) layer"
             )
-        return cls(viewer, image, labels, targets)
+        return cls(viewer, *refs, targets)
+
+    def same_as(self, other: Workspace | None) -> bool:
+        """Same image and labels layers (an image set keeps its targets' order)."""
+        return other is not None and (self.image.uid, self.labels.uid) == (
+            other.image.uid,
+            other.labels.uid,
+        )
+
+    def add_new_targets(self) -> None:
+        """Image sets: 2D images opened since are appended (the others keep their index)."""
+        if self.is_set:
+            known = {ref.uid for ref in self.items}
+            self.targets += [
+                LayerRef.of(self.viewer, layer, "image")
+                for layer in _set_images(self.viewer, self.image.get())
+                if layer.unique_id not in known
+            ]
 
     # ------------------------------------------------------------------ reading
     @property
@@ -159,97 +195,142 @@ class Workspace:
         return bool(self.targets)
 
     @property
-    def items(self) -> list[Image]:
+    def items(self) -> list[LayerRef]:
         return [self.image, *self.targets]
 
     def __len__(self) -> int:
-        return len(self.items) if self.is_set else int(self.image.data.shape[0])
+        return len(self.items) if self.is_set else int(self.image.get().data.shape[0])
 
     def names(self) -> list[str]:
         if self.is_set:
-            return [layer.name for layer in self.items]
-        return [f"{self.image.name}[{i}]" for i in range(len(self))]
+            return [ref.get().name for ref in self.items]
+        name = self.image.get().name
+        return [f"{name}[{i}]" for i in range(len(self))]
 
-    def images(self) -> np.ndarray | list[np.ndarray]:
+    def images(self) -> Any:
         """The pixels, not copied: the worker only reads them (lazy arrays load there)."""
         if self.is_set:
-            return [_pixels(layer) for layer in self.items]
-        return _pixels(self.image)
+            return [pixels(ref.get()) for ref in self.items]
+        return pixels(self.image.get())
+
+    def check_alive(self) -> None:
+        """Raise :class:`LayerGone` when an image or the labels layer was deleted."""
+        for ref in [self.labels, *self.items]:
+            ref.get()
 
     def user_layer(self, index: int, create: bool = False) -> Labels | None:
         """The labels layer holding the user's labels of slice/image ``index``."""
         if not self.is_set or index == 0:
-            return self.labels
+            return self.labels.get()
         item = self.items[index]
-        name = SET_LABELS.format(item.name)
-        if create:
-            shape, dtype = item.data.shape[:2], self.labels.data.dtype
-            return _ensure_labels(self.viewer, name, item, shape, 0.7, dtype)
-        return _find(self.viewer, name)
+        layer = find_tagged(self.viewer, role=LABELS, image=str(item.uid))
+        if layer is None and create:
+            # the user's labels' dtype, so that uint64 ids are never wrapped
+            shape, dtype = item.get().data.shape[:2], self.labels.get().data.dtype
+            layer = self._add(LABELS, item, np.zeros(shape, dtype), 0.7)
+        return layer
+
+    def slice_reader(self, index: int) -> Any:
+        """An array the worker can read slice ``index`` of the user's labels from (a view
+        or the layer's data; never copied here)."""
+        if not self.is_set:
+            return self.labels.get().data[index]
+        layer = self.user_layer(index)
+        return None if layer is None else layer.data
+
+    def user_labels(self) -> list[np.ndarray]:
+        """A copy of every slice's user labels (call it in a worker: it reads everything)."""
+        return [np.array(self.user_slice(i)) for i in range(len(self))]
 
     def user_slice(self, index: int) -> np.ndarray:
         """(Y, X) user labels of one slice/image (zeros when a set target has none yet)."""
-        if not self.is_set:
-            return np.asarray(self.labels.data[index])
-        layer = self.user_layer(index)
-        if layer is None or layer.data.shape != self.items[index].data.shape[:2]:
-            return np.zeros(self.items[index].data.shape[:2], np.int32)
-        return np.asarray(layer.data)
+        data = self.slice_reader(index)
+        if data is None:
+            shape = self.items[index].get().data.shape[:2]
+            return np.zeros(shape, self.labels.get().data.dtype)
+        return np.asarray(data)
 
-    def user_labels(self) -> list[np.ndarray]:
-        """A copy of every slice's user labels, safe to hand to a worker thread."""
-        if not self.is_set:
-            return list(np.array(self.labels.data))
-        return [np.array(self.user_slice(i)) for i in range(len(self))]
+    # ------------------------------------------------------------------ generated layers
+    def _add(self, what: str, item: LayerRef, data: np.ndarray, opacity: float) -> Layer:
+        """Add a plugin layer for ``item``; the layer that was active stays active."""
+        active = self.viewer.layers.selection.active
+        like = item.get()
+        tag = {"role": what, "image": str(item.uid), "labels": str(self.labels.uid)}
+        name = what if not self.is_set else SET_NAME.format(role=what, name=like.name)
+        common = {
+            "name": name,
+            "opacity": opacity,
+            "scale": like.scale[: data.ndim],
+            "translate": like.translate[: data.ndim],
+            "metadata": {KEY: tag},
+        }
+        if what == CONFIDENCE:
+            layer = self.viewer.add_image(
+                data, colormap="magma", contrast_limits=(0, 255), visible=True, **common
+            )
+        else:
+            layer = self.viewer.add_labels(data, **common)
+        if what == PROPOSALS:
+            layer.contour = 2  # outlines: proposals never look like the user's own labels
+        self.viewer.layers.selection.active = active or self.labels.get()
+        return layer
 
-    # ------------------------------------------------------------------ proposals
-    def proposals_layer(self, index: int = 0) -> Labels:
-        """The proposals layer of a stack, or of image ``index`` of a set (created if missing)."""
-        dtype = self.labels.data.dtype
-        if not self.is_set:
-            shape = self.labels.data.shape
-            return _ensure_labels(self.viewer, PROPOSALS, self.image, shape, 0.5, dtype)
-        item = self.items[index]
-        name = SET_PROPOSALS.format(item.name)
-        return _ensure_labels(self.viewer, name, item, item.data.shape[:2], 0.5, dtype)
-
-    def clear_proposals(self) -> None:
-        """Empty the existing proposals layer(s) of this workspace (a new review starts)."""
-        names = [SET_PROPOSALS.format(item.name) for item in self.items]
-        for name in names if self.is_set else [PROPOSALS]:
-            layer = _find(self.viewer, name)
-            if layer is not None and layer.data.any():
-                layer.data = np.zeros_like(layer.data)
+    def generated(self, what: str, index: int = 0, create: bool = False) -> Layer | None:
+        """The proposals / confidence layer of the stack, or of image ``index`` of a set."""
+        item = self.items[index] if self.is_set else self.image
+        tag = {"role": what, "image": str(item.uid), "labels": str(self.labels.uid)}
+        layer = find_tagged(self.viewer, **tag)
+        if layer is not None or not create:
+            return layer
+        shape = item.get().data.shape[:2] if self.is_set else self.labels.get().data.shape
+        dtype = np.uint8 if what == CONFIDENCE else self.labels.get().data.dtype
+        # np.zeros maps untouched pages lazily: only slices written take memory
+        return self._add(what, item, np.zeros(shape, dtype), 1.0 if what == PROPOSALS else 0.5)
 
     def proposal(self, index: int) -> np.ndarray:
-        layer = self.proposals_layer(index)
-        return np.asarray(layer.data[index] if not self.is_set else layer.data)
+        layer = self.generated(PROPOSALS, index)
+        if layer is None:
+            return np.zeros(self.items[index].get().data.shape[:2] if self.is_set else (0, 0))
+        return np.asarray(layer.data if self.is_set else layer.data[index])
 
-    def write_proposal(self, index: int, labels: np.ndarray) -> None:
-        """Show one proposal (main thread only)."""
-        layer = self.proposals_layer(index)
+    def write(self, what: str, index: int, data: np.ndarray, visible: bool) -> None:
+        """Show one slice's proposal or confidence (main thread); refresh only when shown."""
+        layer = self.generated(what, index, create=True)
         if self.is_set:
-            layer.data = labels.astype(layer.data.dtype)
+            layer.data = data.astype(layer.data.dtype)
             return
-        layer.data[index] = labels
+        layer.data[index] = data
+        if visible:
+            layer.refresh()
+
+    def clear_generated(self) -> None:
+        """Remove the proposals / confidence layers of this workspace (a new review)."""
+        for what in (PROPOSALS, CONFIDENCE):
+            for i in range(len(self.items) if self.is_set else 1):
+                layer = self.generated(what, i)
+                if layer is not None:
+                    self.viewer.layers.remove(layer)
+
+    # ------------------------------------------------------------------ accepting
+    def accept(self, index: int, label: int | None = None, grouped: bool = False) -> int:
+        """Copy the proposal of ``index`` (only object ``label`` if given) into the user's
+        labels, never over painted pixels, as one napari undo step (``grouped``: the caller
+        holds the layer's ``block_history`` and refreshes). Returns the pixels written."""
+        layer = self.user_layer(index, create=True)
+        prefix = () if self.is_set else (index,)
+        if grouped:
+            return _accept_pixels(layer, self.proposal(index), prefix, label)
+        with layer.block_history():
+            written = _accept_pixels(layer, self.proposal(index), prefix, label)
         layer.refresh()
-
-    def accept(self, indices: list[int]) -> int:
-        """Copy the proposals of ``indices`` into the user's labels, never over painted pixels.
-
-        Each labels layer gets one undo step (napari's undo / Ctrl+Z reverts it).
-
-        Returns:
-            Number of pixels written.
-        """
-        written = 0
-        if not self.is_set:
-            with self.labels.block_history():
-                for i in indices:
-                    written += _accept_into(self.labels, self.proposal(i), (i,))
-            return written
-        for i in indices:
-            layer = self.user_layer(i, create=True)
-            with layer.block_history():
-                written += _accept_into(layer, self.proposal(i), ())
         return written
+
+    def show_only(self, index: int) -> None:
+        """Image sets: show image ``index`` with its labels and proposals, hide the others."""
+        for i, item in enumerate(self.items):
+            layers = [item.find(), self.generated(PROPOSALS, i), self.generated(CONFIDENCE, i)]
+            if i > 0:
+                layers.append(self.user_layer(i))
+            for layer in filter(None, layers):
+                layer.visible = i == index
+        self.labels.get().visible = index == 0

@@ -1,30 +1,36 @@
-"""Qt-free state of one annotation session: backend, feature cache, per-slice review status.
+"""Qt-free state of one annotation session: backend, caches, per-slice review state.
 
 The widget owns one :class:`Session` and passes it explicitly; nothing here imports napari
-or Qt, so the logic is testable without a viewer.
+or Qt, so the logic is testable without a viewer. Edits are detected by content hashes of
+each slice of the user's labels (computed in workers), compared with a *baseline*: the
+hash and status after the last accept (or the first look), so an undo returns a slice to
+"proposed" and a redo to "accepted".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import numpy as np
 
 from napari_incontext._compat import block_triton_if_unsafe
 from src_models.backends.base import Backend
-from src_models.cache import FeatureCache, content_key
-from src_models.types import SliceResult
+from src_models.cache import FeatureCache
+from src_models.engine import WEAK_SHARE, FitMemo, weak_weight
+from src_models.types import ExtraExamples, SliceResult
 
 EXAMPLE = "example"
 PROPOSED = "proposed"
 ACCEPTED = "accepted"
 REJECTED = "rejected"
 EDITED = "edited"
-STATUSES = (EXAMPLE, PROPOSED, ACCEPTED, REJECTED, EDITED)
-# Statuses whose labels (in the user's labels layer) count as examples for the next run.
-EXAMPLE_STATUSES = (EXAMPLE, ACCEPTED, EDITED)
+PARTIAL = "partly accepted"
+STATUSES = (EXAMPLE, PROPOSED, ACCEPTED, REJECTED, EDITED, PARTIAL)
+LABELLED = (EXAMPLE, ACCEPTED, EDITED, PARTIAL)  # statuses of slices whose labels are examples
+# How slices accepted without an edit count as examples in the next run: "weak" = together
+# at most WEAK_SHARE of the painted or corrected slices (engine.weak_weight).
+ACCEPTED_WEIGHTS = ("weak", "full", "excluded")
+STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,29 @@ def backend_choices() -> list[BackendChoice]:
 
 @dataclass
 class SliceState:
-    """Review state of one slice (or one image of a set)."""
+    """Review state of one slice (or one image of a set).
+
+    Attributes:
+        status: one of :data:`STATUSES`.
+        score: the review score of its proposal (None: never proposed).
+        reasons: why the score is low ("object missing?", "size ×3.0").
+        backend: the backend that proposed it.
+        objects: per label id of the proposal, "accepted" or "rejected" (per-object review).
+    """
 
     status: str
     score: float | None = None
+    reasons: tuple[str, ...] = ()
     backend: str | None = None
+    objects: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The user's labels of a slice as last seen by the widget: content hash and status."""
+
+    key: str
+    status: str
 
 
 @dataclass
@@ -65,16 +89,29 @@ class Session:
     """Backend, feature cache and review state shared by successive runs.
 
     Attributes:
-        cache: features of every slice seen so far; survives re-runs and backend rebuilds
-            (keys include the backend's ``feature_key``).
+        cache: features of every slice seen so far; survives re-runs and backend rebuilds.
+        memo: what the head was last fitted on (an unchanged example set is not refitted).
         slices: review state per slice index; slices never touched are absent.
-        snapshot: content hash of each slice of the user's labels after the last run start
-            or accept; a slice whose labels no longer match was edited by the user.
+        baseline: per slice, the labels' hash and status after the last accept / first look.
+        proposal_edits: slices whose proposal the user painted: a run never overwrites them,
+            and accepting them counts as a correction.
+        accepted_weight: one of :data:`ACCEPTED_WEIGHTS`.
+        resume: settings and slices of the last run, so a run with the same settings after
+            a cancel proposes only what is missing.
+        generation: per slice, a counter bumped by every write of the widget; a hash
+            computed in a worker before the write is stale and dropped.
+        extra: examples loaded from another stack (used by every run until cleared).
     """
 
     cache: FeatureCache = field(default_factory=FeatureCache)
+    memo: FitMemo = field(default_factory=FitMemo)
     slices: dict[int, SliceState] = field(default_factory=dict)
-    snapshot: dict[int, str] = field(default_factory=dict)
+    baseline: dict[int, Baseline] = field(default_factory=dict)
+    proposal_edits: set[int] = field(default_factory=set)
+    accepted_weight: str = "weak"
+    resume: dict[str, Any] = field(default_factory=dict)
+    generation: dict[int, int] = field(default_factory=dict)
+    extra: ExtraExamples | None = None
     _backend: Backend | None = None
     _backend_spec: tuple[str, str] | None = None
 
@@ -82,7 +119,7 @@ class Session:
     def backend(self, name: str, **options: Any) -> Backend:
         """The backend for (name, options), rebuilt only when they changed.
 
-        Keeping the same object keeps a loaded model in memory across runs.
+        Keeping the same object keeps a loaded model (and its fitted head) in memory.
         """
         from src_models.registry import build_backend
 
@@ -95,9 +132,11 @@ class Session:
 
     # ------------------------------------------------------------------ review state
     def reset_review(self) -> None:
-        """Forget statuses and snapshots (new layers); keep the cache and the backend."""
+        """Forget the review (other layers); keep the cache and the backend."""
         self.slices.clear()
-        self.snapshot.clear()
+        self.baseline.clear()
+        self.proposal_edits.clear()
+        self.resume.clear()
 
     def status(self, index: int) -> str | None:
         state = self.slices.get(index)
@@ -106,75 +145,111 @@ class Session:
     def set_status(self, index: int, status: str) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}: choose one of {', '.join(STATUSES)}")
-        state = self.slices.setdefault(index, SliceState(status))
-        state.status = status
+        self.slices.setdefault(index, SliceState(status)).status = status
 
     def has_proposal(self, index: int) -> bool:
-        """True when the slice has a proposal that was not accepted yet (even if edited)."""
+        """True when the slice has a proposal that was not fully accepted yet."""
         state = self.slices.get(index)
         return state is not None and state.score is not None and state.status != ACCEPTED
 
     def record(self, result: SliceResult, backend_name: str) -> None:
-        """Store a proposal's score; the slice becomes "proposed".
+        """Store a proposal's score and reasons; the slice becomes "proposed".
 
         A slice the user labelled while the run was going keeps its status.
         """
         state = self.slices.get(result.index)
-        status = state.status if state and state.status in EXAMPLE_STATUSES else PROPOSED
-        self.slices[result.index] = SliceState(status, float(result.score), backend_name)
+        keep = state is not None and state.status in LABELLED
+        self.slices[result.index] = SliceState(
+            state.status if state and keep else PROPOSED,
+            float(result.score),
+            tuple(result.reasons),
+            backend_name,
+        )
+        self.proposal_edits.discard(result.index)
 
-    def remember(self, index: int, labels: np.ndarray) -> None:
-        """Take the snapshot of one slice of the user's labels (after a run start or accept)."""
-        self.snapshot[index] = content_key(np.asarray(labels))
+    def touch(self, index: int) -> None:
+        self.generation[index] = self.generation.get(index, 0) + 1
 
-    def sync_slice(self, index: int, labels: np.ndarray) -> str | None:
-        """Update one slice's status from the user's labels; return the new status.
+    def set_baseline(self, index: int, key: str, status: str | None = None) -> None:
+        """Remember the labels of ``index`` (hash ``key``) as belonging to ``status``."""
+        self.baseline[index] = Baseline(key, status or self.status(index) or EXAMPLE)
 
-        A slice whose labels changed since the snapshot is "edited" when it holds labels
-        (it becomes an example), or falls back to "proposed"/unknown when it was emptied
-        (e.g. an accept that was undone). Unchanged slices keep their status; on the first
-        look, a slice holding labels is an original "example".
+    def observe(self, index: int, key: str, has_labels: bool) -> str | None:
+        """Update a slice's status from a hash of its labels; return the new status.
+
+        Labels equal to the baseline restore the baseline's status (a redo); changed labels
+        make the slice "edited" (an example's stay "example"), and emptied labels fall back
+        to "proposed" (an undone accept). A slice seen for the first time with labels is an
+        original "example", or "edited" when it had a proposal.
         """
-        labels = np.asarray(labels)
-        key = content_key(labels)
-        previous = self.snapshot.get(index)
-        state = self.slices.get(index)
-        if previous is None:
-            if labels.any() and (state is None or state.status != EXAMPLE):
-                self.set_status(index, EXAMPLE)
-        elif key != previous:
-            if labels.any():
-                if state is None or state.status != EXAMPLE:
-                    self.set_status(index, EDITED)
-            elif state is not None:
-                if state.score is None:
-                    del self.slices[index]
-                else:
-                    state.status = PROPOSED
-        self.snapshot[index] = key
+        base, state = self.baseline.get(index), self.slices.get(index)
+        if base is None:
+            if has_labels and state is not None and state.status in LABELLED:
+                self.set_baseline(index, key)  # a review restored from a file: adopt it
+            elif has_labels:
+                had_proposal = state is not None and state.score is not None
+                self.set_status(index, EDITED if had_proposal else EXAMPLE)
+                self.set_baseline(index, key)
+        elif key == base.key:
+            self.set_status(index, base.status)
+        elif has_labels:
+            self.set_status(index, EXAMPLE if base.status == EXAMPLE else EDITED)
+        elif state is not None:
+            if state.score is None:
+                del self.slices[index]
+            else:
+                state.status, state.objects = PROPOSED, {}
         return self.status(index)
 
-    def sync(self, labels: Sequence[np.ndarray] | np.ndarray) -> list[int]:
-        """Sync every slice; return the example indices (slices holding labels), ascending."""
-        for index, lab in enumerate(labels):
-            self.sync_slice(index, lab)
-        return [i for i, lab in enumerate(labels) if np.asarray(lab).any()]
+    def decide_object(self, index: int, label: int, decision: str, ids: Sequence[int]) -> str:
+        """Record "accepted"/"rejected" for object ``label`` of the proposal on ``index``
+        (whose ids are ``ids``); return the slice's status.
+
+        The slice is "partly accepted" (left out of runs) until every object is decided,
+        then "accepted" when any object was accepted, else "rejected".
+        """
+        state = self.slices.setdefault(index, SliceState(PROPOSED))
+        state.objects[int(label)] = decision
+        if set(map(int, ids)) <= set(state.objects):
+            accepted = ACCEPTED in state.objects.values()
+            state.status = ACCEPTED if accepted else REJECTED
+        else:
+            state.status = PARTIAL
+        return state.status
+
+    # ------------------------------------------------------------------ runs
+    def weights(self, examples: Sequence[int]) -> dict[int, float]:
+        """Example weight of each slice holding labels: 1 for painted or corrected slices,
+        0 for partly reviewed ones, and for accepted ones as chosen (weak: together at most
+        :data:`~src_models.engine.WEAK_SHARE` of the verified ones)."""
+        statuses = {i: self.status(i) for i in examples}
+        accepted = sum(s == ACCEPTED for s in statuses.values())
+        verified = sum(s not in (ACCEPTED, PARTIAL) for s in statuses.values())
+        chosen = {
+            "weak": weak_weight(WEAK_SHARE, verified, accepted),
+            "full": 1.0,
+            "excluded": 0.0,
+        }[self.accepted_weight]
+        rule = {ACCEPTED: chosen, PARTIAL: 0.0}
+        return {i: rule.get(s or EXAMPLE, 1.0) for i, s in statuses.items()}
+
+    def example_slices(self) -> list[int]:
+        """Slices whose labels are examples of the next run (any weight)."""
+        return sorted(i for i, s in self.slices.items() if s.status in LABELLED)
+
+    def weight(self, index: int) -> float:
+        return self.weights(sorted({*self.example_slices(), index}))[index]
 
     # ------------------------------------------------------------------ review helpers
-    def review_rows(self) -> list[tuple[int, float | None, str]]:
-        """(index, score, status) of every known slice, lowest confidence first.
-
-        Examples (no score) come last, then by index.
-        """
-        rows = [(i, s.score, s.status) for i, s in self.slices.items()]
-        return sorted(rows, key=lambda r: (r[1] is None, r[1] if r[1] is not None else 0, r[0]))
+    def review_rows(self) -> list[tuple[int, SliceState]]:
+        """(index, state) of every known slice, lowest score first; unscored slices last."""
+        rows = list(self.slices.items())
+        return sorted(rows, key=lambda r: (r[1].score is None, r[1].score or 0.0, r[0]))
 
     def next_lowest(self, after: int | None = None) -> int | None:
-        """The lowest-confidence slice still waiting for review ("proposed").
-
-        With ``after``, the next one after that slice in review order (wrapping around).
-        """
-        pending = [r[0] for r in self.review_rows() if r[2] == PROPOSED]
+        """The lowest-score slice still waiting for review ("proposed" or "partly
+        accepted"); with ``after``, the next one after it in review order (wrapping)."""
+        pending = [i for i, s in self.review_rows() if s.status in (PROPOSED, PARTIAL)]
         if not pending:
             return None
         if after in pending:
@@ -190,7 +265,7 @@ class Session:
         )
 
     def provenance(self, names: Sequence[str] | None = None) -> dict[str, Any]:
-        """JSON-ready record of every slice's status, confidence and backend."""
+        """JSON-ready record of every slice's status, score, reasons and backend."""
         rows = []
         for index in sorted(self.slices):
             state = self.slices[index]
@@ -198,9 +273,62 @@ class Session:
                 "index": index,
                 "status": state.status,
                 "confidence": state.score,
+                "reasons": list(state.reasons),
                 "backend": state.backend,
+                "weight": self.weight(index) if state.status != PROPOSED else None,
             }
+            if state.objects:
+                row["objects"] = {str(k): v for k, v in state.objects.items()}
             if names is not None:
                 row["name"] = names[index]
             rows.append(row)
         return {"slices": rows}
+
+    def restore_provenance(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Load the statuses, scores and reasons of a saved ``provenance.json`` (its slices'
+        labels are adopted as baselines the first time the widget reads them)."""
+        self.reset_review()
+        for row in rows:
+            if row.get("status") not in STATUSES:
+                continue
+            objects = {int(k): v for k, v in (row.get("objects") or {}).items()}
+            self.slices[int(row["index"])] = SliceState(
+                row["status"],
+                row.get("confidence"),
+                tuple(row.get("reasons") or ()),
+                row.get("backend"),
+                objects,
+            )
+
+    def snapshot(self) -> Session:
+        """A copy of the review state (not the cache or backend) for a worker to read."""
+        copy = Session(cache=FeatureCache(max_bytes=0), accepted_weight=self.accepted_weight)
+        copy.restore(self.to_dict())
+        return copy
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        """The review state as JSON-ready data (kept in the labels layer's metadata)."""
+        return {
+            "version": STATE_VERSION,
+            "slices": {str(i): asdict(s) for i, s in self.slices.items()},
+            "baseline": {str(i): asdict(b) for i, b in self.baseline.items()},
+            "proposal_edits": sorted(self.proposal_edits),
+            "accepted_weight": self.accepted_weight,
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Load what :meth:`to_dict` wrote (unknown versions are ignored)."""
+        if data.get("version") != STATE_VERSION:
+            return
+        self.reset_review()
+        for i, s in data.get("slices", {}).items():
+            objects = {int(k): v for k, v in s.get("objects", {}).items()}
+            self.slices[int(i)] = SliceState(
+                s["status"], s["score"], tuple(s["reasons"]), s["backend"], objects
+            )
+        for i, b in data.get("baseline", {}).items():
+            self.baseline[int(i)] = Baseline(b["key"], b["status"])
+        self.proposal_edits = set(data.get("proposal_edits", []))
+        if data.get("accepted_weight") in ACCEPTED_WEIGHTS:
+            self.accepted_weight = data["accepted_weight"]

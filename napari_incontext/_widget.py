@@ -1,62 +1,34 @@
 """The dock widget: choose layers and backend, run, review, accept, save.
 
-The widget builds its layout and connects callbacks; every callback delegates to the
-:class:`~napari_incontext._session.Session` (state), :mod:`._layers` (layer edits) or
-:mod:`._workers` (threading).
+The widget builds its panels (:mod:`._controls`, :mod:`._review`) and connects callbacks;
+every callback delegates to the :class:`~._session.Session` (state), :mod:`._layers`
+(layer edits), :mod:`._accepting` (decisions), :mod:`._running` and :mod:`._workers`
+(threading), :mod:`._persist` (state kept in layers and files), :mod:`._actions` (keys).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QLineEdit,
-    QMessageBox,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtWidgets import QFileDialog, QMessageBox, QVBoxLayout, QWidget
 
-from napari_incontext import _layers
-from napari_incontext._layers import Workspace
-from napari_incontext._session import (
-    ACCEPTED,
-    PROPOSED,
-    REJECTED,
-    BackendChoice,
-    Session,
-    backend_choices,
-)
-from napari_incontext._workers import start_run
-from src_models import registry
+from napari_incontext import _actions, _layers, _persist
+from napari_incontext._accepting import Acceptor, proposal_ids
+from napari_incontext._controls import RunControls, fill
+from napari_incontext._following import EditFollower
+from napari_incontext._layers import CONFIDENCE, PROPOSALS, LayerGone, Workspace
+from napari_incontext._review import ReviewPanel
+from napari_incontext._running import Runner
+from napari_incontext._session import PROPOSED, Session, backend_choices
+from napari_incontext._workers import start_function
 
 if TYPE_CHECKING:
     import napari
-    from napari.qt.threading import GeneratorWorker
 
     from src_models.types import SliceResult
-
-KEYS = {"next": "Shift-N", "accept": "Shift-A", "reject": "Shift-R"}
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def _button(text: str, tip: str) -> QPushButton:
-    button = QPushButton(text)
-    button.setToolTip(tip)
-    return button
 
 
 class InContextWidget(QWidget):
@@ -67,318 +39,301 @@ class InContextWidget(QWidget):
         self.viewer = napari_viewer
         self.session = Session()
         self.workspace: Workspace | None = None
-        self.worker: GeneratorWorker | None = None
+        self.saving: Any = None  # the worker writing files, while it runs
         self._set_index = 0  # the image shown in image-set mode
-        self._run_backend = ""  # name of the backend of the current/last run
-        self._editing = False  # True while the widget itself writes the user's labels
-        self._build_layout()
+        self.controls = RunControls()
+        self.review = ReviewPanel(self.session, self.goto)
+        self.review.table.set_names(lambda: self.workspace.names() if self._is_set() else None)
+        self.acceptor = Acceptor(self.session, self.changed)
+        self.runner = Runner(self.session, self._on_result, self._on_finished, self._status)
+        self.follower = EditFollower(self)
+        self._timers = {
+            "step": self._timer(100, self._update_objects),
+            "persist": self._timer(500, self._persist),
+        }
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.controls)
+        layout.addWidget(self.review)
+        self.setMinimumWidth(400)
         self._add_callbacks()
+        _actions.bind(self)
         self._refresh_layer_choices()
-        self._show_backend_choices(backend_choices())
+        self.controls.show_backend_choices(backend_choices())
+        self._use_chosen_layers()
         self._update_buttons()
 
-    # ------------------------------------------------------------------ layout
-    def _build_layout(self) -> None:
-        self.image_combo, self.labels_combo = QComboBox(), QComboBox()
-        self.backend_combo, self.device_combo = QComboBox(), QComboBox()
-        for name in registry.BACKENDS:
-            self.backend_combo.addItem(name, name)
-        self.device_combo.addItems(DEVICES)
-        self.options_edit = QLineEdit()
-        self.options_edit.setPlaceholderText("key=value ... (backend options)")
-        self.link_check = QCheckBox("link along the stack")
-        self.link_check.setToolTip(
-            "keep only proposals that touch the same label on the neighbouring slice "
-            "(stacks, not image sets)"
-        )
-        self.run_button = _button("Run", "propose labels on every slice without labels")
-        self.run_slice_button = _button(
-            "Run this slice",
-            "propose only the slice on screen (e.g. with sam_refine=vit_b in the options)",
-        )
-        self.cancel_button = _button("Cancel", "stop after the slice being computed")
-        self.status_label = QLabel("Paint one slice in the labels layer, then Run.")
-        self.status_label.setWordWrap(True)
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["slice", "confidence", "status"])
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.verticalHeader().setVisible(False)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.next_button = _button(
-            "Next lowest", f"go to the next lowest-confidence proposal [{KEYS['next']}]"
-        )
-        self.accept_button = _button(
-            "Accept slice", f"copy this slice's proposal into the labels [{KEYS['accept']}]"
-        )
-        self.reject_button = _button(
-            "Reject slice", f"mark this slice's proposal as wrong [{KEYS['reject']}]"
-        )
-        self.threshold_spin = QDoubleSpinBox()
-        self.threshold_spin.setRange(0.0, 1.0)
-        self.threshold_spin.setSingleStep(0.05)
-        self.threshold_spin.setValue(0.8)
-        self.accept_all_button = _button(
-            "Accept all ≥", "accept every proposal at or above this confidence"
-        )
-        self.save_button = _button("Save…", "save the labels (TIFF or PNGs) and provenance.json")
-
-        form = QFormLayout()
-        form.addRow("image", self.image_combo)
-        form.addRow("labels", self.labels_combo)
-        form.addRow("backend", self.backend_combo)
-        form.addRow("device", self.device_combo)
-        form.addRow("options", self.options_edit)
-        form.addRow("", self.link_check)
-        layout = QVBoxLayout(self)
-        self.setMinimumWidth(380)
-        layout.addLayout(form)
-        layout.addLayout(self._row(self.run_button, self.run_slice_button, self.cancel_button))
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.table)
-        layout.addLayout(self._row(self.next_button, self.accept_button, self.reject_button))
-        layout.addLayout(self._row(self.accept_all_button, self.threshold_spin))
-        layout.addWidget(self.save_button)
-
-    @staticmethod
-    def _row(*widgets: QWidget) -> QHBoxLayout:
-        row = QHBoxLayout()
-        for widget in widgets:
-            row.addWidget(widget)
-        return row
+    def _timer(self, ms: int, slot: Any) -> QTimer:
+        timer = QTimer(self)
+        timer.setSingleShot(True)
+        timer.setInterval(ms)
+        timer.timeout.connect(slot)
+        return timer
 
     def _add_callbacks(self) -> None:
-        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
-        self.viewer.layers.events.removed.connect(self._refresh_layer_choices)
+        layers = self.viewer.layers.events
+        layers.inserted.connect(self._on_layer_inserted)
+        layers.removed.connect(self._on_layer_removed)
         for layer in self.viewer.layers:
             layer.events.name.connect(self._refresh_layer_choices)
-        self.run_button.clicked.connect(self.run)
-        self.run_slice_button.clicked.connect(self.run_slice)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.table.cellClicked.connect(lambda row, _col: self.goto(self._row_index(row)))
-        self.next_button.clicked.connect(self.next_lowest)
-        self.accept_button.clicked.connect(lambda: self.accept([self.current_index()]))
-        self.reject_button.clicked.connect(lambda: self.reject(self.current_index()))
-        self.accept_all_button.clicked.connect(self.accept_above)
-        self.save_button.clicked.connect(self._save_dialog)
-        bindings = {
-            KEYS["next"]: lambda _viewer: self.next_lowest(),
-            KEYS["accept"]: lambda _viewer: self.accept([self.current_index()]),
-            KEYS["reject"]: lambda _viewer: self.reject(self.current_index()),
-        }
-        for key, callback in bindings.items():
-            self.viewer.bind_key(key, callback, overwrite=True)
+        self.viewer.dims.events.current_step.connect(lambda _e: self._timers["step"].start())
+        c, r = self.controls, self.review
+        c.image_combo.currentTextChanged.connect(self._use_chosen_layers)
+        c.labels_combo.currentTextChanged.connect(self._use_chosen_layers)
+        c.accepted_combo.currentTextChanged.connect(self._set_accepted_weight)
+        c.run_button.clicked.connect(self.run)
+        c.run_slice_button.clicked.connect(self.run_slice)
+        c.cancel_button.clicked.connect(self.cancel)
+        r.next_button.clicked.connect(self.next_lowest)
+        r.accept_button.clicked.connect(self.accept_current)
+        r.reject_button.clicked.connect(self.reject_current)
+        r.accept_all_button.clicked.connect(self.accept_above)
+        r.previous_button.clicked.connect(lambda: self.previous_image())
+        r.next_image_button.clicked.connect(lambda: self.next_image())
+        r.save_button.clicked.connect(self._save_dialog)
+        r.save_examples_button.clicked.connect(self._save_examples_dialog)
+        r.load_examples_button.clicked.connect(self._load_examples_dialog)
 
-    def _show_backend_choices(self, choices: list[BackendChoice]) -> None:
-        """Mark backends without weights / needing a GPU in the backend menu."""
-        for choice in choices:
-            row = self.backend_combo.findData(choice.name)
-            self.backend_combo.setItemText(row, choice.label)
-            self.backend_combo.setItemData(row, choice.description, Qt.ToolTipRole)
-
-    # ------------------------------------------------------------------ layer choices
+    # ------------------------------------------------------------------ layers
     def _on_layer_inserted(self, event: Any) -> None:
         event.value.events.name.connect(self._refresh_layer_choices)
         self._refresh_layer_choices()
 
+    def _on_layer_removed(self, event: Any) -> None:
+        self._refresh_layer_choices()
+        ws, uid = self.workspace, event.value.unique_id
+        if ws is None:
+            return
+        if uid in {ws.labels.uid, *(ref.uid for ref in ws.items)}:
+            if self.runner.busy:
+                self.runner.cancel()
+                show_error(f"layer {event.value.name!r} was deleted: the run stopped")
+            self._detach()
+        elif _layers.role(event.value) == PROPOSALS:  # its proposals are gone with it
+            for index, state in list(self.session.slices.items()):
+                if state.status == PROPOSED:
+                    del self.session.slices[index]
+            self.session.resume.clear()
+            self.review.table.refresh()
+
     def _refresh_layer_choices(self, event: Any = None) -> None:
-        user_labels = [
-            layer
-            for layer in _layers.labels_layers(self.viewer)
-            if not _layers.is_generated(layer.name)
-        ]
-        _fill(self.image_combo, [layer.name for layer in _layers.image_layers(self.viewer)])
-        _fill(self.labels_combo, [layer.name for layer in user_labels])
+        images = [lay for lay in _layers.image_layers(self.viewer) if not _layers.role(lay)]
+        labels = [lay for lay in _layers.labels_layers(self.viewer) if not _layers.role(lay)]
+        fill(self.controls.image_combo, [layer.name for layer in images])
+        fill(self.controls.labels_combo, [layer.name for layer in labels])
+        self._use_chosen_layers()
 
     def _chosen_layers(self) -> tuple[Any, Any]:
-        names = self.image_combo.currentText(), self.labels_combo.currentText()
+        names = self.controls.image_combo.currentText(), self.controls.labels_combo.currentText()
         if not names[0] or names[0] not in self.viewer.layers:
             raise ValueError("choose an image layer (open an image or File > Open Sample)")
         if not names[1] or names[1] not in self.viewer.layers:
             raise ValueError("choose a labels layer holding your example (Layers > New Labels)")
         return self.viewer.layers[names[0]], self.viewer.layers[names[1]]
 
-    def backend_options(self) -> tuple[str, dict[str, Any]]:
-        """(backend name, options for ``build_backend``) from the widget's controls."""
-        from src_models.config import parse_pairs
+    def _use_chosen_layers(self) -> None:
+        """Follow the chosen layers; a labels layer reviewed before brings its review back."""
+        try:
+            workspace = Workspace.from_layers(self.viewer, *self._chosen_layers())
+        except ValueError:
+            return
+        if workspace.same_as(self.workspace) or self.runner.busy:
+            return
+        self._detach()
+        self.workspace = workspace
+        labels = workspace.labels.get()
+        saved = None if workspace.is_set else _persist.read_provenance(labels, len(workspace))
+        if _persist.read_review(labels) is None and saved is not None:
+            self.session.restore_provenance(saved)  # a project saved with Save… and reopened
+        else:
+            self.session.restore(_persist.read_review(labels) or {})
+        self.controls.accepted_combo.setCurrentText(self.session.accepted_weight)
+        self.follower.follow(labels)
+        for index in range(len(workspace.items) if workspace.is_set else 1):
+            layer = workspace.generated(PROPOSALS, index)
+            if layer is not None:
+                self.follower.follow(layer, proposals=True)
+        self.controls.set_length(len(workspace))
+        self.review.set_image_set(workspace.is_set)
+        self._set_index = 0
+        self.review.table.refresh()
 
-        name = self.backend_combo.currentData()
-        options: dict[str, Any] = dict(parse_pairs(self.options_edit.text().split()))
-        options.setdefault("device", self.device_combo.currentText())
-        return name, options
+    def _detach(self) -> None:
+        self._persist()
+        self.session.reset_review()
+        self.workspace = None
+        self.follower.forget()
+
+    def _is_set(self) -> bool:
+        return self.workspace is not None and self.workspace.is_set
 
     # ------------------------------------------------------------------ running
     def run(self) -> None:
-        """Start a run in a worker thread (errors in the setup become notifications)."""
+        """Start a run in workers (errors in the setup become notifications)."""
         self._run_guarded(None)
 
     def run_slice(self) -> None:
-        """Run on the slice on screen only: cheap, and how to spend a slow head (SAM) where
-        it matters."""
+        """Run on the slice on screen only; the fitted head is reused while the examples
+        are unchanged."""
         self._run_guarded(self.current_index())
 
     def _run_guarded(self, only: int | None) -> None:
         try:
-            self._start(only)
+            if self.workspace is None:
+                self._chosen_layers()
+                raise ValueError("choose an image and a labels layer of the same shape")
+            self.workspace.check_alive()
+            self.workspace.add_new_targets()
+            self.runner.start(self.workspace, self.controls.settings(), only)
         except ValueError as error:
             show_error(str(error))
         self._update_buttons()
 
-    def _start(self, only: int | None = None) -> None:
-        if self.worker is not None:
-            return
-        workspace = Workspace.from_layers(self.viewer, *self._chosen_layers())
-        self._use_workspace(workspace)
-        labels = workspace.user_labels()
-        examples = self.session.sync(labels)
-        if not examples:
-            raise ValueError("no example: paint at least one object on one slice, then Run")
-        targets = [i for i in range(len(workspace)) if i not in examples]
-        if only is not None:
-            targets = [i for i in targets if i == only]
-        if not targets:
-            show_info("no slice without labels to propose here")
-            return
-        if not workspace.is_set:
-            workspace.proposals_layer()
-        name, options = self.backend_options()
-        self._run_backend = name
-        self.status_label.setText(f"{name}: {len(examples)} example(s), {len(targets)} to propose…")
-        self.worker = start_run(
-            workspace.images(),
-            labels,
-            functools.partial(self.session.backend, name, **options),
-            self.session.cache,
-            targets,
-            desc=f"{name}: proposing",
-            link=self.link_check.isChecked() and not workspace.is_set,
-            on_result=self._on_result,
-            on_finished=self._on_finished,
-        )
-
-    def _use_workspace(self, workspace: Workspace) -> None:
-        old = self.workspace
-        if old is not None and (old.image, old.labels, old.targets) == (
-            workspace.image,
-            workspace.labels,
-            workspace.targets,
-        ):
-            return
-        if old is not None:
-            old.labels.events.paint.disconnect(self._on_paint)
-        self.session.reset_review()
-        workspace.clear_proposals()  # proposals of other layers would be misleading
-        self.workspace = workspace
-        workspace.labels.events.paint.connect(self._on_paint)
-
-    def event(self, event: QEvent) -> bool:
-        """Cancel a run when napari removes the widget (its dock's × unparents it)."""
-        if event.type() == QEvent.ParentChange and self.parent() is None:
-            self.cancel()
-        return super().event(event)
-
     def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.quit()
-            self.status_label.setText("cancelling after the current slice…")
+        self.runner.cancel()
 
     def _on_result(self, result: SliceResult) -> None:
-        if self.workspace is None:
+        ws = self.workspace
+        if ws is None or result.index in self.session.proposal_edits:
+            return  # another workspace, or a proposal the user painted: keep the edit
+        try:
+            ws.check_alive()
+            shown = result.index == self.current_index()
+            ws.write(PROPOSALS, result.index, result.labels, shown)
+            self.follower.follow(ws.generated(PROPOSALS, result.index), proposals=True)
+            if self.review.confidence_check.isChecked():
+                conf = (result.confidence * 255).astype(np.uint8)
+                ws.write(CONFIDENCE, result.index, conf, shown)
+        except LayerGone as error:
+            self.runner.cancel()
+            show_error(f"{error} (the run stopped)")
             return
-        self.workspace.write_proposal(result.index, result.labels)
-        self.session.record(result, self._run_backend)
-        self.status_label.setText(f"slice {result.index}: {result.done}/{result.total} proposed")
-        self._refresh_table()
+        self.session.record(result, self.runner.backend_name)
+        self._status(f"slice {result.index}: {result.done}/{result.total} proposed")
+        self.changed()
 
     def _on_finished(self) -> None:
-        self.worker = None
         self._update_buttons()
-        self._refresh_table()
-        self.status_label.setText("Review: lowest confidence first; accept, reject or correct.")
+        self.changed()
+        if not self.runner.busy:
+            self._status("Review: lowest score first; accept, reject or correct.")
 
     def _update_buttons(self) -> None:
-        running = self.worker is not None
-        self.run_button.setEnabled(not running)
-        self.run_slice_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
+        self.controls.set_running(self.runner.busy)
+
+    def _status(self, text: str) -> None:
+        self.review.status_label.setText(text)
+
+    @property
+    def busy(self) -> bool:
+        """True while a run, an accept-all or a save is going."""
+        return self.runner.busy or self.acceptor.busy or self.saving is not None
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is running and every edit was compared with the baseline."""
+        return not self.busy and not self.follower.busy
+
+    def event(self, event: QEvent) -> bool:
+        """Napari removing the widget (its dock's ×) cancels the run and frees the keys."""
+        if event.type() == QEvent.ParentChange:
+            if self.parent() is None:
+                self.cancel()
+                self._persist()
+                _actions.release(self)
+            else:
+                _actions.bind(self)
+        return super().event(event)
 
     # ------------------------------------------------------------------ review
     def current_index(self) -> int:
-        """The slice on screen (stack) or the image chosen last (image set)."""
-        if self.workspace is not None and self.workspace.is_set:
+        """The slice on screen (stack) or the image shown (image set)."""
+        if self._is_set():
             return self._set_index
         return int(self.viewer.dims.current_step[0])
 
     def goto(self, index: int | None) -> None:
-        """Show slice/image ``index``."""
-        if index is None or self.workspace is None:
+        """Show slice/image ``index`` (image sets: only that image's layers)."""
+        ws = self.workspace
+        if index is None or ws is None:
             return
-        if self.workspace.is_set:
+        if ws.is_set:
             self._set_index = index
-            for i, item in enumerate(self.workspace.items):
-                item.visible = i == index
-            active = self.workspace.user_layer(index) or self.workspace.items[index]
-            self.viewer.layers.selection.active = active
+            ws.show_only(index)
+            layer = ws.user_layer(index, create=True)
+            self.follower.follow(layer)
+            self.viewer.layers.selection.active = layer
         else:
             self.viewer.dims.set_current_step(0, index)
-        self._sync(index)
+        self.follower.observe([index])
+        self._update_objects()
 
     def next_lowest(self) -> None:
         self.goto(self.session.next_lowest(after=self.current_index()))
 
+    def next_image(self, step: int = 1) -> None:
+        if self._is_set():
+            self.goto((self._set_index + step) % len(self.workspace))
+
+    def previous_image(self) -> None:
+        self.next_image(-1)
+
     def accept(self, indices: list[int]) -> None:
-        """Copy the proposals of ``indices`` into the user's labels (one undo step)."""
-        if self.workspace is None:
-            show_info("Run first: there is no proposal to accept")
+        """Accept the whole proposals of ``indices`` (one undo step each)."""
+        for index in indices:
+            self._guard(lambda i=index: self.acceptor.accept(self.workspace, i))
+
+    def accept_current(self) -> None:
+        label = self.review.chosen_object()
+        self._guard(lambda: self.acceptor.accept(self.workspace, self.current_index(), label))
+
+    def reject_current(self) -> None:
+        self.reject(self.current_index(), self.review.chosen_object())
+
+    def reject(self, index: int, label: int | None = None) -> None:
+        self._guard(lambda: self.acceptor.reject(self.workspace, index, label))
+
+    def accept_object_under_cursor(self) -> None:
+        ws, index = self.workspace, self.current_index()
+        layer = ws.generated(PROPOSALS, index) if ws is not None else None
+        if layer is None:
             return
-        indices = [i for i in indices if self.session.has_proposal(i)]
-        self._editing = True
-        try:
-            self.workspace.accept(indices)
-        finally:
-            self._editing = False
-        for i in indices:
-            self.session.set_status(i, ACCEPTED)
-            self.session.remember(i, self.workspace.user_slice(i))
-        self._refresh_table()
+        value = layer.get_value(self.viewer.cursor.position, world=True)
+        if value:
+            self._guard(lambda: self.acceptor.accept(ws, index, int(value)))
 
     def accept_above(self) -> None:
-        self.accept(self.session.above(self.threshold_spin.value()))
+        indices = self.session.above(self.review.threshold_spin.value())
+        self._guard(lambda: self.acceptor.accept_all(self.workspace, indices))
 
-    def reject(self, index: int) -> None:
-        if self.session.status(index) == PROPOSED:
-            self.session.set_status(index, REJECTED)
-            self._refresh_table()
+    def _guard(self, action: Any) -> None:
+        if self.workspace is None:
+            show_info("Run first: there is no proposal to review")
+            return
+        try:
+            action()
+        except LayerGone as error:
+            show_error(str(error))
 
-    def _on_paint(self, event: Any = None) -> None:
-        # napari emits `paint` before data_setitem writes the pixels: read them a tick later
-        if not self._editing:
-            index = self.current_index()
-            QTimer.singleShot(0, lambda: self._sync(index))
+    def changed(self) -> None:
+        """The review state changed: refresh the table and keep the state in the layer."""
+        self.review.table.refresh()
+        self._timers["persist"].start()
+        self._timers["step"].start()
 
-    def _sync(self, index: int) -> None:
-        if self.workspace is not None and 0 <= index < len(self.workspace):
-            before = self.session.status(index)
-            if self.session.sync_slice(index, self.workspace.user_slice(index)) != before:
-                self._refresh_table()
+    def _update_objects(self) -> None:
+        ws, index = self.workspace, self.current_index()
+        has = ws is not None and self.session.has_proposal(index)
+        self.review.set_objects(proposal_ids(ws.proposal(index)) if has else [])
 
-    def _refresh_table(self) -> None:
-        rows = self.session.review_rows()
-        names = self.workspace.names() if self.workspace and self.workspace.is_set else None
-        self.table.setRowCount(len(rows))
-        for row, (index, score, status) in enumerate(rows):
-            first = QTableWidgetItem(names[index] if names else str(index))
-            first.setData(Qt.UserRole, index)
-            self.table.setItem(row, 0, first)
-            self.table.setItem(row, 1, QTableWidgetItem("" if score is None else f"{score:.3f}"))
-            self.table.setItem(row, 2, QTableWidgetItem(status))
+    def _set_accepted_weight(self, text: str) -> None:
+        self.session.accepted_weight = text
+        self._timers["persist"].start()
 
-    def _row_index(self, row: int) -> int:
-        return int(self.table.item(row, 0).data(Qt.UserRole))
+    def _persist(self) -> None:
+        if self.workspace is not None and self.workspace.labels.find() is not None:
+            _persist.write_review(self.workspace.labels.get(), self.session.to_dict())
 
-    # ------------------------------------------------------------------ saving
+    # ------------------------------------------------------------------ files
     def _save_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save labels and provenance to folder")
         if folder:
@@ -398,8 +353,8 @@ class InContextWidget(QWidget):
         return None if answer == QMessageBox.Cancel else answer == QMessageBox.Yes
 
     def save(self, folder: str, replace: bool | None = None) -> None:
-        """Save into ``folder``; never replaces files napari-incontext did not write, and
-        asks before replacing its own earlier save unless ``replace`` says what to do."""
+        """Save into ``folder`` in a worker; never replaces files napari-incontext did not
+        write, and asks before replacing its own earlier save unless ``replace`` says."""
         from napari_incontext._save import earlier_outputs, save_workspace
 
         if self.workspace is None:
@@ -411,19 +366,44 @@ class InContextWidget(QWidget):
                 replace = self._ask_replace(ours) if ours and not others else False
                 if replace is None:
                     return
-            plan = save_workspace(folder, self.workspace, self.session, replace=replace)
-        except (OSError, ValueError) as error:
+        except OSError as error:
             show_error(f"Saving failed, nothing was replaced: {error}")
             return
-        show_info(f"Saved {plan.labels.name} and {plan.provenance.name} in {folder}")
+        self.saving = start_function(
+            save_workspace,
+            folder,
+            self.workspace,
+            self.session.snapshot(),
+            replace,
+            on_done=lambda plan: show_info(
+                f"Saved {plan.labels.name} and {plan.provenance.name} in {folder}"
+            ),
+            on_error=lambda error: show_error(f"Saving failed, nothing was replaced: {error}"),
+            on_finished=self.file_work_done,
+            notify=False,
+        )
 
+    def file_work_done(self) -> None:
+        self.saving = None
 
-def _fill(combo: QComboBox, names: list[str]) -> None:
-    """Replace a combo's items, keeping the current choice when it still exists."""
-    current = combo.currentText()
-    combo.blockSignals(True)
-    combo.clear()
-    combo.addItems(names)
-    if current in names:
-        combo.setCurrentText(current)
-    combo.blockSignals(False)
+    def _save_examples_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save the examples to an empty folder")
+        if folder:
+            self.save_examples(folder)
+
+    def _load_examples_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Load examples saved from another stack")
+        if folder:
+            self.load_examples(folder)
+
+    def save_examples(self, folder: str) -> None:
+        """Save this stack's examples (and loaded ones) with the backend settings."""
+        from napari_incontext._examples import save_current_examples
+
+        self._guard(lambda: save_current_examples(self, folder))
+
+    def load_examples(self, folder: str) -> None:
+        """Use examples saved from another stack in the next runs (the head is refitted)."""
+        from napari_incontext._examples import load_into
+
+        load_into(self, folder)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from src_models.evaluation.annotator import AnnotatorConfig
 from src_models.evaluation.datasets import load_datasets
 from src_models.evaluation.protocols import RANDOM_NOTE, EvalResult, build_for_eval, drain
-from src_models.evaluation.report import results_table
+from src_models.evaluation.report import kept_blocks, results_table
 from src_models.evaluation.runner import compatible, run_protocol
 
 
@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.perf_counter() - t:6.1f}s {job.protocol:9s} {job.folder} {spec.label}",
                 file=sys.stderr,
             )
-    Path(args.out).write_text(render(results, failures, time.perf_counter() - start))
+    page = render(results, failures, time.perf_counter() - start)
+    Path(args.out).write_text(page + kept_blocks(Path(args.out)))
     if args.json:
         Path(args.json).write_text(
             json.dumps(

@@ -2,8 +2,8 @@
 
     xvfb-run -a python scripts/screenshot.py docs/images/plugin.png
 
-Opens the sample stack, runs the classic backend, accepts the confident proposals,
-rejects the least confident one and shows it, then saves a window screenshot.
+Opens the sample stack, runs the classic backend, accepts the proposals scoring >= 0.85,
+rejects the lowest-scoring one and shows it, then saves a window screenshot.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ def main() -> int:
     viewer = napari.Viewer(title="napari-incontext", show=True)
     viewer.window._qt_window.resize(args.width, args.height)  # no public API for the size
     widget = open_demo(viewer)
-    widget.run_button.click()
-    _wait(lambda: widget.worker is None)
-    widget.threshold_spin.setValue(0.9)
-    widget.accept_all_button.click()
+    widget.controls.run_button.click()
+    _wait(lambda: widget.idle)
+    widget.review.threshold_spin.setValue(0.85)
+    widget.review.accept_all_button.click()
+    _wait(lambda: widget.idle)
     lowest = widget.session.next_lowest()
     if lowest is not None:
         widget.goto(lowest)

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from src_models.backends.base import Backend
+<<<<<<< HEAD
 from src_models.cache import FeatureCache
 from src_models.inputs import ImageInput, LabelInput, Prepared, prepare
 from src_models.linking import link_to_neighbour, neighbour_toward_examples
+=======
+from src_models.cache import FeatureCache, content_key, model_tag
+from src_models.inputs import ImageInput, LabelInput, Prepared, joint_ids, prepare
+from src_models.linking import link_to_neighbour
+>>>>>>> gui
 from src_models.memory import check_memory, shapes_of
+from src_models.scoring import ReviewScorer
 from src_models.timing import Timer
-from src_models.types import Example, SliceResult
+from src_models.types import Example, ExtraExamples, SliceResult
+
+Direction = Literal["both", "forward", "backward"]
+DIRECTIONS: tuple[Direction, ...] = ("both", "forward", "backward")
+
+
+def nearest_example(index: int, examples: Sequence[int]) -> int:
+    """The example slice nearest to ``index`` (ties: the lower one)."""
+    return min(examples, key=lambda e: (abs(e - index), e))
 
 
 def propagation_order(
@@ -21,21 +39,65 @@ def propagation_order(
 ) -> list[int]:
     """Targets sorted by distance to the nearest example, then by index.
 
-    Ties alternate both directions, so the run moves outward from the examples.
+    Ties alternate both directions, so the run moves outward from the examples. Without
+    examples (all of them come from elsewhere) the order is by index.
     """
     skip = set(examples)
     wanted = [i for i in (range(n) if targets is None else targets) if i not in skip]
     for i in wanted:
         if not 0 <= i < n:
             raise ValueError(f"target slice {i} is outside 0..{n - 1}")
+    if not examples:
+        return sorted(wanted)
     ex = np.asarray(examples)
     return sorted(wanted, key=lambda i: (int(np.abs(ex - i).min()), i))
 
 
-def slice_score(labels: np.ndarray, confidence: np.ndarray) -> float:
-    """Mean confidence over the predicted foreground, or over the slice when it is empty."""
-    fg = labels != 0
-    return float(confidence[fg].mean() if fg.any() else confidence.mean())
+def select_targets(
+    n: int,
+    examples: Sequence[int],
+    first: int | None = None,
+    last: int | None = None,
+    direction: Direction = "both",
+) -> list[int]:
+    """Slices to propose: ``first``..``last`` (inclusive) without the examples, optionally
+    only those after (``forward``) or before (``backward``) their nearest example."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    lo, hi = 0 if first is None else first, n - 1 if last is None else last
+    if not 0 <= lo <= hi < n:
+        raise ValueError(f"slice range {lo}..{hi} is not inside 0..{n - 1}: choose first <= last")
+    wanted = [i for i in range(lo, hi + 1) if i not in set(examples)]
+    if direction == "both" or not examples:
+        return wanted
+    sign = 1 if direction == "forward" else -1
+    return [i for i in wanted if np.sign(i - nearest_example(i, examples)) == sign]
+
+
+WEAK_SHARE = 0.2
+"""Slices accepted without an edit weigh together this share of the painted or corrected
+examples by default (measured in docs/benchmarks.md, Review block)."""
+
+
+def weak_weight(share: float, verified: int, accepted: int) -> float:
+    """Per-slice weight of ``accepted`` slices accepted without an edit, so that together
+    they weigh at most ``share`` of the ``verified`` (painted or corrected) examples, and each
+    at most ``share``: many accepted slices cannot outweigh what the person verified."""
+    if accepted == 0:
+        return share
+    return min(share, share * max(verified, 1) / accepted)
+
+
+@dataclass
+class FitMemo:
+    """What a backend's head was last fitted on: a run with the same examples, weights and
+    backend object skips the fit (``Run this slice`` after a full run costs one predict).
+
+    Attributes:
+        key: hash of the backend object and every example's pixels, labels and weight.
+    """
+
+    key: str | None = None
 
 
 def _features(
@@ -53,23 +115,71 @@ def _features(
     return features, timings | timer.seconds
 
 
-def fit_examples(backend: Backend, data: Prepared, cache: FeatureCache) -> dict[str, float]:
+def _example_inputs(
+    data: Prepared, weights: Mapping[int, float], extra: Prepared | None, extra_weights: list[float]
+) -> list[tuple[int, np.ndarray, np.ndarray, float]]:
+    """(index, image, labels, weight) of every example with a positive weight; examples from
+    ``extra`` get negative indices (-1, -2, ...)."""
+    items = [(i, data.images[i], data.labels[i], float(weights.get(i, 1.0))) for i in data.examples]
+    if extra is not None:
+        items += [
+            (-1 - j, extra.images[j], extra.labels[j], extra_weights[j])
+            for j in range(len(extra.images))
+        ]
+    for index, *_, weight in items:
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"example weight of slice {index} is {weight}: give a value in [0, 1]")
+    return [item for item in items if item[3] > 0]
+
+
+def _fit_key(backend: Backend, items: list[tuple[int, np.ndarray, np.ndarray, float]]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{model_tag(backend)}{backend.feature_key}".encode())
+    for index, image, labels, weight in items:
+        h.update(f"{index}:{content_key(image)}:{content_key(labels)}:{weight}".encode())
+    return h.hexdigest()
+
+
+def fit_examples(
+    backend: Backend,
+    data: Prepared,
+    cache: FeatureCache,
+    weights: Mapping[int, float] | None = None,
+    extra: Prepared | None = None,
+    extra_weights: Sequence[float] = (),
+    memo: FitMemo | None = None,
+) -> dict[str, float]:
     """Compute (or fetch) the example slices' features and fit the head.
 
+    Args:
+        weights: slice index → example weight in [0, 1] (default 1); 0 leaves it out.
+        extra: prepared examples from elsewhere, with ``extra_weights``.
+        memo: skip the fit when the backend was last fitted on exactly these examples.
+
     Returns:
-        ``fit`` (seconds of the head's fit) and ``fit_<stage>`` for each stage it timed.
+        ``fit`` (seconds of the head's fit) and ``fit_<stage>`` for each stage it timed;
+        ``fit_reused`` = 1.0 when the memo made the fit unnecessary.
     """
+    items = _example_inputs(data, weights or {}, extra, list(extra_weights))
+    if not items:
+        raise ValueError("every example has weight 0: paint or correct at least one slice")
+    key = _fit_key(backend, items) if memo is not None else None
+    if memo is not None and memo.key == key:
+        return {"fit": 0.0, "fit_reused": 1.0}
     examples = [
-        Example(i, _features(backend, cache, data.images[i])[0], data.labels[i])
-        for i in data.examples
+        Example(i, _features(backend, cache, image)[0], labels, weight)
+        for i, image, labels, weight in items
     ]
     timer = Timer()
     start = time.perf_counter()
     backend.fit(examples, timer)
+    if memo is not None:
+        memo.key = key
     stages = {f"fit_{k}": v for k, v in timer.seconds.items()}
     return {"fit": time.perf_counter() - start, **stages}
 
 
+<<<<<<< HEAD
 def _observe_neighbour(
     backend: Backend,
     cache: FeatureCache,
@@ -86,6 +196,20 @@ def _observe_neighbour(
     backend.observe_neighbour(  # type: ignore[attr-defined]
         index, neighbour, features, finished.get(neighbour), is_example
     )
+=======
+def _unblocked(
+    order: list[int], examples: Sequence[int], blocked: dict[tuple[int, int], int]
+) -> Iterator[int]:
+    """``order`` without the slices beyond a stop: ``blocked`` maps (example, side) to the
+    distance from that example where the run stopped on that side."""
+    for index in order:
+        if examples:
+            e = nearest_example(index, examples)
+            stop = blocked.get((e, int(np.sign(index - e))))
+            if stop is not None and abs(index - e) > stop:
+                continue
+        yield index
+>>>>>>> gui
 
 
 def propagate(
@@ -97,11 +221,16 @@ def propagate(
     targets: Sequence[int] | None = None,
     link: bool = False,
     link_radius: int | None = None,
+    weights: Mapping[int, float] | None = None,
+    extra: ExtraExamples | None = None,
+    stop_below: float | None = None,
+    memo: FitMemo | None = None,
 ) -> Generator[SliceResult, None, None]:
     """Propose labels on every slice without an example, nearest slices first.
 
     Args:
-        images: (N, Y, X[, C]) stack of any numeric dtype, or a list of 2D images.
+        images: (N, Y, X[, C]) stack of any numeric dtype, or a list of 2D images (an image
+            set: proposals are scored against the examples instead of the neighbours).
         labels: (N, Y, X) label stack or one (Y, X) array (or None) per image; every slice
             with a nonzero label is an example, its zeros are negatives.
         backend: a :class:`~src_models.backends.base.Backend`.
@@ -112,33 +241,71 @@ def propagate(
             :mod:`src_models.linking`), so nothing appears that continues no object.
         link_radius: how far an object may move between slices, in pixels (default 3% of
             the slice's larger side).
+        weights: slice index → example weight in [0, 1] (default 1 for every example slice;
+            0 leaves the slice out of the fit, and it is not proposed either).
+        extra: examples from elsewhere (a saved head); then ``labels`` may be all empty.
+        stop_below: stacks: once a proposal scores below this, stop on that side of its
+            example (the object is probably lost there).
+        memo: skip refitting the head when the examples did not change since the last fit.
 
     Yields:
         One :class:`SliceResult` per target. Closing the generator stops the run at once.
     """
     cache = FeatureCache() if cache is None else cache
     check_memory(shapes_of(images), backend, cache.max_bytes)
-    data = prepare(images, labels)
+    data = prepare(images, labels, require_example=extra is None)
+    more = None
+    if extra is not None:
+        data, more = joint_ids(data, prepare(extra.images, extra.labels))
+    stack = not isinstance(images, (list, tuple))
     order = propagation_order(len(data.images), data.examples, targets)
-    fit_timings = fit_examples(backend, data, cache)
+    fit_timings = fit_examples(
+        backend, data, cache, weights, more, extra.weights if extra else (), memo
+    )
     finished = {i: data.labels[i] for i in data.examples}
+<<<<<<< HEAD
     # stacks only: a backend with a video path (SEGIC's forward_vos) hears of the neighbour
     video = isinstance(images, np.ndarray) and callable(getattr(backend, "observe_neighbour", None))
     for done, index in enumerate(order, start=1):
+=======
+    scorer = ReviewScorer(
+        finished or {-1 - j: lab for j, lab in enumerate(more.labels if more else [])}, stack
+    )
+    blocked: dict[tuple[int, int], int] = {}
+    for done, index in enumerate(_unblocked(order, data.examples, blocked), start=1):
+>>>>>>> gui
         features, timings = _features(backend, cache, data.images[index])
         if video:
             _observe_neighbour(backend, cache, data, index, finished)
         timer = Timer()
         start = time.perf_counter()
         lab, conf = backend.predict(features, data.images[index].shape[:2], timer)
-        if link:
+        if link and data.examples:
             with timer("link"):
                 lab, conf = link_to_neighbour(
                     index, lab, conf, finished, data.examples, link_radius
                 )
+<<<<<<< HEAD
         finished[index] = lab
+=======
+            finished[index] = lab
+        with timer("review"):
+            review = scorer(index, lab, conf)
+>>>>>>> gui
         timings |= {"head": time.perf_counter() - start} | timer.seconds
         if done == 1:
             timings |= fit_timings
-        user = data.ids.to_user(lab)  # backends see ids 1..K; the user gets their own ids
-        yield SliceResult(index, user, conf, slice_score(lab, conf), timings, done, len(order))
+        if stop_below is not None and stack and data.examples and review.score < stop_below:
+            e = nearest_example(index, data.examples)
+            blocked.setdefault((e, int(np.sign(index - e))), abs(index - e))
+        yield SliceResult(
+            index,
+            data.ids.to_user(lab),  # backends see ids 1..K; the user gets their own ids
+            conf,
+            review.score,
+            timings,
+            done,
+            len(order),
+            review.reasons,
+            review.confidence,
+        )

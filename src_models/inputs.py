@@ -13,7 +13,7 @@ never goes through an 8-bit round trip.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -166,6 +166,23 @@ def compact_ids(raw: list[np.ndarray]) -> tuple[list[np.ndarray], LabelIds]:
     return compact, LabelIds(table)
 
 
+def joint_ids(first: Prepared, second: Prepared) -> tuple[Prepared, Prepared]:
+    """Both sets with compact ids over the union of their user ids (examples of another
+    stack next to this one's); the way back keeps ``first``'s dtype when the ids fit it."""
+    ids = sorted({int(v) for v in first.ids.table} | {int(v) for v in second.ids.table})
+    dtype = first.ids.dtype
+    if np.issubdtype(dtype, np.integer) and ids[-1] > np.iinfo(dtype).max:
+        dtype = second.ids.dtype
+    search = np.array(ids, dtype=np.uint64)
+
+    def remap(data: Prepared) -> Prepared:
+        lut = np.searchsorted(search, data.ids.table.astype(np.uint64)).astype(np.int32)
+        labels = [lut[lab] for lab in data.labels]
+        return replace(data, labels=labels, ids=LabelIds(np.array(ids, dtype=dtype)))
+
+    return remap(first), remap(second)
+
+
 def _split_labels(labels: LabelInput, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     """One (H, W) raw label array per image (zeros of uint8 where none is given), checked."""
     n = len(shapes)
@@ -204,7 +221,7 @@ def check_example(labels: np.ndarray, index: int, ids: LabelIds | None = None) -
         )
 
 
-def prepare(images: ImageInput, labels: LabelInput) -> Prepared:
+def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True) -> Prepared:
     """Validate images and labels and normalise the images.
 
     Args:
@@ -212,6 +229,8 @@ def prepare(images: ImageInput, labels: LabelInput) -> Prepared:
             (Y, X) / (Y, X, C) arrays of possibly different sizes.
         labels: (N, Y, X) array of ids, or a list with one (Y, X) array (or None) per
             image; integer, boolean, or float holding whole numbers; ids >= 0, any size.
+        require_example: refuse input without any labelled slice (turn off when the examples
+            come from elsewhere, e.g. :class:`~src_models.types.ExtraExamples`).
 
     Returns:
         A :class:`Prepared` set. Raises ``ValueError`` with a fix for any bad input.
@@ -222,7 +241,7 @@ def prepare(images: ImageInput, labels: LabelInput) -> Prepared:
     if len({s.shape[-1] for s in raw}) > 1:
         raise ValueError("the images have different numbers of channels: convert them first")
     examples = [i for i, lb in enumerate(lab) if lb.any()]
-    if not examples:
+    if not examples and require_example:
         raise ValueError(
             "no example: paint at least one object (a nonzero label) on one slice or image"
         )

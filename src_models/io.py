@@ -205,7 +205,7 @@ def write_tiff(path: Path, data: np.ndarray) -> None:
     import tifffile
 
     data = np.ascontiguousarray(data)
-    digest = hashlib.sha256(data.tobytes()).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()  # the buffer: no copy, and the GIL is free
     tifffile.imwrite(
         path, data, compression="zlib", metadata=None, description=tiff_description(digest)
     )
@@ -220,7 +220,7 @@ def write_labels(out: str | Path, labels: list[np.ndarray], images: ImageSet) ->
     """
     dtype = label_dtype(labels)
     if images.is_stack:
-        stack: np.ndarray = np.stack([np.asarray(lab) for lab in labels]).astype(dtype)
+        stack = np.stack([np.asarray(lab) for lab in labels]).astype(dtype, copy=False)
         return write_file(out, lambda tmp: write_tiff(tmp, stack))
     return write_folder(out, lambda tmp: _write_masks(tmp, labels, images.names or [], dtype))
 

@@ -35,13 +35,16 @@ class ExampleBank:
         center: (D,) float32 mean of all example tokens, removed before every cosine so the
             component shared by all patches (position, global tone) does not dominate.
         tokens: per class, (n_c, D) float32 unit-norm centred tokens (n_c may be 0).
-        prototypes: (K+1, D) float32 unit-norm class means (zeros where a class is empty).
+        prototypes: (K+1, D) float32 unit-norm class means weighted by the examples'
+            weights (zeros where a class is empty).
+        weights: per class, (n_c,) float32 weight of each token's example (None: all 1).
     """
 
     ids: np.ndarray
     center: np.ndarray
     tokens: list[np.ndarray]
     prototypes: np.ndarray
+    weights: list[np.ndarray] | None = None
 
 
 def center_tokens(tokens: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -55,6 +58,7 @@ def build_bank(
     labels: Sequence[np.ndarray],
     ids: np.ndarray,
     min_fraction: float = 0.5,
+    weights: Sequence[float] | None = None,
 ) -> ExampleBank:
     """Collect the patches of every example whose class covers at least ``min_fraction``.
 
@@ -62,10 +66,16 @@ def build_bank(
         tokens: per example, (h, w, D) float32 unit-norm tokens.
         labels: per example, (H, W) int labels.
         ids: (K,) object ids to keep.
+        weights: per example, its weight in (0, 1] (default 1): prototypes are weighted
+            means, and :func:`class_scores` trusts a weak example's patches less.
     """
+    weights = [1.0] * len(tokens) if weights is None else list(weights)
     per_class: list[list[np.ndarray]] = [[] for _ in range(len(ids) + 1)]
-    center = np.mean([t.reshape(-1, t.shape[-1]).mean(0) for t in tokens], axis=0)
-    for tok, lab in zip(tokens, labels):
+    per_weight: list[list[np.ndarray]] = [[] for _ in range(len(ids) + 1)]
+    center = np.average(
+        [t.reshape(-1, t.shape[-1]).mean(0) for t in tokens], axis=0, weights=weights
+    )
+    for tok, lab, weight in zip(tokens, labels, weights, strict=True):
         tok = center_tokens(tok, center)
         frac = patch_label_fractions(lab, tok.shape[:2], ids)
         best = frac.argmax(0)
@@ -74,9 +84,14 @@ def build_bank(
             if c > 0 and not keep.any():  # a small object: keep its best-covered patch
                 keep = frac[c] == frac[c].max()
             per_class[c].append(tok[keep])
+            per_weight[c].append(np.full(int(keep.sum()), weight, np.float32))
     stacked = [np.concatenate(chunks).astype(np.float32) for chunks in per_class]
+    token_weights = [np.concatenate(chunks) for chunks in per_weight]
     protos = np.stack(
-        [t.mean(0) if len(t) else np.zeros(stacked[0].shape[1], np.float32) for t in stacked]
+        [
+            np.average(t, axis=0, weights=w) if len(t) else np.zeros(t.shape[1], np.float32)
+            for t, w in zip(stacked, token_weights, strict=True)
+        ]
     )
     protos /= np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-8)
     return ExampleBank(
@@ -84,6 +99,7 @@ def build_bank(
         center=center.astype(np.float32),
         tokens=stacked,
         prototypes=protos.astype(np.float32),
+        weights=token_weights,
     )
 
 
@@ -94,6 +110,9 @@ def class_scores(
 
     score_c = (1 − proto_weight) · mean of the top-k cosines to class-c example patches
             + proto_weight · cosine to the class-c prototype.
+
+    A patch of an example with weight w < 1 counts as w · its cosine + (1 − w) · the
+    prototype's cosine: a weak example can only pull toward what the class already holds.
 
     Args:
         target: (h, w, D) float32 unit-norm tokens (centred here with the bank's centre).
@@ -108,9 +127,13 @@ def class_scores(
     for c, tokens in enumerate(bank.tokens):
         if len(tokens) == 0:
             continue
+        proto_sim = flat @ protos[c]
         sims = flat @ torch.from_numpy(tokens).T
+        if bank.weights is not None and (bank.weights[c] < 1).any():
+            trust = torch.from_numpy(bank.weights[c])
+            sims = trust * sims + (1 - trust) * proto_sim[:, None]
         nn = sims.topk(min(topk, sims.shape[1]), dim=1).values.mean(1)
-        out[c] = ((1 - proto_weight) * nn + proto_weight * (flat @ protos[c])).numpy()
+        out[c] = ((1 - proto_weight) * nn + proto_weight * proto_sim).numpy()
     return out.reshape(-1, h, w)
 
 

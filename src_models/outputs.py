@@ -73,7 +73,7 @@ def _tiff_problem(path: Path) -> str | None:
         return "it was not written by napari-incontext"
     if not isinstance(meta, dict) or meta.get("written_by") != WRITTEN_BY:
         return "it was not written by napari-incontext"
-    if hashlib.sha256(data.tobytes()).hexdigest() != meta.get("sha256"):
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         return "it was changed since napari-incontext wrote it"
     return None
 

@@ -102,6 +102,22 @@ class BackendBase:
             raise RuntimeError(f"the {self.name} backend was closed: build a new one to run again")
 
 
+def trusted(examples: Sequence[Example]) -> list[Example]:
+    """The examples with a positive weight (weight 0 leaves an example out of the fit).
+
+    Raises ``ValueError`` when none is left.
+    """
+    kept = [e for e in examples if e.weight > 0]
+    if not kept:
+        raise ValueError("every example has weight 0: paint or correct at least one slice")
+    return kept
+
+
+def example_weights(examples: Sequence[Example]) -> list[float]:
+    """The weight of each example, in order."""
+    return [float(e.weight) for e in examples]
+
+
 def object_ids(examples: Sequence[Example]) -> np.ndarray:
     """Sorted nonzero label ids present in the examples, (K,) int64."""
     ids = np.unique(np.concatenate([np.unique(e.labels) for e in examples]))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from src_models.backends.base import BackendBase, labels_from_probs, object_ids
+from src_models.backends.base import BackendBase, labels_from_probs, object_ids, trusted
 from src_models.backends.configs import ClassicConfig
 from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
@@ -74,11 +74,18 @@ class ClassicBackend(BackendBase):
             x = np.concatenate([x, _positions(features.shape[:2])], axis=-1)
         return x.reshape(-1, x.shape[-1])
 
-    def _sample(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+    def _sample(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixels sampled per example and class: features, labels and sample weights.
+
+        A weak example counts twice less: the sample budget is shared in proportion to the
+        weights (many weak examples cannot crowd out a painted one), and its pixels carry
+        its weight as sample weight in the forest.
+        """
         rng = np.random.default_rng(self.config.seed)
-        xs, ys = [], []
-        per_example = max(1, self.config.samples_per_class // len(examples))
+        xs, ys, ws = [], [], []
+        total = sum(ex.weight for ex in examples)
         for ex in examples:
+            per_example = max(1, round(self.config.samples_per_class * ex.weight / total))
             x = self._design(ex.features)
             y = ex.labels.reshape(-1)
             for cls in np.unique(y):
@@ -86,13 +93,15 @@ class ClassicBackend(BackendBase):
                 idx = rng.choice(idx, min(per_example, len(idx)), replace=False)
                 xs.append(x[idx])
                 ys.append(y[idx])
-        return np.concatenate(xs), np.concatenate(ys)
+                ws.append(np.full(len(idx), ex.weight, np.float32))
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         from sklearn.ensemble import RandomForestClassifier
 
+        examples = trusted(examples)
         object_ids(examples)  # validates that there is at least one label array
-        x, y = self._sample(examples)
+        x, y, w = self._sample(examples)
         c = self.config
         self._forest = RandomForestClassifier(
             n_estimators=c.n_estimators,
@@ -100,7 +109,7 @@ class ClassicBackend(BackendBase):
             min_samples_leaf=c.min_samples_leaf,
             n_jobs=-1,
             random_state=c.seed,
-        ).fit(x, y)
+        ).fit(x, y, sample_weight=w)
         self._classes = self._forest.classes_.astype(np.int64)
 
     def predict(

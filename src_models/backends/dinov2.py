@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from src_models.backbones.dinov2 import PatchEncoder, build_dinov2
-from src_models.backends.base import BackendBase, labels_from_probs, object_ids
+from src_models.backends.base import (
+    BackendBase,
+    example_weights,
+    labels_from_probs,
+    object_ids,
+    trusted,
+)
 from src_models.backends.configs import Dinov2Config
 from src_models.cache import model_tag
 from src_models.device import pick_device, pick_dtype
@@ -49,9 +55,13 @@ class Dinov2Backend(BackendBase):
         return PatchFeatures(self.encoder(image, timer), image.mean(-1).astype(np.float16))
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
+        examples = trusted(examples)
         ids = object_ids(examples)
         self._bank = build_bank(
-            [e.features.tokens for e in examples], [e.labels for e in examples], ids
+            [e.features.tokens for e in examples],
+            [e.labels for e in examples],
+            ids,
+            weights=example_weights(examples),
         )
 
     def predict(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from src_models.backbones.dinov2 import PatchEncoder, build_dinov2
-from src_models.backends.base import BackendBase, object_ids
+from src_models.backends.base import BackendBase, example_weights, object_ids, trusted
 from src_models.backends.configs import DinoSamConfig
 from src_models.cache import model_tag
 from src_models.device import pick_device, pick_dtype
@@ -92,16 +92,18 @@ class DinoSamBackend(BackendBase):
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         c = self.config
+        examples = trusted(examples)
+        weights = example_weights(examples)
         self._ids = object_ids(examples)
         embs = [e.features.sam for e in examples]
         if self.dino is not None:
             tokens = [e.features.tokens for e in examples]
-            self._bank = build_bank(tokens, [e.labels for e in examples], self._ids)
+            self._bank = build_bank(tokens, [e.labels for e in examples], self._ids, 0.5, weights)
         self._objects = {}
         for k in self._ids:
             masks = [e.labels == k for e in examples]
             mode = "max_mean" if c.persam_f else "mean"
-            target = target_embedding(self.head, embs, masks, mode)
+            target = target_embedding(self.head, embs, masks, mode, weights)
             if target is None:
                 continue
             obj = _Object(target)
@@ -109,7 +111,7 @@ class DinoSamBackend(BackendBase):
                 fconf = PersamFConfig(
                     iterations=c.persam_f_iterations, max_side=c.persam_f_max_side
                 )
-                obj.weights, timings = train_weights(self.head, embs, masks, target, fconf)
+                obj.weights, timings = train_weights(self.head, embs, masks, target, fconf, weights)
                 for key, value in timings.items():
                     timer.add(key, value)
             self._objects[int(k)] = obj

@@ -19,7 +19,7 @@ from torch import nn
 
 from src_models.backbones.dinov2 import build_dinov2
 from src_models.backbones.encoder import TimedEncoder
-from src_models.backends.base import BackendBase, object_ids
+from src_models.backends.base import BackendBase, object_ids, trusted
 from src_models.backends.configs import SegicConfig
 from src_models.cache import model_tag
 from src_models.device import pick_device, pick_dtype
@@ -145,16 +145,19 @@ class SegicBackend(BackendBase):
 
     @torch.inference_mode()
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
-        """One prototype per (object, example slice); the object's query prototype is their mean."""
+        """One prototype per (object, example slice); the object's query prototype is their mean
+        weighted by the examples' weights (the most trusted examples are kept first when an
+        object has more than ``max_examples``)."""
+        examples = trusted(examples)
         ids = object_ids(examples)
         if len(ids) == 0:
             raise ValueError("dinov2-segic needs at least one example with a nonzero label")
         inst, owner, query = [], [], []
         for k in ids:
-            holders = _spread(
-                [i for i, e in enumerate(examples) if (e.labels == k).any()],
-                self.config.max_examples,
-            )
+            holding = [i for i, e in enumerate(examples) if (e.labels == k).any()]
+            top = sorted(holding, key=lambda i: -examples[i].weight)[: self.config.max_examples]
+            best = [i for i in holding if examples[i].weight >= examples[top[-1]].weight]
+            holders = _spread(best, self.config.max_examples)
             protos = torch.cat(
                 [
                     prototypes(
@@ -168,7 +171,8 @@ class SegicBackend(BackendBase):
             )
             inst.append(protos)
             owner += [int(k)] * len(protos)
-            query.append(protos.mean(0))
+            trust = torch.tensor([examples[i].weight for i in holders], device=protos.device)
+            query.append((protos * trust[:, None]).sum(0) / trust.sum())
         self._ids = ids
         self._inst = torch.cat(inst)
         self._owner = torch.tensor(owner, dtype=torch.long, device=self.encoder.device)

@@ -161,6 +161,7 @@ def one_shot(
                         "iou": metrics.iou(pred, truth),
                         "dice": metrics.dice(pred, truth),
                         "score": res.score,
+                        "confidence": res.mean_confidence,
                         **_timing_row(res),
                     }
                 )
@@ -376,6 +377,7 @@ def propagate_stack(
                     "iou": slice_iou(pred, gt, classes),
                     "dice": metrics.dice(pred != 0, gt != 0),
                     "score": res.score,
+                    "confidence": res.mean_confidence,
                     **_timing_row(res),
                 }
             )

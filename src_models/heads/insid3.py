@@ -124,20 +124,32 @@ def patch_mask(
     return down.numpy()
 
 
-def prototype(tokens: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
+def prototype(
+    tokens: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    weights: Sequence[float] | None = None,
+) -> np.ndarray:
     """Mean of each shot's masked tokens, averaged over shots, unit-norm.
 
     Args:
         tokens: per shot, (h, w, D) debiased tokens.
         masks: per shot, (h, w) bool patch masks (empty shots are skipped).
+        weights: per shot, its weight in the average over shots (default 1).
 
     Returns:
         (D,) float32 (zeros when every mask is empty).
     """
+<<<<<<< HEAD
     means = [t[m].mean(0) for t, m in zip(tokens, masks, strict=True) if m.any()]
     if not means:
+=======
+    weights = [1.0] * len(tokens) if weights is None else list(weights)
+    kept = [(t[m].mean(0), w) for t, m, w in zip(tokens, masks, weights, strict=True) if m.any()]
+    if not kept:
+>>>>>>> gui
         return np.zeros(tokens[0].shape[-1], np.float32)
-    return unit(torch.from_numpy(np.mean(means, axis=0).astype(np.float32))).numpy()
+    mean = np.average([k[0] for k in kept], axis=0, weights=[k[1] for k in kept])
+    return unit(torch.from_numpy(mean.astype(np.float32))).numpy()
 
 
 def forward_candidates(target: np.ndarray, proto: np.ndarray, quantile: float = 0.9) -> np.ndarray:
@@ -293,13 +305,17 @@ class Reference:
 
 
 def make_reference(
-    shots: Sequence[np.ndarray], masks: Sequence[np.ndarray], negatives: Sequence[np.ndarray]
+    shots: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    negatives: Sequence[np.ndarray],
+    weights: Sequence[float] | None = None,
 ) -> Reference:
     """Build a :class:`Reference`.
 
     Args:
         shots: per shot, (h, w, D) debiased tokens; masks: per shot, (h, w) bool patch masks.
         negatives: (n_i, D) debiased tokens of the examples' patches outside the object.
+        weights: per shot, its weight in the prototype (default 1).
     """
     neg = np.concatenate(
         [n for n in negatives if len(n)] or [np.zeros((0, shots[0].shape[-1]), np.float32)]
@@ -310,7 +326,7 @@ def make_reference(
         else np.zeros(shots[0].shape[-1], np.float32)
     )
     return Reference(
-        list(shots), list(masks), prototype(shots, masks), neg_proto.astype(np.float32)
+        list(shots), list(masks), prototype(shots, masks, weights), neg_proto.astype(np.float32)
     )
 
 

@@ -79,7 +79,11 @@ def masked_features(head: SamHead, emb: SamEmbedding, mask: np.ndarray) -> np.nd
 
 
 def target_embedding(
-    head: SamHead, embs: Sequence[SamEmbedding], masks: Sequence[np.ndarray], mode: str = "mean"
+    head: SamHead,
+    embs: Sequence[SamEmbedding],
+    masks: Sequence[np.ndarray],
+    mode: str = "mean",
+    weights: Sequence[float] | None = None,
 ) -> np.ndarray | None:
     """(C,) float32 target embedding of an object over one or more examples.
 
@@ -89,15 +93,23 @@ def target_embedding(
 
     Args:
         mode: ``mean`` (PerSAM) or ``max_mean`` ((max + mean) / 2, PerSAM-F).
+        weights: per example, its weight (default 1): each feature under a mask counts with
+            its example's weight in the mean.
 
     Returns None when no example has the object.
     """
-    feats = [masked_features(head, e, m) for e, m in zip(embs, masks, strict=True) if m.any()]
-    feats = [f for f in feats if len(f)]
-    if not feats:
+    weights = [1.0] * len(embs) if weights is None else list(weights)
+    pooled = [
+        (masked_features(head, e, m), w)
+        for e, m, w in zip(embs, masks, weights, strict=True)
+        if m.any()
+    ]
+    pooled = [(f, w) for f, w in pooled if len(f)]
+    if not pooled:
         return None
-    stacked = np.concatenate(feats)
-    vector = stacked.mean(0)
+    stacked = np.concatenate([f for f, _ in pooled])
+    per_feature = np.concatenate([np.full(len(f), w) for f, w in pooled])
+    vector = np.average(stacked, axis=0, weights=per_feature)
     if mode == "max_mean":
         vector = (stacked.max(0) + vector) / 2
     elif mode != "mean":

@@ -70,16 +70,21 @@ def train_weights(
     masks: Sequence[np.ndarray],
     prototype: np.ndarray,
     config: PersamFConfig,
+    example_weights: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Fit the two mask weights on the examples of one object.
+
+    Args:
+        example_weights: per example, its weight (default 1): scales that example's loss.
 
     Returns:
         (2,) float32 weights and timings {"persam_f_decode": s, "persam_f_train": s}.
     """
     start = time.perf_counter()
+    trust = [1.0] * len(embs) if example_weights is None else list(example_weights)
     pairs = [
-        _training_pair(head, e, m, prototype, config.max_side)
-        for e, m in zip(embs, masks)
+        (*_training_pair(head, e, m, prototype, config.max_side), w)
+        for e, m, w in zip(embs, masks, trust, strict=True)
         if m.any()
     ]
     decoded = time.perf_counter()
@@ -96,7 +101,7 @@ def train_weights(
 
 def _fit(
     weights: torch.nn.Parameter,
-    pairs: list[tuple[torch.Tensor, torch.Tensor]],
+    pairs: list[tuple[torch.Tensor, torch.Tensor, float]],
     config: PersamFConfig,
 ) -> None:
     """AdamW + cosine schedule on dice + focal loss of the blended logits."""
@@ -105,10 +110,11 @@ def _fit(
     with torch.enable_grad():
         for _ in range(config.iterations):
             loss = torch.zeros(())
-            for logits, target in pairs:
+            for logits, target, trust in pairs:
                 mixed = blend(weights, logits)
-                loss = loss + dice_loss(mixed.flatten(), target.flatten())
-                loss = loss + focal_loss(mixed, target, config.focal_alpha, config.focal_gamma)
+                pair = dice_loss(mixed.flatten(), target.flatten())
+                pair = pair + focal_loss(mixed, target, config.focal_alpha, config.focal_gamma)
+                loss = loss + trust * pair
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

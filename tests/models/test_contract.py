@@ -132,3 +132,30 @@ def test_timer_stages_of_direct_calls(name: str) -> None:
     backend.fit([replace(Example(0, features, labels[0]))], Timer())
     labels_out, confidence = backend.predict(features, stack.shape[1:], Timer())
     assert labels_out.dtype == np.int32 and confidence.dtype == np.float32
+
+
+def _fitted_predictions(name: str, examples: list[Example], target: np.ndarray) -> np.ndarray:
+    """Confidence of a fresh tiny backend fitted on ``examples``, on ``target``."""
+    backend = TINY[name]({})
+    features = [replace(e, features=backend.compute_features(e.features)) for e in examples]
+    backend.fit(features)
+    return backend.predict(backend.compute_features(target), target.shape[:2])[1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_honours_example_weights(name: str) -> None:
+    """Weight 0 is the same as leaving the example out; a weight below 1 is used."""
+    stack, labels = _scene(3)
+    images = [s[..., None] for s in stack]
+    contrary = np.zeros_like(labels[0])  # a second example that disagrees with the first
+    contrary[30:46, 30:46] = 3
+    contrary[8:24, 8:24] = 7
+    first = Example(0, images[0], labels[0])
+    alone = _fitted_predictions(name, [first], images[2])
+    ignored = _fitted_predictions(name, [first, Example(1, images[1], contrary, 0.0)], images[2])
+    np.testing.assert_allclose(ignored, alone, atol=1e-6)
+    full = _fitted_predictions(name, [first, Example(1, images[1], contrary, 1.0)], images[2])
+    weak = _fitted_predictions(name, [first, Example(1, images[1], contrary, 0.3)], images[2])
+    assert not np.allclose(weak, full, atol=1e-4), "the example weight changes nothing"
+    with pytest.raises(ValueError, match="weight 0"):
+        TINY[name]({}).fit([Example(0, TINY[name]({}).compute_features(images[0]), labels[0], 0)])

@@ -9,10 +9,10 @@ import pytest
 
 from src_models.backends.classic import ClassicBackend
 from src_models.cache import FeatureCache
-from src_models.engine import propagate, propagation_order
+from src_models.engine import FitMemo, propagate, propagation_order, select_targets
 from src_models.sample_data import example_labels, synthetic_stack
 from src_models.timing import NULL_TIMER, Timer
-from src_models.types import Example
+from src_models.types import Example, ExtraExamples
 from tests.helpers import iou
 
 
@@ -137,3 +137,89 @@ def test_stacks_tell_a_video_backend_the_neighbour_toward_the_examples() -> None
     calls.clear()
     list(propagate(list(stack), list(labels), backend))
     assert calls == []
+
+
+def test_weights_reach_the_fit_and_zero_leaves_an_example_out(
+    stack: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, truth = stack
+    labels = example_labels(truth, 3)
+    labels[6] = truth[6]
+    seen: list[list[tuple[int, float]]] = []
+
+    class Spy(CountingBackend):
+        def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
+            seen.append([(e.index, e.weight) for e in examples])
+            super().fit(examples, timer)
+
+    results = list(propagate(image, labels, Spy(), weights={6: 0.25}))
+    assert seen[-1] == [(3, 1.0), (6, 0.25)]
+    assert 6 not in [r.index for r in results]
+    list(propagate(image, labels, Spy(), weights={6: 0.0}))
+    assert seen[-1] == [(3, 1.0)]  # weight 0: left out of the fit, and not proposed
+    with pytest.raises(ValueError, match="every example has weight 0"):
+        list(propagate(image, labels, Spy(), weights={3: 0.0, 6: 0.0}))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        list(propagate(image, labels, Spy(), weights={6: 2.0}))
+
+
+def test_select_targets_range_and_direction() -> None:
+    assert select_targets(8, [3]) == [0, 1, 2, 4, 5, 6, 7]
+    assert select_targets(8, [3], first=2, last=5) == [2, 4, 5]
+    assert select_targets(8, [3], direction="forward") == [4, 5, 6, 7]
+    assert select_targets(8, [1, 6], direction="backward") == [0, 4, 5]
+    with pytest.raises(ValueError, match="first <= last"):
+        select_targets(8, [3], first=5, last=2)
+
+
+def test_stop_below_ends_one_side_only(stack: tuple[np.ndarray, np.ndarray]) -> None:
+    image, truth = stack
+    labels = example_labels(truth, 3)
+    image = image.copy()
+    image[5:] = image[5:].mean()  # the objects vanish after slice 4: proposals get wrong there
+    free = {r.index: r.score for r in propagate(image, labels, ClassicBackend())}
+    assert free[5] < 0.55 < min(free[i] for i in (0, 1, 2, 4))
+    stopped = [r.index for r in propagate(image, labels, ClassicBackend(), stop_below=0.55)]
+    assert sorted(stopped) == [0, 1, 2, 4, 5]  # 5 scored low: 6 and 7 were never proposed
+
+
+def test_memo_skips_an_unchanged_fit(stack: tuple[np.ndarray, np.ndarray]) -> None:
+    image, truth = stack
+    labels = example_labels(truth, 3)
+    backend, memo, cache = CountingBackend(), FitMemo(), FeatureCache()
+    first = list(propagate(image, labels, backend, cache=cache, memo=memo))
+    one = list(propagate(image, labels, backend, cache=cache, memo=memo, targets=[5]))
+    assert len(backend.fitted_on) == 1 and one[0].timings["fit_reused"] == 1.0
+    np.testing.assert_array_equal(one[0].labels, [r for r in first if r.index == 5][0].labels)
+    list(propagate(image, labels, backend, cache=cache, memo=memo, weights={3: 0.5}))
+    assert len(backend.fitted_on) == 2  # another weight: refitted
+    list(propagate(image, labels, CountingBackend(), cache=cache, memo=memo))
+    assert memo.key is not None and len(backend.fitted_on) == 2  # another backend object
+
+
+def test_extra_examples_label_a_stack_without_any(stack: tuple[np.ndarray, np.ndarray]) -> None:
+    image, truth = stack
+    extra = ExtraExamples([image[3]], [truth[3]], [1.0])
+    results = list(propagate(image[4:], np.zeros_like(truth[4:]), ClassicBackend(), extra=extra))
+    assert [r.index for r in results] == [0, 1, 2, 3]
+    assert iou(results[0].labels == 1, truth[4] == 1) > 0.6
+    with pytest.raises(ValueError, match="no example"):
+        list(propagate(image[4:], np.zeros_like(truth[4:]), ClassicBackend()))
+
+
+def test_extra_examples_keep_their_own_ids_next_to_the_stacks(
+    stack: tuple[np.ndarray, np.ndarray],
+) -> None:
+    image, truth = stack
+    theirs = np.select([truth[3] == 1, truth[3] == 2], [5, 9], 0).astype(np.uint16)
+    extra = ExtraExamples([image[3]], [theirs], [1.0])
+    empty = np.zeros(truth.shape, np.int32)
+    alone = list(propagate(image, empty, ClassicBackend(), extra=extra, targets=[4]))
+    assert set(np.unique(alone[0].labels)) == {0, 5, 9}  # the saved ids, not 1..K
+    assert iou(alone[0].labels == 5, truth[4] == 1) > 0.5
+    mine = empty.copy()
+    mine[6] = np.select([truth[6] == 1, truth[6] == 2], [5, 9], 0)
+    both = list(propagate(image, mine, ClassicBackend(), extra=extra, targets=[4, 7]))
+    for res in both:
+        assert set(np.unique(res.labels)) == {0, 5, 9}
+        assert iou(res.labels == 9, truth[res.index] == 2) > 0.2

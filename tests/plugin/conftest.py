@@ -14,7 +14,7 @@ from src_models.backends.configs import ClassicConfig
 from src_models.registry import BackendInfo
 from src_models.sample_data import example_labels, synthetic_stack
 from src_models.timing import NULL_TIMER, Timer
-from tests.plugin.plugin_helpers import N_SLICES, SIZE, choose_backend, make_widget
+from tests.plugin.plugin_helpers import N_SLICES, SIZE, choose_backend, dock, open_stack
 
 # A small, fast classic configuration: seconds for a whole run on one core.
 FAST = ClassicConfig(
@@ -32,12 +32,17 @@ class CountingBackend(ClassicBackend):
         self.delay = delay
         self.fail_predict = fail_predict
         self.computed = 0
+        self.fits: list[list[tuple[int, float]]] = []  # (slice, weight) of each fit's examples
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> np.ndarray:
         self.computed += 1
         if self.delay:
             time.sleep(self.delay)  # stands in for a model forward that releases the GIL
         return super().compute_features(image, timer)
+
+    def fit(self, examples, timer: Timer = NULL_TIMER) -> None:
+        self.fits.append([(e.index, e.weight) for e in examples])
+        super().fit(examples, timer)
 
     def predict(
         self, features: np.ndarray, shape: tuple[int, int], timer: Timer = NULL_TIMER
@@ -96,12 +101,14 @@ def stack() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @pytest.fixture
-def viewer_widget(qtbot, make_napari_viewer, stack, test_backends):
-    """A viewer with the stack and its example labels, and the docked widget."""
+def viewer_widget(qtbot, make_napari_viewer, stack, test_backends, tmp_path):
+    """The stack and its example labels opened from TIFF files, and the widget docked
+    through the Plugins menu path."""
     image, _, labels = stack
     viewer = make_napari_viewer()
-    viewer.add_image(image, name="stack")
-    viewer.add_labels(labels.copy(), name="examples")
-    widget = make_widget(qtbot, viewer)
+    open_stack(viewer, tmp_path, image, labels)
+    widget = dock(viewer)
     choose_backend(widget, "counting")
+    assert widget.controls.image_combo.currentText() == "stack"
+    assert widget.controls.labels_combo.currentText() == "examples"
     return viewer, widget

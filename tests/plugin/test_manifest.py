@@ -71,9 +71,9 @@ def test_demo_opens_the_sample_and_the_widget_through_npe2(qtbot, make_napari_vi
     widget = open_demo(viewer)
     assert isinstance(widget, InContextWidget)
     assert [layer.name for layer in viewer.layers] == ["synthetic stack", "examples"]
-    assert widget.image_combo.currentText() == "synthetic stack"
-    assert widget.labels_combo.currentText() == "examples"
-    assert widget.backend_combo.currentData() == "classic"
+    assert widget.controls.image_combo.currentText() == "synthetic stack"
+    assert widget.controls.labels_combo.currentText() == "examples"
+    assert widget.controls.backend_combo.currentData() == "classic"
 
 
 def test_triton_guard_blocks_only_when_llvm_is_loaded(monkeypatch) -> None:

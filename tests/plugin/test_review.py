@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from napari.utils.key_bindings import KeyBinding
 
-from napari_incontext._layers import PROPOSALS
-from tests.plugin.plugin_helpers import EXAMPLE, N_SLICES, run_and_wait
+from tests.plugin.plugin_helpers import (
+    EXAMPLE,
+    N_SLICES,
+    choose_backend,
+    proposals,
+    run_and_wait,
+    wait_idle,
+)
 
 TARGET = EXAMPLE + 1
 
@@ -17,40 +22,44 @@ def _paint(qtbot, viewer, index: int, value: int) -> np.ndarray:
     layer = viewer.layers["examples"]
     ys, xs = np.mgrid[2:8, 2:8]
     layer.data_setitem((np.full(ys.size, index), ys.ravel(), xs.ravel()), value)
-    qtbot.wait(20)  # the widget re-reads the painted slice on the next event-loop tick
+    qtbot.wait(20)  # the widget reads the painted slice a tick later, in a worker
     mask = np.zeros(layer.data.shape[1:], bool)
     mask[2:8, 2:8] = True
     return mask
 
 
-def test_accept_copies_the_proposal_and_undo_restores(qtbot, viewer_widget, stack):
+def test_accept_copies_the_proposal_and_the_table_follows_undo_redo(qtbot, viewer_widget, stack):
     viewer, widget = viewer_widget
     labels = viewer.layers["examples"]
     run_and_wait(qtbot, widget)
-    proposal = viewer.layers[PROPOSALS].data[TARGET].copy()
+    proposal = proposals(viewer).data[TARGET].copy()
     assert proposal.any()
 
     widget.goto(TARGET)
-    widget.accept_button.click()
+    widget.review.accept_button.click()
     np.testing.assert_array_equal(labels.data[TARGET], proposal)
     assert widget.session.status(TARGET) == "accepted"
     np.testing.assert_array_equal(np.delete(labels.data, TARGET, 0), np.delete(stack[2], TARGET, 0))
 
-    labels.undo()
+    labels.undo()  # Ctrl+Z: the table follows without any navigation
     np.testing.assert_array_equal(labels.data, stack[2])
-    widget.goto(TARGET)  # navigating re-reads the slice: the undone accept is a proposal again
-    assert widget.session.status(TARGET) == "proposed"
+    qtbot.waitUntil(lambda: widget.session.status(TARGET) == "proposed", timeout=5000)
+    assert widget.session.has_proposal(TARGET)
     labels.redo()
     np.testing.assert_array_equal(labels.data[TARGET], proposal)
+    qtbot.waitUntil(lambda: widget.session.status(TARGET) == "accepted", timeout=5000)
+    widget.review.table.refresh_now()
+    row = [widget.review.table.row_index(r) for r in range(N_SLICES)].index(TARGET)
+    assert widget.review.table.row_text(row, 2) == "accepted"
 
 
 def test_accept_never_overwrites_painted_pixels(qtbot, viewer_widget):
     viewer, widget = viewer_widget
     labels = viewer.layers["examples"]
     run_and_wait(qtbot, widget)
-    proposal = viewer.layers[PROPOSALS].data[TARGET].copy()
+    proposal = proposals(viewer).data[TARGET].copy()
     mask = _paint(qtbot, viewer, TARGET, 7)
-    assert widget.session.status(TARGET) == "edited"  # a painted slice is a correction
+    qtbot.waitUntil(lambda: widget.session.status(TARGET) == "edited", timeout=5000)
 
     widget.accept([TARGET])
     assert (labels.data[TARGET][mask] == 7).all()
@@ -66,10 +75,11 @@ def test_accept_above_threshold_is_one_undo_step(qtbot, viewer_widget, stack):
     run_and_wait(qtbot, widget)
     scores = {i: widget.session.slices[i].score for i in range(N_SLICES) if i != EXAMPLE}
     threshold = float(np.median(list(scores.values())))
-    widget.threshold_spin.setValue(threshold)
-    threshold = widget.threshold_spin.value()  # the spin box rounds
+    widget.review.threshold_spin.setValue(threshold)
+    threshold = widget.review.threshold_spin.value()  # the spin box rounds
     widget.reject(min(scores, key=scores.get))
-    widget.accept_all_button.click()
+    widget.review.accept_all_button.click()
+    wait_idle(qtbot, widget)
 
     accepted = {i for i in scores if widget.session.status(i) == "accepted"}
     rejected = {i for i in scores if widget.session.status(i) == "rejected"}
@@ -81,17 +91,24 @@ def test_accept_above_threshold_is_one_undo_step(qtbot, viewer_widget, stack):
 
 
 def test_reject_next_lowest_and_shortcuts(qtbot, viewer_widget):
+    from napari.components import ViewerModel
+    from napari.utils.key_bindings import KeyBinding
+
     viewer, widget = viewer_widget
     run_and_wait(qtbot, widget)
-    order = [i for i, _, s in widget.session.review_rows() if s == "proposed"]
+    order = [i for i, state in widget.session.review_rows() if state.status == "proposed"]
 
-    viewer.keymap[KeyBinding.from_str("Shift-N")](viewer)
+    def press(key: str) -> None:  # the viewer keymap napari dispatches a key press to
+        ViewerModel.class_keymap[KeyBinding.from_str(key)](viewer)
+
+    viewer.dims.set_current_step(0, EXAMPLE)  # not waiting for review: Next goes to the lowest
+    press("Shift+N")
     assert viewer.dims.current_step[0] == order[0]
-    viewer.keymap[KeyBinding.from_str("Shift-R")](viewer)
+    press("Shift+X")
     assert widget.session.status(order[0]) == "rejected"
-    viewer.keymap[KeyBinding.from_str("Shift-N")](viewer)
+    press("Shift+N")
     assert viewer.dims.current_step[0] == order[1]
-    viewer.keymap[KeyBinding.from_str("Shift-A")](viewer)
+    press("Shift+Y")
     assert widget.session.status(order[1]) == "accepted"
     assert viewer.layers["examples"].data[order[1]].any()
 
@@ -105,10 +122,10 @@ def test_rerun_uses_accepted_and_edited_slices_and_the_cache(qtbot, viewer_widge
 
     widget.accept([TARGET])
     _paint(qtbot, viewer, 0, 1)  # a correction on another slice
-    assert widget.session.status(0) == "edited"
+    qtbot.waitUntil(lambda: widget.session.status(0) == "edited", timeout=5000)
     results = []
-    original = widget._on_result
-    widget._on_result = lambda result: (results.append(result.index), original(result))
+    original = widget.runner.on_result
+    widget.runner.on_result = lambda result: (results.append(result.index), original(result))
     run_and_wait(qtbot, widget)
 
     assert built[-1] is backend  # same options: the backend (and its model) is kept
@@ -123,7 +140,7 @@ def test_rerun_uses_accepted_and_edited_slices_and_the_cache(qtbot, viewer_widge
 def test_changing_backend_options_rebuilds_but_keeps_the_cache(qtbot, viewer_widget, built):
     viewer, widget = viewer_widget
     run_and_wait(qtbot, widget)
-    widget.options_edit.setText("delay=0.0")
+    widget.controls.options_edit.setText("delay=0.0")
     run_and_wait(qtbot, widget)
     assert len(built) == 2 and built[1] is not built[0]
     assert built[1].computed == 0  # same feature_key: every slice came from the cache
@@ -132,17 +149,15 @@ def test_changing_backend_options_rebuilds_but_keeps_the_cache(qtbot, viewer_wid
 def test_layer_choices_follow_the_viewer(qtbot, viewer_widget):
     viewer, widget = viewer_widget
     run_and_wait(qtbot, widget)
-    labels_choices = [widget.labels_combo.itemText(i) for i in range(widget.labels_combo.count())]
-    assert labels_choices == ["examples"]  # the proposals layer is not offered
+    combo = widget.controls.labels_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["examples"]  # not proposals
     viewer.layers["stack"].name = "renamed"
-    assert widget.image_combo.currentText() == "renamed"
+    assert widget.controls.image_combo.currentText() == "renamed"
     viewer.add_image(np.zeros((2, 8, 8)), name="another")
-    assert widget.image_combo.findText("another") >= 0
+    assert widget.controls.image_combo.findText("another") >= 0
 
 
 def test_a_correction_makes_the_rerun_better(qtbot, viewer_widget, stack):
-    from tests.plugin.plugin_helpers import choose_backend
-
     viewer, widget = viewer_widget
     _, truth, _ = stack
     choose_backend(widget, "classic")
@@ -150,7 +165,7 @@ def test_a_correction_makes_the_rerun_better(qtbot, viewer_widget, stack):
     def quality(index: int) -> float:
         scores = []
         for k in (1, 2):
-            a, b = viewer.layers[PROPOSALS].data[index] == k, truth[index] == k
+            a, b = proposals(viewer).data[index] == k, truth[index] == k
             scores.append((a & b).sum() / max((a | b).sum(), 1))
         return float(np.mean(scores))
 
@@ -162,8 +177,7 @@ def test_a_correction_makes_the_rerun_better(qtbot, viewer_widget, stack):
     viewer.layers["examples"].data_setitem(  # the person paints the right answer
         (np.full(ys.size, worst), ys, xs), truth[worst][ys, xs]
     )
-    qtbot.wait(20)
-    assert widget.session.status(worst) == "edited"
+    qtbot.waitUntil(lambda: widget.session.status(worst) == "edited", timeout=5000)
     run_and_wait(qtbot, widget)
     rest = [i for i in first if i != worst]
     assert np.mean([quality(i) for i in rest]) > np.mean([first[i] for i in rest]) + 0.02

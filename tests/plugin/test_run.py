@@ -7,43 +7,63 @@ import time
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from napari_incontext._layers import PROPOSALS
-from tests.plugin.plugin_helpers import N_SLICES, choose_backend, run_and_wait
+from tests.plugin.plugin_helpers import (
+    N_SLICES,
+    choose_backend,
+    dock,
+    proposals,
+    run_and_wait,
+    wait_idle,
+)
 
 
 def _filled(viewer) -> int:
-    """Number of proposal slices holding any label."""
-    data = viewer.layers[PROPOSALS].data
+    """Number of proposal slices holding any label (0 before the layer exists)."""
+    from napari_incontext._layers import PROPOSALS, role
+
+    if not any(role(layer) == PROPOSALS for layer in viewer.layers):
+        return 0
+    data = proposals(viewer).data
     return int(sum(data[i].any() for i in range(len(data))))
+
+
+def _spy_results(widget, on_each=None) -> list:
+    """Record every result the widget receives (and call ``on_each`` after it is shown)."""
+    seen = []
+    original = widget.runner.on_result
+
+    def spy(result):
+        original(result)
+        seen.append(result)
+        if on_each is not None:
+            on_each(result)
+
+    widget.runner.on_result = spy
+    return seen
 
 
 def test_run_streams_proposals_slice_by_slice(qtbot, viewer_widget, stack):
     viewer, widget = viewer_widget
     _, truth, labels = stack
     seen = []  # (index, slices filled when that slice's result arrived)
-    original = widget._on_result
-
-    def spy(result):
-        original(result)
-        seen.append((result.index, _filled(viewer)))
-
-    widget._on_result = spy
+    _spy_results(widget, lambda result: seen.append((result.index, _filled(viewer))))
     run_and_wait(qtbot, widget)
 
     example = N_SLICES // 2
     assert sorted(i for i, _ in seen) == [i for i in range(N_SLICES) if i != example]
     assert [n for _, n in seen] == list(range(1, N_SLICES))  # one more slice per result
     assert abs(seen[0][0] - example) == 1  # nearest slices first
-    assert not viewer.layers[PROPOSALS].data[example].any()
+    assert not proposals(viewer).data[example].any()
     np.testing.assert_array_equal(viewer.layers["examples"].data, labels)  # untouched
     statuses = {i: widget.session.status(i) for i in range(N_SLICES)}
     assert statuses[example] == "example"
     assert [s for i, s in statuses.items() if i != example] == ["proposed"] * (N_SLICES - 1)
-    assert widget.table.rowCount() == N_SLICES
-    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+    widget.review.table.refresh_now()
+    assert widget.review.table.model().rowCount() == N_SLICES
+    assert widget.controls.run_button.isEnabled() and not widget.controls.cancel_button.isEnabled()
     # the classic backend finds the objects again on the neighbouring slice
     near = example + 1
-    fg = viewer.layers[PROPOSALS].data[near] != 0
+    fg = proposals(viewer).data[near] != 0
     iou = (fg & (truth[near] != 0)).sum() / (fg | (truth[near] != 0)).sum()
     assert iou > 0.5
 
@@ -51,34 +71,42 @@ def test_run_streams_proposals_slice_by_slice(qtbot, viewer_widget, stack):
 def test_table_sorted_lowest_confidence_first_and_click_moves(qtbot, viewer_widget):
     viewer, widget = viewer_widget
     run_and_wait(qtbot, widget)
-    scores = [float(widget.table.item(r, 1).text()) for r in range(N_SLICES - 1)]
+    table = widget.review.table
+    table.refresh_now()
+    scores = [float(table.row_text(r, 1)) for r in range(N_SLICES - 1)]
     assert scores == sorted(scores)
-    assert widget.table.item(N_SLICES - 1, 2).text() == "example"
-    target = widget._row_index(2)
-    widget.table.cellClicked.emit(2, 0)
+    assert table.row_text(N_SLICES - 1, 2) == "example"
+    target = table.row_index(2)
+    table.click_row(2)
     assert viewer.dims.current_step[0] == target
 
 
 def test_cancel_stops_mid_run_and_keeps_layers_consistent(qtbot, viewer_widget, stack, built):
     viewer, widget = viewer_widget
     choose_backend(widget, "slow")
-    widget.run_button.click()
-    assert not widget.run_button.isEnabled() and widget.cancel_button.isEnabled()
-    assert widget.worker.pbar.total == N_SLICES - 1  # napari progress bar, one step a slice
+    controls = widget.controls
+    controls.run_button.click()
+    assert not controls.run_button.isEnabled() and controls.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.runner.worker is not None, timeout=30_000)
+    assert widget.runner.worker.pbar.total == N_SLICES - 1  # napari progress, a step a slice
     qtbot.waitUntil(lambda: _filled(viewer) >= 1, timeout=30_000)
-    widget.cancel_button.click()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    controls.cancel_button.click()
+    wait_idle(qtbot, widget, 30_000)
 
     proposed = [i for i in range(N_SLICES) if widget.session.status(i) == "proposed"]
     assert 1 <= len(proposed) < N_SLICES - 1
-    filled = [i for i in range(N_SLICES) if viewer.layers[PROPOSALS].data[i].any()]
+    filled = [i for i in range(N_SLICES) if proposals(viewer).data[i].any()]
     assert filled == proposed  # every written slice is in the table, and only those
     np.testing.assert_array_equal(viewer.layers["examples"].data, stack[2])
-    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
-    # a new run after cancel works and reuses the cancelled run's features
+    assert controls.run_button.isEnabled() and not controls.cancel_button.isEnabled()
+    # Run again with the same settings resumes: only the missing slices are proposed, and
+    # the slices encoded before the cancel come from the cache
     misses = widget.session.cache.misses
-    choose_backend(widget, "counting")
+    seen = _spy_results(widget)
     run_and_wait(qtbot, widget)
+    assert sorted(r.index for r in seen) == sorted(
+        i for i in range(N_SLICES) if i != 3 and i not in proposed
+    )
     assert all(widget.session.status(i) == "proposed" for i in range(N_SLICES) if i != 3)
     assert widget.session.cache.misses == misses + (N_SLICES - 1 - len(proposed))
 
@@ -92,17 +120,19 @@ def test_error_in_worker_is_notified_and_loses_nothing(qtbot, viewer_widget, sta
 
     assert len(messages) == 1 and "predict exploded" in messages[0]
     np.testing.assert_array_equal(viewer.layers["examples"].data, stack[2])
-    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
-    assert not viewer.layers[PROPOSALS].data.any()
+    assert widget.controls.run_button.isEnabled()
+    assert not widget.controls.cancel_button.isEnabled()
+    assert _filled(viewer) == 0
 
 
 def test_missing_example_is_reported_without_starting(qtbot, viewer_widget, monkeypatch):
     viewer, widget = viewer_widget
     messages = []
-    monkeypatch.setattr("napari_incontext._widget.show_error", messages.append)
+    monkeypatch.setattr("napari_incontext._running.show_error", messages.append)
     viewer.layers["examples"].data = np.zeros_like(viewer.layers["examples"].data)
-    widget.run_button.click()
-    assert widget.worker is None and messages and "no example" in messages[0]
+    run_and_wait(qtbot, widget)
+    assert widget.runner.worker is None and messages and "no example" in messages[0]
+    assert _filled(viewer) == 0
 
 
 def test_object_ids_are_preserved(qtbot, viewer_widget, stack):
@@ -111,7 +141,7 @@ def test_object_ids_are_preserved(qtbot, viewer_widget, stack):
     relabelled = np.select([labels == 1, labels == 2], [5, 9], 0).astype(labels.dtype)
     viewer.layers["examples"].data = relabelled
     run_and_wait(qtbot, widget)
-    ids = set(np.unique(viewer.layers[PROPOSALS].data).tolist())
+    ids = set(np.unique(proposals(viewer).data).tolist())
     assert ids == {0, 5, 9}
 
 
@@ -120,14 +150,7 @@ def test_gui_stays_responsive_during_a_run(qtbot, viewer_widget):
     choose_backend(widget, "slow")  # 0.15 s per slice in compute_features: about 1 s in all
     stamps: list[float] = []
     first_result: list[float] = []
-    original = widget._on_result
-
-    def spy(result):
-        if not first_result:
-            first_result.append(time.perf_counter())
-        original(result)
-
-    widget._on_result = spy
+    _spy_results(widget, lambda _r: first_result or first_result.append(time.perf_counter()))
     timer = QTimer()
     timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
     timer.start(10)
@@ -141,7 +164,6 @@ def test_gui_stays_responsive_during_a_run(qtbot, viewer_widget):
 
 
 def test_backend_list_marks_missing_weights(qtbot, make_napari_viewer, monkeypatch):
-    from napari_incontext._widget import InContextWidget
     from src_models import registry
     from src_models.registry import BackendInfo
 
@@ -155,11 +177,9 @@ def test_backend_list_marks_missing_weights(qtbot, make_napari_viewer, monkeypat
         gpu_recommended=True,
     )
     monkeypatch.setitem(registry.BACKENDS, "heavy", info)
-    widget = InContextWidget(make_napari_viewer())
-    row = widget.backend_combo.findData("heavy")
-    assert widget.backend_combo.itemText(row) == "heavy (no weights, GPU recommended)"
-    assert widget.backend_combo.itemText(widget.backend_combo.findData("classic")) == "classic"
-    assert widget.run_button.isEnabled()
+    combo = dock(make_napari_viewer()).controls.backend_combo
+    assert combo.itemText(combo.findData("heavy")) == "heavy (no weights, GPU recommended)"
+    assert combo.itemText(combo.findData("classic")) == "classic"
 
 
 def test_link_checkbox_drops_a_look_alike_away_from_the_object(qtbot, viewer_widget):
@@ -170,10 +190,10 @@ def test_link_checkbox_drops_a_look_alike_away_from_the_object(qtbot, viewer_wid
     image[N_SLICES - 1, :10, :10] = texture.reshape(10, 10)  # object 1 pasted far away
     viewer.layers["stack"].data = image
     run_and_wait(qtbot, widget)
-    free = viewer.layers[PROPOSALS].data[N_SLICES - 1, :10, :10].copy()
-    widget.link_check.setChecked(True)
+    free = proposals(viewer).data[N_SLICES - 1, :10, :10].copy()
+    widget.controls.link_check.setChecked(True)
     run_and_wait(qtbot, widget)
-    linked = viewer.layers[PROPOSALS].data[N_SLICES - 1, :10, :10]
+    linked = proposals(viewer).data[N_SLICES - 1, :10, :10]
     assert (free == 1).mean() > 0.5  # the classifier alone takes the pasted texture
     assert not (linked == 1).any()  # a linked run keeps only what continues object 1
 
@@ -182,9 +202,9 @@ def test_run_this_slice_proposes_only_the_slice_on_screen(qtbot, viewer_widget, 
     viewer, widget = viewer_widget
     target = N_SLICES // 2 + 2
     viewer.dims.set_current_step(0, target)
-    widget.run_slice_button.click()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    filled = [i for i in range(N_SLICES) if viewer.layers[PROPOSALS].data[i].any()]
+    widget.controls.run_slice_button.click()
+    wait_idle(qtbot, widget)
+    filled = [i for i in range(N_SLICES) if proposals(viewer).data[i].any()]
     assert filled == [target]
     assert built[-1].computed == 2  # the example and this slice only
     assert widget.session.status(target) == "proposed"
@@ -193,10 +213,10 @@ def test_run_this_slice_proposes_only_the_slice_on_screen(qtbot, viewer_widget, 
 def test_removing_the_widget_cancels_its_run(qtbot, viewer_widget, built):
     viewer, widget = viewer_widget
     choose_backend(widget, "slow")
-    widget.run_button.click()
-    worker = widget.worker
+    widget.controls.run_button.click()
     qtbot.waitUntil(lambda: _filled(viewer) >= 1, timeout=30_000)
+    worker = widget.runner.worker
     viewer.window.remove_dock_widget(widget)  # what the dock's close button does
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    wait_idle(qtbot, widget, 30_000)
     assert worker.abort_requested
     assert built[-1].computed < N_SLICES  # stopped before encoding every slice

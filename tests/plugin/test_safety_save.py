@@ -18,9 +18,11 @@ from src_models.outputs import file_problem, folder_problem
 from tests.plugin.plugin_helpers import (
     EXAMPLE,
     choose_backend,
-    make_widget,
+    dock,
+    open_stack,
     run_and_wait,
     run_image_set,
+    wait_idle,
 )
 from tests.safety_helpers import snapshot
 
@@ -43,13 +45,14 @@ def _answer(monkeypatch: pytest.MonkeyPatch, button: int) -> list[str]:
     return asked
 
 
-def test_save_keeps_a_users_labels_tif_and_writes_beside_it(ran, tmp_path) -> None:
+def test_save_keeps_a_users_labels_tif_and_writes_beside_it(qtbot, ran, tmp_path) -> None:
     viewer, widget = ran
     truth = np.full((6, 48, 48), 5, np.uint16)
     tifffile.imwrite(tmp_path / LABELS_FILE, truth)  # e.g. the ground truth of a dataset
     (tmp_path / PROVENANCE_FILE).write_text('{"mine": true}')
     before = snapshot(tmp_path)
     widget.save(str(tmp_path))
+    wait_idle(qtbot, widget)
     after = snapshot(tmp_path)
     assert all(after[k] == v for k, v in before.items())  # every user file intact
     saved = tifffile.imread(tmp_path / "labels-2.tif")
@@ -61,11 +64,12 @@ def test_save_keeps_a_users_labels_tif_and_writes_beside_it(ran, tmp_path) -> No
 def test_save_keeps_a_users_masks_folder(qtbot, make_napari_viewer, stack, test_backends, tmp_path):
     image, _, labels = stack
     images = {"first": image[EXAMPLE], "second": image[EXAMPLE + 1]}
-    widget = run_image_set(qtbot, make_napari_viewer(), images, labels[EXAMPLE])
+    widget = run_image_set(qtbot, make_napari_viewer(), images, labels[EXAMPLE], tmp_path / "in")
     (tmp_path / MASKS_FOLDER).mkdir()
     iio.imwrite(tmp_path / MASKS_FOLDER / "first.png", np.ones((48, 48), np.uint8))
     before = snapshot(tmp_path)
     widget.save(str(tmp_path))
+    wait_idle(qtbot, widget)
     after = snapshot(tmp_path)
     assert all(after[k] == v for k, v in before.items())
     written = sorted(p.name for p in (tmp_path / "masks-2").iterdir())
@@ -78,16 +82,18 @@ def test_save_keeps_a_users_masks_folder(qtbot, make_napari_viewer, stack, test_
     [(QMessageBox.Yes, "replaced"), (QMessageBox.No, "beside"), (QMessageBox.Cancel, "nothing")],
 )
 def test_a_second_save_asks_before_replacing_the_first(
-    ran, tmp_path, monkeypatch, button, expect
+    qtbot, ran, tmp_path, monkeypatch, button, expect
 ) -> None:
     viewer, widget = ran
     asked = _answer(monkeypatch, QMessageBox.Yes)
     widget.save(str(tmp_path))
+    wait_idle(qtbot, widget)
     assert asked == []  # nothing to replace the first time
     first = snapshot(tmp_path)
     widget.accept([EXAMPLE + 1])
     asked = _answer(monkeypatch, button)
     widget.save(str(tmp_path))
+    wait_idle(qtbot, widget)
     assert len(asked) == 1 and LABELS_FILE in asked[0]
     now = snapshot(tmp_path)
     if expect == "replaced":
@@ -99,7 +105,9 @@ def test_a_second_save_asks_before_replacing_the_first(
         assert now == first
 
 
-def test_save_into_a_file_is_an_error_that_writes_nothing(ran, tmp_path, monkeypatch) -> None:
+def test_save_into_a_file_is_an_error_that_writes_nothing(
+    qtbot, ran, tmp_path, monkeypatch
+) -> None:
     viewer, widget = ran
     errors: list[str] = []
     monkeypatch.setattr("napari_incontext._widget.show_error", errors.append)
@@ -107,13 +115,15 @@ def test_save_into_a_file_is_an_error_that_writes_nothing(ran, tmp_path, monkeyp
     target.write_text("mine")
     before = snapshot(tmp_path)
     widget.save(str(target))
+    wait_idle(qtbot, widget)
     assert errors and "is a file" in errors[0] and snapshot(tmp_path) == before
 
 
-def test_an_edited_earlier_save_is_not_ours_any_more(ran, tmp_path, monkeypatch) -> None:
+def test_an_edited_earlier_save_is_not_ours_any_more(qtbot, ran, tmp_path, monkeypatch) -> None:
     viewer, widget = ran
     _answer(monkeypatch, QMessageBox.Yes)
     widget.save(str(tmp_path))
+    wait_idle(qtbot, widget)
     data = tifffile.imread(tmp_path / LABELS_FILE)
     data[0, 0, 0] = 9
     with tifffile.TiffFile(tmp_path / LABELS_FILE) as tif:
@@ -122,6 +132,7 @@ def test_an_edited_earlier_save_is_not_ours_any_more(ran, tmp_path, monkeypatch)
     before = snapshot(tmp_path)
     asked = _answer(monkeypatch, QMessageBox.Yes)
     widget.save(str(tmp_path))
+    wait_idle(qtbot, widget)
     assert asked == []  # nothing of ours to replace: the edited file is kept, no question
     after = snapshot(tmp_path)
     assert after[LABELS_FILE] == before[LABELS_FILE] and "labels-2.tif" in after
@@ -190,9 +201,8 @@ def test_uint64_ids_survive_run_accept_and_save(
     image, _, labels = stack
     big = np.where(labels == 1, 2**63 + 5, np.where(labels == 2, 3_000_000_000, 0))
     viewer = make_napari_viewer()
-    viewer.add_image(image, name="stack")
-    viewer.add_labels(big.astype(np.uint64), name="examples")
-    widget = make_widget(qtbot, viewer)
+    open_stack(viewer, tmp_path / "in", image, big.astype(np.uint64))
+    widget = dock(viewer)
     choose_backend(widget, "counting")
     run_and_wait(qtbot, widget)
     proposal = viewer.layers["proposals"].data[EXAMPLE + 1]
@@ -201,5 +211,6 @@ def test_uint64_ids_survive_run_accept_and_save(
     accepted = viewer.layers["examples"].data[EXAMPLE + 1]
     assert set(np.unique(accepted)) == {0, 2**63 + 5, 3_000_000_000}
     widget.save(str(tmp_path))
+    wait_idle(qtbot, widget)
     saved = tifffile.imread(tmp_path / LABELS_FILE)
     assert saved.dtype == np.uint64 and (saved == 2**63 + 5).any()

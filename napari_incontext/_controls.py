@@ -1,0 +1,168 @@
+"""The run controls: layers, backend and options, what to propose, and the run buttons.
+
+Only widgets and the values they hold; the dock widget connects the buttons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from napari_incontext._session import ACCEPTED_WEIGHTS, BackendChoice
+from src_models import registry
+from src_models.engine import DIRECTIONS, WEAK_SHARE
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def button(text: str, tip: str) -> QPushButton:
+    widget = QPushButton(text)
+    widget.setToolTip(tip)
+    return widget
+
+
+def row(*widgets: QWidget) -> QHBoxLayout:
+    layout = QHBoxLayout()
+    for widget in widgets:
+        layout.addWidget(widget)
+    return layout
+
+
+def fill(combo: QComboBox, names: list[str]) -> None:
+    """Replace a combo's items, keeping the current choice when it still exists."""
+    current = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    if current in names:
+        combo.setCurrentText(current)
+    combo.blockSignals(False)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the controls ask a run to do."""
+
+    backend: str
+    options: dict[str, Any]
+    link: bool
+    first: int | None
+    last: int | None
+    direction: str
+    stop_below: float | None
+
+    def key(self) -> str:
+        """Everything that changes the proposals (a run with the same key can resume)."""
+        return repr((self.backend, sorted(self.options.items()), self.link, self.stop_below))
+
+
+class RunControls(QWidget):
+    """Layer and backend choices, the run's scope, and Run / Run this slice / Cancel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image_combo, self.labels_combo = QComboBox(), QComboBox()
+        self.backend_combo, self.device_combo = QComboBox(), QComboBox()
+        for name in registry.BACKENDS:
+            self.backend_combo.addItem(name, name)
+        self.device_combo.addItems(DEVICES)
+        self.options_edit = QLineEdit()
+        self.options_edit.setPlaceholderText("key=value ... (backend options)")
+        self.link_check = QCheckBox("link along the stack")
+        self.link_check.setToolTip(
+            "keep only proposals that touch the same label on the neighbouring slice "
+            "(stacks, not image sets)"
+        )
+        self.first_spin, self.last_spin = QSpinBox(), QSpinBox()
+        for spin, tip in ((self.first_spin, "first"), (self.last_spin, "last")):
+            spin.setToolTip(f"{tip} slice to propose")
+            spin.setRange(0, 0)
+        self.direction_combo = QComboBox()
+        self.direction_combo.addItems(DIRECTIONS)
+        self.direction_combo.setToolTip(
+            "both ways from the examples, or only after (forward) / before (backward) them"
+        )
+        self.stop_check = QCheckBox("stop below")
+        self.stop_check.setToolTip("stop on a side of the stack once a proposal scores lower")
+        self.stop_spin = QDoubleSpinBox()
+        self.stop_spin.setRange(0.0, 1.0)
+        self.stop_spin.setSingleStep(0.05)
+        self.stop_spin.setValue(0.3)
+        self.accepted_combo = QComboBox()
+        self.accepted_combo.addItems(list(ACCEPTED_WEIGHTS))
+        self.accepted_combo.setToolTip(
+            "how slices accepted without an edit count as examples in the next run: weak = "
+            f"all of them together weigh {WEAK_SHARE:g} of your painted or corrected slices; "
+            "full = like painted ones; excluded = not at all. Painted or corrected slices "
+            "always count fully"
+        )
+        self.run_button = button("Run", "propose labels on every slice without labels")
+        self.run_slice_button = button(
+            "Run this slice", "propose only the slice on screen (reuses the fitted head)"
+        )
+        self.cancel_button = button("Cancel", "stop after the slice being computed; Run resumes")
+        self._layout()
+
+    def _layout(self) -> None:
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("image", self.image_combo)
+        form.addRow("labels", self.labels_combo)
+        form.addRow("backend", self.backend_combo)
+        form.addRow("device", self.device_combo)
+        form.addRow("options", self.options_edit)
+        form.addRow("", self.link_check)
+        form.addRow("slices", row(self.first_spin, self.last_spin, self.direction_combo))
+        form.addRow("", row(self.stop_check, self.stop_spin))
+        form.addRow("accepted are", self.accepted_combo)
+        form.addRow(row(self.run_button, self.run_slice_button, self.cancel_button))
+
+    def show_backend_choices(self, choices: list[BackendChoice]) -> None:
+        """Mark backends without weights / needing a GPU in the backend menu."""
+        for choice in choices:
+            index = self.backend_combo.findData(choice.name)
+            self.backend_combo.setItemText(index, choice.label)
+            self.backend_combo.setItemData(index, choice.description, Qt.ToolTipRole)
+
+    def set_length(self, n: int) -> None:
+        """Slices 0..n-1 can be chosen; a new length selects the whole range."""
+        if self.last_spin.maximum() == max(n - 1, 0):
+            return
+        for spin in (self.first_spin, self.last_spin):
+            spin.setRange(0, max(n - 1, 0))
+        self.first_spin.setValue(0)
+        self.last_spin.setValue(max(n - 1, 0))
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.run_slice_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def settings(self) -> RunSettings:
+        """The run settings; ``ValueError`` for bad options."""
+        from src_models.config import parse_pairs
+
+        options: dict[str, Any] = dict(parse_pairs(self.options_edit.text().split()))
+        options.setdefault("device", self.device_combo.currentText())
+        return RunSettings(
+            self.backend_combo.currentData(),
+            options,
+            self.link_check.isChecked(),
+            self.first_spin.value(),
+            self.last_spin.value(),
+            self.direction_combo.currentText(),
+            self.stop_spin.value() if self.stop_check.isChecked() else None,
+        )

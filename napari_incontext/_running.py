@@ -1,0 +1,173 @@
+"""Starting, streaming, resuming and cancelling runs (main-thread side).
+
+A run has two worker phases: a scan of the user's labels (which slices hold labels, their
+hashes, copies of the examples), then the engine's propagate. Between them, on the main
+thread, only small bookkeeping happens: statuses, example weights, the target list.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.utils.notifications import show_error, show_info
+
+from napari_incontext._controls import RunSettings
+from napari_incontext._layers import Workspace
+from napari_incontext._session import Session
+from napari_incontext._workers import Run, Scan, start_run, start_scan
+from src_models.engine import select_targets
+
+if TYPE_CHECKING:
+    from napari.qt.threading import FunctionWorker, GeneratorWorker
+
+    from src_models.types import SliceResult
+
+
+def source_folder(layer: Any) -> Path | None:
+    """The folder napari read a layer from, when it was opened from a folder."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return Path(path) if path and Path(path).is_dir() else None
+
+
+def example_signature(scan: Scan, weights: dict[int, float]) -> list[tuple[int, str, float]]:
+    """What the example set is: (slice, labels hash, weight) for each example."""
+    return [(i, scan.keys[i][0], weights[i]) for i in sorted(scan.labels)]
+
+
+class Runner:
+    """Runs the engine for the widget; one run at a time.
+
+    Args:
+        session: the review state (statuses, cache, backend, fitted-head memo).
+        on_result: main-thread slot per finished slice.
+        on_finished: main-thread slot after success, cancel or error.
+        on_status: a line for the widget's status label.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        on_result: Callable[[SliceResult], None],
+        on_finished: Callable[[], None],
+        on_status: Callable[[str], None],
+    ) -> None:
+        self.session = session
+        self.on_result, self.on_finished, self.on_status = on_result, on_finished, on_status
+        self.scanner: FunctionWorker | None = None
+        self.worker: GeneratorWorker | None = None
+        self.backend_name = ""
+        self._cancelled = False
+
+    @property
+    def busy(self) -> bool:
+        return self.scanner is not None or self.worker is not None
+
+    def start(self, workspace: Workspace, settings: RunSettings, only: int | None) -> None:
+        """Scan the labels in a worker, then run (``only``: just that slice)."""
+        if self.busy:
+            return
+        readers = {i: workspace.slice_reader(i) for i in range(len(workspace))}
+        folder = None if workspace.is_set else source_folder(workspace.image.get())
+        self._cancelled = False
+        self.on_status("reading your labels…")
+        self.scanner = start_scan(
+            readers,
+            set(self.session.baseline),
+            folder,
+            on_done=functools.partial(self._scanned, workspace, settings, only),
+            on_error=lambda _error: self._end_scan(),
+        )
+
+    def _end_scan(self) -> None:
+        self.scanner = None
+        self.on_finished()
+
+    def _scanned(
+        self, workspace: Workspace, settings: RunSettings, only: int | None, scan: Scan
+    ) -> None:
+        self.scanner = None
+        try:
+            if not self._cancelled:
+                self._launch(workspace, settings, only, scan)
+        except ValueError as error:
+            show_error(str(error))
+        if self.worker is None:
+            self.on_finished()
+
+    def _targets(
+        self, workspace: Workspace, settings: RunSettings, only: int | None, key: str, examples
+    ) -> list[int]:
+        n = len(workspace)
+        if only is not None:
+            return [only] if only not in examples else []
+        targets = select_targets(n, examples, settings.first, settings.last, settings.direction)
+        targets = [t for t in targets if t not in self.session.proposal_edits]
+        if self.session.resume.get("key") == key:
+            targets = [t for t in targets if t not in self.session.resume["done"]]
+        return targets
+
+    def _launch(
+        self, workspace: Workspace, settings: RunSettings, only: int | None, scan: Scan
+    ) -> None:
+        session = self.session
+        for index, (key, has) in scan.keys.items():
+            session.observe(index, key, has)
+        examples = sorted(scan.labels)
+        weights = session.weights(examples)
+        if session.extra is None and not any(weights.values()):
+            raise ValueError(
+                "no example: paint at least one object on one slice, then Run"
+                if not examples
+                else "every labelled slice is left out (partly accepted, or accepted slices "
+                "excluded): paint or correct one slice, or accept slices fully"
+            )
+        key = repr((settings.key(), example_signature(scan, weights), id(session.extra)))
+        targets = self._targets(workspace, settings, only, key, examples)
+        if not targets:
+            show_info("nothing left to propose here: every chosen slice has a proposal or labels")
+            return
+        if only is None and session.resume.get("key") != key:
+            session.resume = {"key": key, "done": set()}
+        self.backend_name = settings.backend
+        run = Run(
+            workspace.images(),
+            [scan.labels.get(i) for i in range(len(workspace))],
+            functools.partial(session.backend, settings.backend, **settings.options),
+            cache=session.cache,
+            targets=targets,
+            link=settings.link and not workspace.is_set,
+            weights=weights,
+            extra=session.extra,
+            stop_below=settings.stop_below,
+            memo=session.memo,
+        )
+        left = "resuming: " if session.resume.get("done") else ""
+        self.on_status(
+            f"{settings.backend}: {len(examples)} example(s), {left}{len(targets)} to propose…"
+        )
+        self.worker = start_run(
+            run,
+            len(targets),
+            desc=f"{settings.backend}: proposing",
+            on_result=self._result,
+            on_finished=self._finished,
+        )
+
+    def _result(self, result: SliceResult) -> None:
+        if "done" in self.session.resume:
+            self.session.resume["done"].add(result.index)
+        self.on_result(result)
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.on_finished()
+
+    def cancel(self) -> None:
+        """Stop after the slice being computed (a scan in progress never starts its run)."""
+        self._cancelled = True
+        if self.worker is not None:
+            self.worker.quit()
+            self.on_status("cancelling after the current slice…")
