@@ -16,7 +16,7 @@ from qtpy.QtCore import QTimer
 
 from napari_incontext._layers import LayerGone, Workspace
 from napari_incontext._session import ACCEPTED, EDITED, PARTIAL, PROPOSED, REJECTED, Session
-from src_models.cache import content_key
+from src_models.hashing import content_key
 
 TICK_SECONDS = 0.03  # work per event-loop tick during "Accept all"
 

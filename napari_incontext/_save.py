@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from src_models.atomic import write_json
-from src_models.io import ImageSet, write_labels
+from src_models.io import write_labels
 from src_models.outputs import file_problem, folder_problem
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def save_workspace(
     names = [safe_name(n) for n in workspace.names()]
     if len({n.casefold() for n in names}) != len(names):
         names = [f"{i:04d}_{n}" for i, n in enumerate(names)]
-    write_labels(plan.labels, labels, ImageSet([], names if workspace.is_set else None, folder))
+    write_labels(plan.labels, labels, names if workspace.is_set else None)
     record = {
         "source": workspace.image.name,
         "mode": "image set" if workspace.is_set else "stack",

@@ -20,8 +20,8 @@ from napari.utils.notifications import show_error
 
 from napari_incontext._compat import release_memory
 from src_models.backends.base import Backend
-from src_models.cache import content_key
 from src_models.engine import propagate
+from src_models.hashing import content_key
 from src_models.types import SliceResult
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -124,6 +124,27 @@ def _scan_guarded(readers: Mapping[int, Any], wanted: set[int], folder: Path | N
         raise RunError(str(error)) from error
 
 
+SPARE_POOL_THREADS = 2
+
+
+def start_in_pool(worker: FunctionWorker | GeneratorWorker) -> None:
+    """Start ``worker``, keeping threads of Qt's global pool free for Qt itself.
+
+    superqt runs workers on ``QThreadPool.globalInstance()``, sized to the core count. Qt's own
+    image conversions (napari's progress-bar spinner, icon scaling) split work onto that pool
+    and wait for it on the main thread while it holds the GIL; if GIL-hungry workers filled
+    the pool, the viewer would deadlock (seen on a 2-core machine: a run plus the memory
+    release after a cancel).
+    """
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    needed = pool.activeThreadCount() + 1 + SPARE_POOL_THREADS
+    if pool.maxThreadCount() < needed:
+        pool.setMaxThreadCount(needed)
+    worker.start()
+
+
 def start_function(
     func: Callable[..., Any],
     *args: Any,
@@ -142,7 +163,7 @@ def start_function(
         worker.errored.connect(on_error)
     if on_finished is not None:
         worker.finished.connect(on_finished)
-    worker.start()
+    start_in_pool(worker)
     return worker
 
 
@@ -190,7 +211,7 @@ class Run:
         self._results = None
         self.images = self.labels = None
         self.options = {}
-        create_worker(release_memory, _ignore_errors=True).start()  # can take a second
+        start_in_pool(create_worker(release_memory, _ignore_errors=True))  # can take a second
 
 
 def start_run(
@@ -210,7 +231,7 @@ def start_run(
     worker.errored.connect(lambda error: report_error(error, on_error))
     worker.finished.connect(run.release)
     worker.finished.connect(on_finished)
-    worker.start()
+    start_in_pool(worker)
     return worker
 
 

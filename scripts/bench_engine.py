@@ -131,9 +131,11 @@ def main() -> None:
     ]
     lines += [
         "",
-        "## Per-slice seconds (8 × 512² synthetic stack; dinov2 = ViT-S/14, random weights, bf16 auto)",
+        "## Per-slice seconds (8 × 512² synthetic stack; dinov2 = ViT-S/14, random weights, "
+        "bf16 auto)",
         "",
-        "| backend | features s | backbone s | head s | total/backbone | cold run s | cached re-run s | speed-up |",
+        "| backend | features s | backbone s | head s | total/backbone | cold run s "
+        "| cached re-run s | speed-up |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for t in timings:

@@ -103,7 +103,8 @@ def evaluate(args: argparse.Namespace) -> None:
         vid = drain(video(davis, backend, limit=args.davis_sequences, max_frames=args.davis_frames))
         paper = PAPER.get(name, {})
         print(
-            f"{name:10s} PerSeg mIoU {100 * seg.summary['mIoU']:.1f} (paper {paper.get('PerSeg mIoU', '-')}, "
+            f"{name:10s} PerSeg mIoU {100 * seg.summary['mIoU']:.1f} "
+            f"(paper {paper.get('PerSeg mIoU', '-')}, "
             f"ViT-H, all of PerSeg)  DAVIS-16 J&F {100 * vid.summary['J&F']:.1f} (paper DAVIS-17 "
             f"{paper.get('DAVIS-17 J&F', '-')})  [{time.perf_counter() - start:.0f} s]",
             flush=True,

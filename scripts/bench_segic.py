@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src_models.device import pick_device
 from src_models.backbones.dinov2 import build_dinov2
-from src_models.device import pick_dtype
+from src_models.device import pick_device, pick_dtype
 from src_models.heads.segic import build_segic_decoder
 from src_models.heads.segic_infer import decode, encode_tokens, postprocess, preprocess
 from src_models.heads.segic_text import TEXT_DIM
@@ -95,13 +94,15 @@ def accuracy(device: str, limit: int | None, max_frames: int | None) -> None:
     if fss:
         result = drain(one_shot(fss[0], backend, episodes=limit))
         print(
-            f"FSS-1000 (3 classes here) mIoU {100 * result.summary['mIoU']:.1f}   paper (1000 classes) "
+            f"FSS-1000 (3 classes here) mIoU {100 * result.summary['mIoU']:.1f}   "
+            "paper (1000 classes) "
             f"{PAPER['FSS-1000 mIoU']}"
         )
     if davis:
         result = drain(video(davis[0], backend, limit=limit, max_frames=max_frames))
         print(
-            f"DAVIS-2016 val ({int(result.summary['sequences'])} seq.) J&F {100 * result.summary['J&F']:.1f}   "
+            f"DAVIS-2016 val ({int(result.summary['sequences'])} seq.) "
+            f"J&F {100 * result.summary['J&F']:.1f}   "
             f"paper DAVIS-17 {PAPER['DAVIS-17 J&F']} (multi-object, not the same set)"
         )
 
@@ -129,7 +130,10 @@ def main() -> None:
     device = pick_device(args.device)
     if not args.skip_timing:
         t = timing(args.model, args.input_size, device, args.dtype, args.queries)
-        label = f"DINOv2-{args.model[3:].upper()} (random weights) at {args.input_size} px, {t['dtype']}, {device}"
+        label = (
+            f"DINOv2-{args.model[3:].upper()} (random weights) at {args.input_size} px, "
+            f"{t['dtype']}, {device}"
+        )
         print(
             f"{label}, {torch.get_num_threads()} threads: backbone {t['backbone_s']:.2f} s/slice, "
             f"decoder ({args.queries} object) {t['decoder_s']:.3f} s/slice, "

@@ -1,6 +1,7 @@
 """Regenerate docs/benchmarks.md from ../shared/data: one table per protocol.
 
-    /work/venv/bin/python scripts/benchmarks.py [--data ../shared/data] [--backends classic,dinov2:random]
+    .venv/bin/python scripts/benchmarks.py [--data ../shared/data] \
+        [--backends classic,dinov2:random]
 
 A backend spec is ``NAME`` (official weights; skipped when they are not available offline)
 or ``NAME:random`` (random weights: the row tests the plumbing, not accuracy). Non-classic

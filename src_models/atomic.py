@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import hashlib
 import json
 import os
 import re
@@ -26,16 +25,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from src_models.hashing import file_sha256
+
 WRITTEN_BY = "napari-incontext"
 MANIFEST = ".napari-incontext.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.incontext-(?P<role>new|old)-(?P<pid>\d+)-[0-9a-f]{8}(\..*)?$")
@@ -146,7 +139,7 @@ def write_manifest(folder: Path, complete: bool) -> None:
     if complete:
         for entry in sorted(folder.iterdir()):
             if entry.name != MANIFEST:
-                files[entry.name] = [entry.stat().st_size, sha256_file(entry)]
+                files[entry.name] = [entry.stat().st_size, file_sha256(entry)]
     record = {"written_by": WRITTEN_BY, "complete": complete, "files": files}
     (folder / MANIFEST).write_text(json.dumps(record, indent=1))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -11,13 +10,7 @@ from typing import Any
 
 import numpy as np
 
-
-def content_key(image: np.ndarray) -> str:
-    """A short hash of an array's shape, dtype and bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{image.shape}{image.dtype}".encode())
-    h.update(np.ascontiguousarray(image))  # the buffer: no copy, hashed without the GIL
-    return h.hexdigest()
+from src_models.hashing import content_key
 
 
 def model_tag(model: Any) -> str:

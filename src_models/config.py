@@ -11,6 +11,7 @@ annotation (``"true"``/``"no"``/``"1"`` for booleans, numbers, ``none`` for opti
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import re
 import types
@@ -46,7 +47,7 @@ class OptionInfo:
     choices: tuple[Any, ...]
     help: str
     optional: bool
-    base: type
+    base: builtins.type
 
 
 def _split_optional(annotation: Any) -> tuple[Any, bool]:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from src_models.hashing import update_with_array
+
 _ENTRY = re.compile(r"^[0-9a-f]{40}\.npy$")
 _TEMP = re.compile(r"^\.[0-9a-f]{40}\.(\d+)-[0-9a-f]{8}\.tmp$")
 _STALE_SECONDS = 3600.0
@@ -43,8 +45,7 @@ def make_key(*parts: str | bytes | np.ndarray) -> str:
     digest = hashlib.blake2b(digest_size=20)
     for part in parts:
         if isinstance(part, np.ndarray):
-            digest.update(f"{part.shape}|{part.dtype}|".encode())
-            digest.update(np.ascontiguousarray(part).tobytes())
+            update_with_array(digest, part)
         else:
             digest.update(part.encode() if isinstance(part, str) else part)
         digest.update(b"\x00")

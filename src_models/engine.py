@@ -11,15 +11,10 @@ from typing import Literal
 import numpy as np
 
 from src_models.backends.base import Backend
-<<<<<<< HEAD
-from src_models.cache import FeatureCache
-from src_models.inputs import ImageInput, LabelInput, Prepared, prepare
-from src_models.linking import link_to_neighbour, neighbour_toward_examples
-=======
-from src_models.cache import FeatureCache, content_key, model_tag
+from src_models.cache import FeatureCache, model_tag
+from src_models.hashing import content_key
 from src_models.inputs import ImageInput, LabelInput, Prepared, joint_ids, prepare
-from src_models.linking import link_to_neighbour
->>>>>>> gui
+from src_models.linking import link_to_neighbour, neighbour_toward_examples
 from src_models.memory import check_memory, shapes_of
 from src_models.scoring import ReviewScorer
 from src_models.timing import Timer
@@ -179,7 +174,6 @@ def fit_examples(
     return {"fit": time.perf_counter() - start, **stages}
 
 
-<<<<<<< HEAD
 def _observe_neighbour(
     backend: Backend,
     cache: FeatureCache,
@@ -196,7 +190,8 @@ def _observe_neighbour(
     backend.observe_neighbour(  # type: ignore[attr-defined]
         index, neighbour, features, finished.get(neighbour), is_example
     )
-=======
+
+
 def _unblocked(
     order: list[int], examples: Sequence[int], blocked: dict[tuple[int, int], int]
 ) -> Iterator[int]:
@@ -209,7 +204,6 @@ def _unblocked(
             if stop is not None and abs(index - e) > stop:
                 continue
         yield index
->>>>>>> gui
 
 
 def propagate(
@@ -263,17 +257,13 @@ def propagate(
         backend, data, cache, weights, more, extra.weights if extra else (), memo
     )
     finished = {i: data.labels[i] for i in data.examples}
-<<<<<<< HEAD
     # stacks only: a backend with a video path (SEGIC's forward_vos) hears of the neighbour
     video = isinstance(images, np.ndarray) and callable(getattr(backend, "observe_neighbour", None))
-    for done, index in enumerate(order, start=1):
-=======
     scorer = ReviewScorer(
         finished or {-1 - j: lab for j, lab in enumerate(more.labels if more else [])}, stack
     )
     blocked: dict[tuple[int, int], int] = {}
     for done, index in enumerate(_unblocked(order, data.examples, blocked), start=1):
->>>>>>> gui
         features, timings = _features(backend, cache, data.images[index])
         if video:
             _observe_neighbour(backend, cache, data, index, finished)
@@ -285,13 +275,9 @@ def propagate(
                 lab, conf = link_to_neighbour(
                     index, lab, conf, finished, data.examples, link_radius
                 )
-<<<<<<< HEAD
         finished[index] = lab
-=======
-            finished[index] = lab
         with timer("review"):
             review = scorer(index, lab, conf)
->>>>>>> gui
         timings |= {"head": time.perf_counter() - start} | timer.seconds
         if done == 1:
             timings |= fit_timings

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from src_models.atomic import write_file, write_folder
+from src_models.hashing import array_sha256
 from src_models.outputs import tiff_description
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -57,8 +57,9 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
         return np.asarray(series[0].asarray()), str(series[0].axes)
 
 
-def _read_one(path: Path) -> tuple[np.ndarray, str]:
-    """Pixels of one file and its axes ('' when the format does not say)."""
+def read_file(path: Path) -> tuple[np.ndarray, str]:
+    """Pixels of one image file in its own dtype, and its axes ('' when the format does not
+    say); ``ValueError`` naming the file when it cannot be read."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             return _read_tiff(path)
@@ -120,12 +121,12 @@ def read_images(path: str | Path) -> ImageSet:
     path = Path(path)
     if path.is_dir():
         files = _folder_files(path)
-        return ImageSet([_read_one(f)[0] for f in files], [f.stem for f in files], path)
+        return ImageSet([read_file(f)[0] for f in files], [f.stem for f in files], path)
     if not path.exists():
         raise ValueError(f"{path} does not exist")
     if path.suffix.lower() not in STACK_SUFFIXES:
         raise ValueError(f"{path}: give a TIFF/NPY stack or a folder of images")
-    stack, axes = _read_one(path)
+    stack, axes = read_file(path)
     if stack.ndim == 2 or _is_one_colour_image(stack, axes):
         stack = stack[None]
     return ImageSet(stack, None, path)
@@ -154,7 +155,7 @@ def read_labels(path: str | Path, images: ImageSet) -> np.ndarray | list[np.ndar
     if images.is_stack:
         if not path.is_file():
             raise ValueError(f"{path}: a stack input needs a label stack file of the same shape")
-        labels = _read_one(path)[0]
+        labels = read_file(path)[0]
         if labels.ndim == 2:
             labels = labels[None]
         return labels  # dtype kept: inputs.prepare checks the values before any cast
@@ -169,7 +170,7 @@ def read_labels(path: str | Path, images: ImageSet) -> np.ndarray | list[np.ndar
         if name not in by_stem:
             out.append(None)
             continue
-        mask = _as_label_image(_read_one(by_stem[name])[0], by_stem[name].name)
+        mask = _as_label_image(read_file(by_stem[name])[0], by_stem[name].name)
         if not mask.any():
             raise ValueError(f"example mask {by_stem[name]} is empty: paint the object in it")
         out.append(mask)
@@ -205,24 +206,24 @@ def write_tiff(path: Path, data: np.ndarray) -> None:
     import tifffile
 
     data = np.ascontiguousarray(data)
-    digest = hashlib.sha256(data).hexdigest()  # the buffer: no copy, and the GIL is free
+    digest = array_sha256(data)
     tifffile.imwrite(
         path, data, compression="zlib", metadata=None, description=tiff_description(digest)
     )
 
 
-def write_labels(out: str | Path, labels: list[np.ndarray], images: ImageSet) -> Path:
-    """Write labels mirroring the input, atomically: a TIFF stack (a file), or a folder
-    with one PNG per image (TIFF when ids exceed 16 bits or are negative) plus our manifest.
-    Ids are kept exactly (:func:`label_dtype`), never wrapped.
+def write_labels(out: str | Path, labels: list[np.ndarray], names: list[str] | None) -> Path:
+    """Write labels mirroring the input, atomically: a TIFF stack (a file) when ``names`` is
+    None, else a folder with one PNG per name (TIFF when ids exceed 16 bits or are negative)
+    plus our manifest. Ids are kept exactly (:func:`label_dtype`), never wrapped.
 
     The destination must have passed :func:`src_models.outputs.check_output`.
     """
     dtype = label_dtype(labels)
-    if images.is_stack:
+    if names is None:
         stack = np.stack([np.asarray(lab) for lab in labels]).astype(dtype, copy=False)
         return write_file(out, lambda tmp: write_tiff(tmp, stack))
-    return write_folder(out, lambda tmp: _write_masks(tmp, labels, images.names or [], dtype))
+    return write_folder(out, lambda tmp: _write_masks(tmp, labels, names, dtype))
 
 
 def _write_masks(folder: Path, labels: list[np.ndarray], names: list[str], dtype: np.dtype) -> None:

@@ -1,4 +1,4 @@
-"""Patch-level matching of target tokens against example tokens (prototypes + nearest neighbours)."""
+"""Patch-level matching of target tokens against example tokens (prototypes, nearest neighbours)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ The writing itself is :mod:`src_models.atomic`; the rules and tested cases: docs
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -23,7 +22,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
-from src_models.atomic import MANIFEST, WRITTEN_BY, sha256_file
+from src_models.atomic import MANIFEST, WRITTEN_BY
+from src_models.hashing import array_sha256, file_sha256
 
 Kind = Literal["file", "folder"]
 Owner = Callable[[Path], str | None]
@@ -52,7 +52,7 @@ def folder_problem(folder: Path) -> str | None:
         return f"it holds files napari-incontext did not write ({', '.join(extra[:3])})"
     for name, (size, digest) in files.items():
         path = folder / name
-        if not path.is_file() or path.stat().st_size != size or sha256_file(path) != digest:
+        if not path.is_file() or path.stat().st_size != size or file_sha256(path) != digest:
             return f"{name} in it was changed or removed since napari-incontext wrote it"
     return None
 
@@ -73,7 +73,7 @@ def _tiff_problem(path: Path) -> str | None:
         return "it was not written by napari-incontext"
     if not isinstance(meta, dict) or meta.get("written_by") != WRITTEN_BY:
         return "it was not written by napari-incontext"
-    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+    if array_sha256(data) != meta.get("sha256"):
         return "it was changed since napari-incontext wrote it"
     return None
 

@@ -45,7 +45,7 @@ class BackendInfo:
 
     name: str
     description: str
-    config: type
+    config: type[Any]
     builder: str | Callable[..., Backend]
     weight_slots: tuple[str, ...] = ()
     needs: Callable[[Any], list[str]] = lambda config: []

@@ -8,11 +8,12 @@ offline machine gets a one-line instruction instead of a hang or a traceback.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from src_models.hashing import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -238,19 +239,11 @@ def resolve_checked(spec: WeightsSpec | str, path: str | Path | None = None) -> 
     return found
 
 
-def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(path: str | Path, spec: WeightsSpec) -> None:
     """Check a file against the spec's sha256 (or sha256 prefix); RuntimeError on mismatch."""
     if spec.sha256 is None:
         return
-    actual = sha256sum(path)
+    actual = file_sha256(path)
     if not actual.startswith(spec.sha256):
         raise RuntimeError(
             f"{path} does not match {spec.name}: sha256 {actual[:16]}…, expected "
@@ -379,6 +372,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     import torch
 
     path = Path(path)
+    state: object  # checked to be a dict below
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -32,7 +32,8 @@ from typing import Any
 
 from src_models import weights
 from src_models.atomic import pid_alive
-from src_models.weights import WeightsSpec, get_spec, probe_checkpoint, sha256sum
+from src_models.hashing import file_sha256
+from src_models.weights import WeightsSpec, get_spec, probe_checkpoint
 
 OFFLINE_ENV = "NAPARI_INCONTEXT_OFFLINE"
 CHUNK = 1 << 20
@@ -117,7 +118,7 @@ def _check_file(spec: WeightsSpec, part: Path, nbytes: int, expected: int | None
             "the transfer was cut or the server sent another file: try again"
         )
     if spec.sha256 is not None:
-        digest = sha256sum(part)
+        digest = file_sha256(part)
         if not digest.startswith(spec.sha256):
             raise RuntimeError(
                 f"download of {spec.file_name} has sha256 {digest[:16]}…, expected "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import MethodType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -14,6 +14,10 @@ from torch import nn
 from src_models.backbones.encoder import TimedEncoder, imagenet_normalize
 from src_models.timing import NULL_TIMER, Timer
 from src_models.weights import load_state_dict, load_strict, resolve
+
+if TYPE_CHECKING:
+    from timm.models.eva import Eva
+    from timm.models.vision_transformer import VisionTransformer
 
 DINOV2_ARCHS: dict[str, str] = {
     "vits14": "vit_small_patch14_dinov2",
@@ -66,7 +70,7 @@ def official_pos_embed(self: Any, x: torch.Tensor) -> torch.Tensor:
     return self.pos_drop(x)
 
 
-def create_dinov2(size: str, registers: bool = False, **overrides: Any) -> nn.Module:
+def create_dinov2(size: str, registers: bool = False, **overrides: Any) -> VisionTransformer:
     """A randomly initialised timm DINOv2 ViT resampling position embeddings as the official.
 
     Args:
@@ -130,7 +134,7 @@ def load_dinov2_weights(
     load_strict(model, converted, source, "pick the DINOv2 weights of this model size")
 
 
-def build_dinov2(size: str = "vits14", weights: str | Path | None = None) -> nn.Module:
+def build_dinov2(size: str = "vits14", weights: str | Path | None = None) -> VisionTransformer:
     """A timm DINOv2 ViT in eval mode.
 
     Args:
@@ -173,8 +177,14 @@ class PatchEncoder(TimedEncoder):
     The model forward is timed as the ``backbone`` stage.
     """
 
+    model: VisionTransformer | Eva  # a timm DINOv2 or DINOv3 ViT
+
     def __init__(
-        self, model: nn.Module, input_size: int, device: torch.device, dtype: torch.dtype
+        self,
+        model: VisionTransformer | Eva,
+        input_size: int,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> None:
         super().__init__(model, device, dtype)
         self.input_size = input_size

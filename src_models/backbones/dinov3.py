@@ -15,12 +15,14 @@ arch is built so no bias is silently dropped.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
-from torch import nn
 
 from src_models.weights import get_spec, load_state_dict, load_strict, resolve, resolve_checked
+
+if TYPE_CHECKING:
+    from timm.models.eva import Eva
 
 DINOV3_ARCHS: dict[str, str] = {
     "vits16": "vit_small_patch16_dinov3",
@@ -46,7 +48,7 @@ def has_qkv_bias(state: dict[str, torch.Tensor]) -> bool:
     return False
 
 
-def to_timm_layout(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def to_timm_layout(state: dict[str, torch.Tensor], model: Eva) -> dict[str, torch.Tensor]:
     """Convert an official DINOv3 state dict to ``model``'s timm keys (timm files pass as-is)."""
     if not is_official_layout(state):
         return state
@@ -57,9 +59,7 @@ def to_timm_layout(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str
     return checkpoint_filter_fn(state, model)
 
 
-def load_dinov3_weights(
-    model: nn.Module, state: dict[str, torch.Tensor], source: Path | str
-) -> None:
+def load_dinov3_weights(model: Eva, state: dict[str, torch.Tensor], source: Path | str) -> None:
     """Load an official or timm-layout DINOv3 state dict into ``model`` (strict).
 
     Raises:
@@ -74,7 +74,7 @@ def load_dinov3_weights(
     load_strict(model, converted, source, "pick the DINOv3 weights that match the model size")
 
 
-def create_dinov3(size: str, qkv_bias: bool = False, **overrides: Any) -> nn.Module:
+def create_dinov3(size: str, qkv_bias: bool = False, **overrides: Any) -> Eva:
     """A randomly initialised timm DINOv3 ViT (any input size that is a multiple of 16).
 
     ``overrides`` (``depth``, ``embed_dim``, ``num_heads``) build test-sized models.
@@ -84,12 +84,13 @@ def create_dinov3(size: str, qkv_bias: bool = False, **overrides: Any) -> nn.Mod
     if size not in DINOV3_ARCHS:
         raise ValueError(f"unknown DINOv3 size {size!r}: choose one of {', '.join(DINOV3_ARCHS)}")
     arch = DINOV3_ARCHS[size] + ("_qkvb" if qkv_bias else "")
-    return timm.create_model(
+    model = timm.create_model(
         arch, pretrained=False, num_classes=0, dynamic_img_size=True, **overrides
     )
+    return cast("Eva", model)
 
 
-def build_dinov3(size: str = "vits16", weights: str | Path | None = None) -> nn.Module:
+def build_dinov3(size: str = "vits16", weights: str | Path | None = None) -> Eva:
     """A timm DINOv3 ViT in eval mode.
 
     Args:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -11,6 +12,9 @@ from src_models.backends.base import BackendBase, labels_from_probs, object_ids,
 from src_models.backends.configs import ClassicConfig
 from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import RandomForestClassifier
 
 
 def pixel_features(image: np.ndarray, config: ClassicConfig) -> np.ndarray:
@@ -54,7 +58,7 @@ class ClassicBackend(BackendBase):
 
     def __init__(self, config: ClassicConfig | None = None) -> None:
         self.config = config or ClassicConfig()
-        self._forest = None
+        self._forest: RandomForestClassifier | None = None
         self._classes = np.zeros(0, np.int64)
 
     @property

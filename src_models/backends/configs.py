@@ -14,7 +14,7 @@ from src_models.config import check_positive, check_range
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 DinoSize = Literal["vits14", "vitb14", "vitl14", "vitg14"]
-SamModel = Literal["vit_b", "vit_l", "vit_h", "test_tiny"]
+SamModel = Literal["vit_b", "vit_l", "vit_h"]
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ class DinoSamBackend(BackendBase):
         with timer("prior"):
             self.head.set_embedding(features.sam)
             priors = self._priors(features, shape)
-        logits = []
+        logits: list[np.ndarray | None] = []
         for k in self._ids:
             prior = priors.get(int(k))
             if prior is None:
@@ -170,9 +170,9 @@ class DinoSamBackend(BackendBase):
 def _check_weights_present(config: DinoSamConfig, weights: object, sam_weights: object) -> None:
     """One error naming every missing checkpoint (DINOv2 and SAM) before anything is built."""
     from src_models.sam.build import sam_spec
-    from src_models.weights import find_local, get_spec, missing_message
+    from src_models.weights import WeightsSpec, find_local, get_spec, missing_message
 
-    specs = []
+    specs: list[WeightsSpec | None] = []
     if config.correspondence == "dinov2" and weights is None:
         specs.append(get_spec(f"dinov2_{config.backbone}"))
     if sam_weights is None and sam_spec(config.sam_model) is not None:

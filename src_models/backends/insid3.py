@@ -19,12 +19,8 @@ import torch
 
 from src_models.backbones.dinov2 import PatchEncoder, build_dinov2
 from src_models.backbones.dinov3 import build_dinov3, weights_tag
-<<<<<<< HEAD
 from src_models.backbones.encoder import imagenet_normalize
-from src_models.backends.base import BackendBase, labels_from_probs, object_ids
-=======
 from src_models.backends.base import BackendBase, labels_from_probs, object_ids, trusted
->>>>>>> gui
 from src_models.backends.configs import Insid3Config
 from src_models.backends.dinov2 import PatchFeatures
 from src_models.cache import model_tag
@@ -182,27 +178,18 @@ class Insid3Backend(BackendBase):
         self._ids = ids
 
     def _reference(self, prepared: Sequence[_Prepared], k: int) -> head.Reference:
-<<<<<<< HEAD
-        shots, masks, negatives = [], [], []
-        patch = self.encoder.patch
-=======
         shots, masks, negatives, weights = [], [], [], []
->>>>>>> gui
+        patch = self.encoder.patch
         for p in prepared:
             grid = p.tokens.shape[:2]
             frac = patch_label_fractions(p.labels, grid, np.array([k]))[1]
             negatives.append(p.debiased[frac == 0])
             if frac.max() > 0:
                 shots.append(p.debiased)
-<<<<<<< HEAD
                 size = (grid[0] * patch, grid[1] * patch)
                 masks.append(head.patch_mask(p.labels == k, grid, size))
-        return head.make_reference(shots, masks, negatives)
-=======
-                masks.append(head.patch_mask(p.labels == k, p.tokens.shape[:2]))
                 weights.append(p.weight)
         return head.make_reference(shots, masks, negatives, weights)
->>>>>>> gui
 
     def predict(
         self, features: PatchFeatures, shape: tuple[int, int], timer: Timer = NULL_TIMER

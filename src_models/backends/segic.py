@@ -11,11 +11,11 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from src_models.backbones.dinov2 import build_dinov2
 from src_models.backbones.encoder import TimedEncoder
@@ -50,6 +50,9 @@ from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 from src_models.weights import resolve
 
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
+
 
 @dataclass(frozen=True)
 class SegicFeatures:
@@ -70,8 +73,14 @@ class SegicFeatures:
 class SegicEncoder(TimedEncoder):
     """Frozen DINOv2 → SEGIC features; the forward is timed as the ``backbone`` stage."""
 
+    model: VisionTransformer
+
     def __init__(
-        self, model: nn.Module, input_size: int, device: torch.device, dtype: torch.dtype
+        self,
+        model: VisionTransformer,
+        input_size: int,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> None:
         super().__init__(model, device, dtype)
         self.input_size = input_size

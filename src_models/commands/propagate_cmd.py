@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         r if r is not None else np.zeros(np.shape(images.images[i])[:2], np.uint8)
         for i, r in enumerate(result)
     ]
-    write_labels(out, final, images)
+    write_labels(out, final, images.names)
     if timings is not None:
         write_json(timings, timing_report(rows))
     print(f"wrote {out} ({n} slices, {len(rows)} proposed)", file=sys.stderr)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src_models.io import IMAGE_SUFFIXES
+from src_models.io import IMAGE_SUFFIXES, read_file
 
 STACK_PAIRS: tuple[tuple[str, str], ...] = (
     ("image", "labels"),
@@ -39,7 +39,7 @@ INSTANCE_MIN_IDS = 16
 
 
 @dataclass
-class ImageSet:
+class AnnotatedImages:
     """Images with one mask each, grouped by class or object (one-shot / K-shot).
 
     Attributes:
@@ -108,21 +108,12 @@ class Video:
     kind: str = "video"
 
 
-Dataset = ImageSet | Stack | InstanceImage | Video
+Dataset = AnnotatedImages | Stack | InstanceImage | Video
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read a 2D image (or a stack for TIFF/NPY) keeping its dtype."""
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        return np.asarray(tifffile.imread(path))
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    import imageio.v3 as iio
-
-    return np.asarray(iio.imread(path))
+    """Read a 2D image (or a stack for TIFF/NPY) keeping its dtype (:func:`io.read_file`)."""
+    return read_file(path)[0]
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -135,10 +126,7 @@ def read_mask(path: Path) -> np.ndarray:
     else:
         mask = read_image(path)
     if mask.ndim == 3:
-        if not (mask == mask[..., :1]).all():
-            mask = mask.any(axis=-1)
-        else:
-            mask = mask[..., 0]
+        mask = np.any(mask, axis=-1) if not (mask == mask[..., :1]).all() else mask[..., 0]
     return mask.astype(np.int32)
 
 
@@ -225,7 +213,7 @@ def _stem_group(stems: list[str], default: str) -> list[str]:
     return [default] * len(stems)
 
 
-def _read_image_set(folder: Path, max_side: int | None) -> ImageSet | None:
+def _read_image_set(folder: Path, max_side: int | None) -> AnnotatedImages | None:
     images_dir = folder / "images"
     mask_dir = next((folder / m for m in MASK_FOLDERS if (folder / m).is_dir()), None)
     if not images_dir.is_dir() or mask_dir is None:
@@ -243,16 +231,16 @@ def _read_image_set(folder: Path, max_side: int | None) -> ImageSet | None:
             )
         stems = list(images)
         groups = [sub] * len(stems) if sub else _stem_group(stems, folder.name)
-        entries += [(g, images[s], masks[s]) for g, s in zip(groups, stems)]
+        entries += [(g, images[s], masks[s]) for g, s in zip(groups, stems, strict=True)]
     if not entries:
         raise ValueError(f"{images_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     imgs = [_resize(read_image(p), max_side, 1) for _, p, _ in entries]
-    masks = [_binarise(_resize(read_mask(m), max_side, 0)) for _, _, m in entries]
-    for img, mask, (_, p, _) in zip(imgs, masks, entries):
+    labels = [_binarise(_resize(read_mask(m), max_side, 0)) for _, _, m in entries]
+    for img, mask, (_, p, _) in zip(imgs, labels, entries, strict=True):
         if img.shape[:2] != mask.shape:
             raise ValueError(f"{p.name}: image {img.shape[:2]} and mask {mask.shape} differ")
     names = [f"{g}/{p.stem}" if subdirs else p.stem for g, p, _ in entries]
-    return ImageSet(folder.name, imgs, masks, names, [g for g, _, _ in entries])
+    return AnnotatedImages(folder.name, imgs, labels, names, [g for g, _, _ in entries])
 
 
 def _read_video(folder: Path, max_side: int | None) -> Video | None:

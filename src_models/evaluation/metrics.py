@@ -90,7 +90,10 @@ class IoUAccumulator:
         return float(np.mean(values)) if values else float("nan")
 
     def fb_iou(self) -> float:
-        parts = [1.0 if u == 0 else i / u for i, u in zip(self.fb_intersection, self.fb_union)]
+        parts = [
+            1.0 if u == 0 else i / u
+            for i, u in zip(self.fb_intersection, self.fb_union, strict=True)
+        ]
         return float(np.mean(parts))
 
 
@@ -195,7 +198,7 @@ def match_instances(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5)
     rows, cols = linear_sum_assignment(-ious) if ious.size else (np.zeros(0, int),) * 2
     pairs = [
         (int(t_ids[r]), int(p_ids[c]), float(ious[r, c]))
-        for r, c in zip(rows, cols)
+        for r, c in zip(rows, cols, strict=True)
         if ious[r, c] >= threshold
     ]
     tp, fp, fn = len(pairs), len(p_ids) - len(pairs), len(t_ids) - len(pairs)

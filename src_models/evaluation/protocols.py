@@ -16,7 +16,7 @@ from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
 from src_models.engine import propagate
 from src_models.evaluation import metrics
-from src_models.evaluation.datasets import ImageSet, InstanceImage, Stack, Video
+from src_models.evaluation.datasets import AnnotatedImages, InstanceImage, Stack, Video
 from src_models.types import SliceResult
 
 RANDOM_NOTE = "random weights: tests plumbing, not accuracy"
@@ -115,7 +115,7 @@ def episode_starts(n: int, episodes: int | None, seed: int) -> list[int]:
 
 
 def one_shot(
-    dataset: ImageSet,
+    dataset: AnnotatedImages,
     backend: Backend,
     *,
     shots: int = 1,
@@ -132,7 +132,8 @@ def one_shot(
     if shots < 1:
         raise ValueError(f"shots must be >= 1, got {shots}")
     start_time, cache = time.perf_counter(), cache or FeatureCache()
-    acc, items = metrics.IoUAccumulator(), []
+    acc = metrics.IoUAccumulator()
+    items: list[dict[str, Any]] = []
     for k, (group, idx) in enumerate(dataset.group_indices().items(), start=1):
         if len(idx) <= shots:
             continue
@@ -308,7 +309,9 @@ def select_objects(labels: np.ndarray, count: int, min_extent: int = 5) -> list[
     ids, sizes = np.unique(labels[labels != 0], return_counts=True)
     boxes = ndi.find_objects(labels)
     extent = {i: b[0].stop - b[0].start for i, b in enumerate(boxes, start=1) if b is not None}
-    keep = [(int(i), int(s)) for i, s in zip(ids, sizes) if extent[int(i)] >= min_extent]
+    keep = [
+        (int(i), int(s)) for i, s in zip(ids, sizes, strict=True) if extent[int(i)] >= min_extent
+    ]
     if not keep:
         raise ValueError(f"no instance spans {min_extent} slices: lower min_extent")
     median = np.median([s for _, s in keep])
@@ -345,6 +348,8 @@ def propagate_stack(
     ``link`` is the engine's option (keep what continues an object from the next slice).
     """
     start_time, cache = time.perf_counter(), cache or FeatureCache()
+    # (name, image, truth, start slice, target slices, z offset) per propagation run
+    runs: list[tuple[str, np.ndarray, np.ndarray, int, list[int] | None, int]]
     if stack.instance:
         runs = []
         for obj in select_objects(stack.labels, limit or n_objects):
@@ -355,7 +360,8 @@ def propagate_stack(
         s = default_start(stack.labels) if start is None else start
         targets = nearest_targets(len(stack.labels), s, limit)
         runs = [("all classes", stack.image, stack.labels, s, targets, 0)]
-    acc, items = metrics.IoUAccumulator(), []
+    acc = metrics.IoUAccumulator()
+    items: list[dict[str, Any]] = []
     for k, (name, image, truth, s, targets, offset) in enumerate(runs, start=1):
         classes = [int(c) for c in np.unique(truth) if c != 0]
         example = np.zeros_like(truth)
@@ -416,7 +422,8 @@ def video(
     As in the DAVIS semi-supervised evaluation, the first and last frames are not scored
     (when a sequence has more than two frames). ``max_frames`` keeps the first frames only.
     """
-    start_time, items = time.perf_counter(), []
+    start_time = time.perf_counter()
+    items: list[dict[str, Any]] = []
     for seq in data.sequences[:limit]:
         stack = seq.load(max_frames, data.max_side)
         example = np.zeros_like(stack.labels)

@@ -13,7 +13,7 @@ from src_models.backends.base import Backend
 from src_models.evaluation import protocols
 from src_models.evaluation.annotator import AnnotatorConfig, simulate_annotator
 from src_models.evaluation.benchmark import speed_benchmark
-from src_models.evaluation.datasets import Dataset, ImageSet, InstanceImage, Stack, Video
+from src_models.evaluation.datasets import AnnotatedImages, Dataset, InstanceImage, Stack, Video
 from src_models.evaluation.protocols import EvalResult, Progress
 
 PROTOCOLS: dict[str, tuple[str, ...]] = {
@@ -117,7 +117,7 @@ def run_protocol(
             f"protocol {protocol!r} needs a {' or '.join(PROTOCOLS[protocol])} "
             f"dataset; {dataset.name} is {dataset.kind!r}"
         )
-    if protocol == "one-shot" and isinstance(dataset, ImageSet):
+    if protocol == "one-shot" and isinstance(dataset, AnnotatedImages):
         return (
             yield from protocols.one_shot(dataset, backend, shots=shots, episodes=limit, note=note)
         )

@@ -3,7 +3,7 @@
 Pure functions on numpy arrays (torch inside for the matrix products). Shapes: a slice's
 patch grid is (h, w), token width D; "unit-norm" means L2-normalised over D.
 
-Steps (INSID3, methods.md §4): positional debias → reference prototype → candidates
+Steps (INSID3; docs/parity.md): positional debias → reference prototype → candidates
 (forward ∧ backward, K-shot majority vote) → agglomerative clustering of the target's
 original tokens → seed cluster → aggregation by cross × intra × area > threshold.
 """
@@ -139,14 +139,9 @@ def prototype(
     Returns:
         (D,) float32 (zeros when every mask is empty).
     """
-<<<<<<< HEAD
-    means = [t[m].mean(0) for t, m in zip(tokens, masks, strict=True) if m.any()]
-    if not means:
-=======
     weights = [1.0] * len(tokens) if weights is None else list(weights)
     kept = [(t[m].mean(0), w) for t, m, w in zip(tokens, masks, weights, strict=True) if m.any()]
     if not kept:
->>>>>>> gui
         return np.zeros(tokens[0].shape[-1], np.float32)
     mean = np.average([k[0] for k in kept], axis=0, weights=[k[1] for k in kept])
     return unit(torch.from_numpy(mean.astype(np.float32))).numpy()

@@ -2,7 +2,7 @@
 
 An episode is a reference image with K object masks and a target image with the masks of the
 same K objects (same instance id in a label stack, same class value in an image set). Slices
-of a stack are natural pairs. Augmentations follow the official recipe (methods.md §5):
+of a stack are natural pairs. Augmentations follow the official recipe (docs/parity.md):
 
 - ``instance``: RandomResizedCrop(scale 0.3–1, bicubic), ColorJitter(0.4, 0.4, 0.2, 0.1)
   with p 0.2, horizontal flip with p 0.1;
@@ -80,7 +80,8 @@ class EpisodeSource:
             raise ValueError(f"{len(images)} images but {len(labels)} label images")
         self.images = [_to_chw(im, longest) for im in images]
         self.labels = [
-            _to_labels(lab, tuple(im.shape[-2:])) for lab, im in zip(labels, self.images)
+            _to_labels(lab, (im.shape[-2], im.shape[-1]))
+            for lab, im in zip(labels, self.images, strict=True)
         ]
         ids = [set(torch.unique(lab).tolist()) - {0} for lab in self.labels]
         self.pairs = [

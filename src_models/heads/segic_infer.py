@@ -10,14 +10,17 @@ map as the dense prompt, mask token 0, and logits resized back to the image.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from src_models.backbones.encoder import imagenet_normalize
 from src_models.heads.segic import SegicDecoder
+
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
 
 
 def scale_factor(shape: tuple[int, int], input_size: int) -> float:
@@ -86,7 +89,7 @@ def mask_to_input(mask: np.ndarray | torch.Tensor, input_size: int) -> torch.Ten
     return _pad(m, input_size, 0.0)
 
 
-def encode_tokens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def encode_tokens(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     """DINOv2 ``x_norm_patchtokens`` of (B, 3, S, S) inputs → (B, D, g, g) float32."""
     patch = int(model.patch_embed.patch_size[0])
     grid = (x.shape[-2] // patch, x.shape[-1] // patch)

@@ -1,11 +1,12 @@
 """Fine-tune (or train from scratch) the SEGIC decoder on a frozen DINOv2, as a generator.
 
-Recipe (methods.md §5): AdamW (lr 1e-4, wd 1e-4), StepLR ×0.1 after 10/12 of the run, BCE +
+Recipe (docs/parity.md): AdamW (lr 1e-4, wd 1e-4), StepLR ×0.1 after 10/12 of the run, BCE +
 Dice on 12,544 importance-sampled points (oversample 3, importance 0.75), context reversion
 (a second pass that uses the predicted target mask as the reference and the reference as the
 target; the two losses are averaged), text kept with probability 0.75, a GT box prompt and
-cross-instance tokens each 50% of the time (drawn per pass). Checkpoints are raw decoder state dicts (the released format) plus a sidecar
-``<out>.train.pt`` with the optimizer, scheduler, step and random states, so a run resumes.
+cross-instance tokens each 50% of the time (drawn per pass). Checkpoints are raw decoder state
+dicts (the released format) plus a sidecar ``<out>.train.pt`` with the optimizer, scheduler,
+step and random states, so a run resumes.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from src_models.atomic import write_file
 from src_models.heads.segic import SegicDecoder, load_segic_weights, save_segic_weights
@@ -32,6 +32,9 @@ from src_models.heads.segic_infer import (
     prototypes,
 )
 from src_models.heads.segic_loss import mask_loss
+
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class Trainer:
     def __init__(
         self,
         decoder: SegicDecoder,
-        backbone: nn.Module,
+        backbone: VisionTransformer,
         config: SegicTrainConfig,
         text: torch.Tensor | None = None,
         device: torch.device | str = "cpu",
@@ -131,7 +134,9 @@ class Trainer:
     def _text(self, count: int) -> torch.Tensor:
         keep = self.text is not None and self.rng.random() < self.config.text_keep
         vector = (
-            self.text if keep else torch.zeros(self.decoder.config.text_dim, device=self.device)
+            self.text
+            if keep and self.text is not None
+            else torch.zeros(self.decoder.config.text_dim, device=self.device)
         )
         return vector[None].expand(count, -1)
 
@@ -203,7 +208,8 @@ class Trainer:
         write_file(sidecar_path(out), lambda temp: torch.save(state, temp))
 
     def resume(self, out: str | Path) -> None:
-        """Load the decoder from ``out`` and the optimizer/scheduler/step/random state from its sidecar."""
+        """Load the decoder from ``out`` and the optimizer/scheduler/step/random state from its
+        sidecar."""
         side = sidecar_path(out)
         if not Path(out).is_file() or not side.is_file():
             raise RuntimeError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -16,6 +17,9 @@ from src_models.weights import (
     load_strict,
     resolve_checked,
 )
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
 
 
 @dataclass(frozen=True)
@@ -48,19 +52,6 @@ SAM_ARCHS: dict[str, SamArch] = {
     "vit_b": SamArch("vit_b", 768, 12, 12, (2, 5, 8, 11)),
     "vit_l": SamArch("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamArch("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
-    # A few-MB model with the same module classes, for tests and smoke runs (random weights).
-    "test_tiny": SamArch(
-        "test_tiny",
-        32,
-        2,
-        2,
-        (1,),
-        img_size=256,
-        prompt_dim=32,
-        decoder_mlp=64,
-        decoder_heads=2,
-        window=4,
-    ),
 }
 
 
@@ -70,7 +61,7 @@ def _official_builder(name: str):  # type: ignore[no-untyped-def]
     return {"vit_b": build_sam_vit_b, "vit_l": build_sam_vit_l, "vit_h": build_sam_vit_h}[name]
 
 
-def _build_modules(arch: SamArch) -> nn.Module:
+def _build_modules(arch: SamArch) -> Sam:
     """A randomly initialised ``segment_anything.modeling.Sam`` of any :class:`SamArch`."""
     from segment_anything.modeling import (
         ImageEncoderViT,
@@ -119,7 +110,7 @@ def _build_modules(arch: SamArch) -> nn.Module:
     )
 
 
-def build_sam_random(arch: str | SamArch) -> nn.Module:
+def build_sam_random(arch: str | SamArch) -> Sam:
     """A SAM with random weights; official sizes come from ``segment_anything``'s builders."""
     arch = get_arch(arch)
     if arch.name in ("vit_b", "vit_l", "vit_h") and arch == SAM_ARCHS[arch.name]:
@@ -164,7 +155,7 @@ def build_sam(
     arch: str | SamArch = "vit_b",
     weights: str | Path | None = None,
     spec: WeightsSpec | None = None,
-) -> nn.Module:
+) -> Sam:
     """A ``segment_anything`` SAM in eval mode with frozen parameters, on the CPU.
 
     Args:

@@ -1,6 +1,6 @@
 """Training-free PerSAM (Zhang et al., ICLR 2024) on top of :mod:`src_models.sam.predictor`.
 
-Recipe (methods.md §1): target embedding = mean of the example's SAM features under its
+Recipe (docs/parity.md): target embedding = mean of the example's SAM features under its
 mask → cosine similarity map on the target → positive point at the argmax, negative at the
 argmin → first decoding with target-guided attention and target-semantic prompting
 (single mask) → refinement 1 with the first logits as mask prompt (multimask, best score) →

@@ -21,10 +21,14 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
-from torch import Tensor, nn
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
 
 
 @dataclass
@@ -93,7 +97,7 @@ class SemanticBlock(TwoWayAttentionBlock):
         return super().forward(queries, keys, query_pe, key_pe)
 
 
-def install_persam(sam: nn.Module) -> PersamContext:
+def install_persam(sam: Sam) -> PersamContext:
     """Patch ``sam.mask_decoder.transformer`` in place for PerSAM; return its context.
 
     Idempotent: a second call returns the context already installed.

@@ -1,4 +1,4 @@
-"""PerSAM-F: two learnable weights over SAM's three multimask outputs (methods.md §1).
+"""PerSAM-F: two learnable weights over SAM's three multimask outputs (docs/parity.md).
 
 Training decodes each example once (positive top-1 point at the prototype's best match, no
 guided attention, no semantic prompt), then fits ``w = [1 − w1 − w2, w1, w2]`` on the fixed

@@ -10,17 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from src_models.backbones.encoder import TimedEncoder
 from src_models.cache import model_tag
 from src_models.disk_cache import DiskCache, make_key, shape_dtype
 from src_models.timing import NULL_TIMER, Timer
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class SamEncoder(TimedEncoder):
 
     def __init__(
         self,
-        sam: nn.Module,
+        sam: Sam,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
         disk_cache: DiskCache | None = None,
@@ -75,11 +77,11 @@ class SamEncoder(TimedEncoder):
         self.encode_count = 0
 
     @property
-    def sam(self) -> nn.Module:
+    def sam(self) -> Sam:
         return self.model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.image_encoder(x)
+        return self.sam.image_encoder(x)
 
     @property
     def img_size(self) -> int:
@@ -148,7 +150,7 @@ class SamHead:
     the last :meth:`set_embedding` (first = decoding, the rest = refinement).
     """
 
-    def __init__(self, sam: nn.Module) -> None:
+    def __init__(self, sam: Sam) -> None:
         from segment_anything import SamPredictor
 
         self.sam = sam
@@ -242,7 +244,7 @@ def combine_objects(
         confidence (H, W) float32: sigmoid of that logit, or 1 − the highest sigmoid on
         background.
     """
-    kept = [(i, lg) for i, lg in zip(ids, logits) if lg is not None]
+    kept = [(i, lg) for i, lg in zip(ids, logits, strict=True) if lg is not None]
     if not kept:
         return np.zeros(shape, np.int32), np.ones(shape, np.float32)
     stack = np.stack([lg for _, lg in kept])

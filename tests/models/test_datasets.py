@@ -11,7 +11,13 @@ import pytest
 import tifffile
 from PIL import Image
 
-from src_models.evaluation.datasets import ImageSet, InstanceImage, Stack, Video, load_datasets
+from src_models.evaluation.datasets import (
+    AnnotatedImages,
+    InstanceImage,
+    Stack,
+    Video,
+    load_datasets,
+)
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -36,7 +42,7 @@ def test_class_subfolders_prefer_masks_bin(tmp_path: Path) -> None:
             iio.imwrite(tmp_path / "masks_bin" / cls / f"{n}.png", _mask())
             iio.imwrite(tmp_path / "masks" / cls / f"{n}.png", np.full((12, 16), 7, np.uint8))
     (ds,) = load_datasets(tmp_path)
-    assert isinstance(ds, ImageSet)
+    assert isinstance(ds, AnnotatedImages)
     assert ds.group_indices() == {"apple": [0, 1], "ball": [2, 3]}
     assert ds.names == ["apple/1", "apple/2", "ball/1", "ball/2"]
     np.testing.assert_array_equal(ds.masks[0], (_mask() > 0).astype(np.int32))
@@ -54,7 +60,7 @@ def test_stem_groups_and_palette_masks(tmp_path: Path) -> None:
             pal.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)
             pal.save(tmp_path / "masks" / f"{obj}_{n:02d}.png")
     (ds,) = load_datasets(tmp_path)
-    assert isinstance(ds, ImageSet)
+    assert isinstance(ds, AnnotatedImages)
     assert sorted(ds.group_indices()) == ["cat", "duck_toy"]
     assert set(np.unique(ds.masks[0])) == {0, 1}  # palette indices, not RGB colours
     assert ds.masks[0].sum() == 24
@@ -68,7 +74,7 @@ def test_flat_folder_is_one_class_and_max_side_shrinks(tmp_path: Path) -> None:
         mask = np.pad(np.full((20, 10), 255, np.uint8), ((10, 10), (5, 5)))
         iio.imwrite(tmp_path / "masks" / f"{n}.png", mask)
     (ds,) = load_datasets(tmp_path, max_side=20)
-    assert isinstance(ds, ImageSet)
+    assert isinstance(ds, AnnotatedImages)
     assert ds.groups == [tmp_path.name] * 2
     assert ds.images[0].shape == (20, 10) and ds.masks[0].shape == (20, 10)
     assert ds.images[0].dtype == np.uint8 and set(np.unique(ds.masks[0])) == {0, 1}

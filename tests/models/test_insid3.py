@@ -88,7 +88,7 @@ def synthetic_target(noise: float = 0.01) -> tuple[np.ndarray, np.ndarray, dict[
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    pairs = set(zip(a.ravel().tolist(), b.ravel().tolist()))
+    pairs = set(zip(a.ravel().tolist(), b.ravel().tolist(), strict=True))
     return len(pairs) == len(np.unique(a)) == len(np.unique(b))
 
 

@@ -50,7 +50,9 @@ def test_positional_basis_is_the_black_image_basis(golden, encoder) -> None:
     debias = PositionalDebias(encoder, "golden", on_disk=False)
     basis = debias.basis((16, 16))[:, :k]
     expected = projector(arrays["basis"])
-    assert np.abs(projector(basis) - expected).max() <= 1e-4
+    # the 20th singular values are ~1e-4 apart with tiny random weights, so the subspace's
+    # edge moves with float32 rounding: 9.9e-5 and 2.2e-4 measured on two CPUs (docs/parity.md)
+    assert np.abs(projector(basis) - expected).max() <= 1e-3
     # the former mid-grey estimate spans another subspace
     grey = encoder.model.forward_features(torch.zeros(1, 3, 256, 256))[0, 5:]
     grey_basis = head.positional_basis(head.unit(grey).reshape(16, 16, -1).detach().numpy())[0]

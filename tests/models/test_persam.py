@@ -30,12 +30,13 @@ from src_models.sam.persam_decoder import (
 from src_models.sam.persam_f import PersamFConfig, blend, persam_f_predict, train_weights
 from src_models.sam.predictor import Prediction, SamEmbedding, SamHead
 from tests.helpers import iou
+from tests.models.tiny_backends import TEST_TINY_SAM
 
 
 @pytest.fixture
 def tiny() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_sam("test_tiny", "random")
+    return build_sam(TEST_TINY_SAM, "random")
 
 
 def _object_embedding(shape: tuple[int, int] = (60, 90)) -> tuple[SamEmbedding, np.ndarray]:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from src_models.disk_cache import DiskCache, make_key, shape_dtype
+from tests.models.tiny_backends import TEST_TINY_SAM
 from tests.safety_helpers import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +120,7 @@ def test_sam_encoder_recomputes_a_damaged_embedding(tmp_path: Path) -> None:
 
     image = np.random.default_rng(0).random((40, 30, 3), dtype=np.float32)
     cache = DiskCache("sam_embeddings", tmp_path)
-    encoder = SamEncoder(build_sam("test_tiny", "random"), torch.device("cpu"), disk_cache=cache)
+    encoder = SamEncoder(build_sam(TEST_TINY_SAM, "random"), torch.device("cpu"), disk_cache=cache)
     first = encoder(image)
     (entry,) = cache.entries()
     entry.write_bytes(entry.read_bytes()[:100])  # cut short by a crash of another process

@@ -19,7 +19,9 @@ import torch
 
 from src_models import weights as W
 from src_models import weights_download as D
+from src_models.hashing import file_sha256
 from src_models.sam.build import build_sam, build_sam_random
+from tests.models.tiny_backends import TEST_TINY_SAM
 from tests.safety_helpers import snapshot
 
 
@@ -33,7 +35,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _tiny_checkpoint(path: Path, seed: int = 0) -> bytes:
     torch.manual_seed(seed)
-    torch.save(build_sam_random("test_tiny").state_dict(), path)
+    torch.save(build_sam_random(TEST_TINY_SAM).state_dict(), path)
     return path.read_bytes()
 
 
@@ -85,7 +87,7 @@ def test_a_good_file_arrives_verified(server: tuple[str, dict], tmp_path: Path) 
     url, routes = server
     payload = _tiny_checkpoint(tmp_path / "src.pth")
     routes["/ok"] = (200, {"Content-Length": str(len(payload))}, payload, "")
-    sha = W.sha256sum(tmp_path / "src.pth")
+    sha = file_sha256(tmp_path / "src.pth")
     out = D.download(_spec(url + "/ok", sha256=sha), progress=False)
     assert out.read_bytes() == payload and sorted(p.name for p in out.parent.iterdir()) == [
         out.name
@@ -205,7 +207,7 @@ def test_concurrent_downloads_of_one_file_do_not_collide(
     url, routes = server
     payload = _tiny_checkpoint(tmp_path / "src.pth")
     routes["/ok"] = (200, {"Content-Length": str(len(payload))}, payload, "")
-    spec = _spec(url + "/ok", sha256=W.sha256sum(tmp_path / "src.pth"))
+    spec = _spec(url + "/ok", sha256=file_sha256(tmp_path / "src.pth"))
     errors: list[BaseException] = []
 
     def fetch() -> None:
@@ -229,27 +231,28 @@ def test_a_fine_tuned_sam_loads_by_path_without_the_official_hash(tmp_path: Path
     official.mkdir()
     _tiny_checkpoint(official / "tiny.pth", seed=0)
     spec = dataclasses.replace(
-        W.get_spec("sam_vit_b"), file_name="tiny.pth", sha256=W.sha256sum(official / "tiny.pth")
+        W.get_spec("sam_vit_b"), file_name="tiny.pth", sha256=file_sha256(official / "tiny.pth")
     )
     tuned = tmp_path / "my_finetuned_sam.pth"
-    state = build_sam_random("test_tiny").state_dict()
+    state = build_sam_random(TEST_TINY_SAM).state_dict()
     state = {k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}
     torch.save(state, tuned)
-    model = build_sam("test_tiny", tuned, spec)  # another name: the strict load checks it
+    model = build_sam(TEST_TINY_SAM, tuned, spec)  # another name: the strict load checks it
     assert torch.allclose(
         model.state_dict()["mask_decoder.iou_token.weight"], state["mask_decoder.iou_token.weight"]
     )
     renamed = tmp_path / "tiny.pth"  # the same bytes under the official name: the hash rules
     renamed.write_bytes(tuned.read_bytes())
     with pytest.raises(RuntimeError, match="does not match"):
-        build_sam("test_tiny", renamed, spec)
+        build_sam(TEST_TINY_SAM, renamed, spec)
     broken = tmp_path / "my_broken_sam.pth"
     state.pop("mask_decoder.iou_token.weight")
     torch.save(state, broken)
     with pytest.raises(RuntimeError, match="does not fit this SAM model"):
-        build_sam("test_tiny", broken, spec)
+        build_sam(TEST_TINY_SAM, broken, spec)
 
 
+@pytest.mark.usefixtures("test_tiny_sam")
 def test_a_fine_tuned_checkpoint_through_the_registry(tmp_path: Path) -> None:
     from src_models.registry import build_backend
 

@@ -22,7 +22,7 @@ from src_models.backends.classic import ClassicBackend
 from src_models.backends.configs import ClassicConfig
 from src_models.engine import propagate
 from src_models.inputs import prepare
-from src_models.io import ImageSet, read_images, write_labels
+from src_models.io import read_images, write_labels
 from src_models.outputs import check_output, folder_problem
 from tests.safety_helpers import snapshot
 
@@ -181,13 +181,13 @@ def test_multi_page_tiff_of_one_size_is_a_stack(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- ownership
 def test_check_output_accepts_only_our_unchanged_outputs(tmp_path: Path) -> None:
     masks = [np.eye(8, dtype=np.uint8)] * 2
-    out = write_labels(tmp_path / "out", masks, ImageSet([], ["a", "b"], tmp_path))
+    out = write_labels(tmp_path / "out", masks, ["a", "b"])
     assert folder_problem(out) is None
     assert check_output(out, overwrite=True, kind="folder") == out
     (out / MANIFEST).write_text(json.dumps({"written_by": "someone else", "files": {}}))
     with pytest.raises(ValueError, match="not written by napari-incontext"):
         check_output(out, overwrite=True, kind="folder")
-    stack = write_labels(tmp_path / "s.tif", masks, ImageSet([], None, tmp_path))
+    stack = write_labels(tmp_path / "s.tif", masks, None)
     assert check_output(stack, overwrite=True, kind="file") == stack
     with pytest.raises(ValueError, match="is a file"):
         check_output(stack, overwrite=True, kind="folder")

@@ -14,10 +14,12 @@ from src_models import weights as W
 from src_models.cache import FeatureCache
 from src_models.disk_cache import DiskCache, make_key
 from src_models.engine import propagate
+from src_models.hashing import file_sha256
 from src_models.matching import class_scores, patch_label_fractions
 from src_models.sam.build import build_sam, build_sam_random
 from src_models.sam.predictor import SamEncoder, SamHead, combine_objects
 from tests.helpers import iou
+from tests.models.tiny_backends import TEST_TINY_SAM
 
 CPU = torch.device("cpu")
 
@@ -27,16 +29,16 @@ def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, W.Weights
     """A tiny SAM saved like an official checkpoint (raw state dict) + a spec with its hash."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "tiny_sam.pth"
-    torch.save(build_sam_random("test_tiny").state_dict(), path)
+    torch.save(build_sam_random(TEST_TINY_SAM).state_dict(), path)
     spec = dataclasses.replace(
-        W.get_spec("sam_vit_b"), file_name=path.name, sha256=W.sha256sum(path)
+        W.get_spec("sam_vit_b"), file_name=path.name, sha256=file_sha256(path)
     )
     return path, spec
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_file: tuple[Path, W.WeightsSpec]) -> torch.nn.Module:
-    return build_sam("test_tiny", *tiny_file)
+    return build_sam(TEST_TINY_SAM, *tiny_file)
 
 
 def _image(h: int = 60, w: int = 90) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +60,7 @@ def test_bf16_encoder_is_close_to_fp32(
 ) -> None:
     image = _image()[0]
     fp32 = SamEncoder(tiny, CPU, torch.float32)(image).embedding.astype(np.float32).ravel()
-    bf16 = SamEncoder(build_sam("test_tiny", *tiny_file), CPU, torch.bfloat16)(image)
+    bf16 = SamEncoder(build_sam(TEST_TINY_SAM, *tiny_file), CPU, torch.bfloat16)(image)
     b = bf16.embedding.astype(np.float32).ravel()
     cosine = float(fp32 @ b / np.linalg.norm(fp32) / np.linalg.norm(b))
     assert cosine > 0.99
@@ -78,6 +80,7 @@ def test_mask_prompt_and_grid_maps_keep_geometry(tiny: torch.nn.Module) -> None:
     assert grid[3:7, 5:9].min() > 0.9  # rows 15-45 of 60 → cells ~4-7 of the 171-px band
 
 
+@pytest.mark.usefixtures("test_tiny_sam")
 def test_feature_cache_second_run_never_reencodes(tiny_file: tuple[Path, W.WeightsSpec]) -> None:
     from src_models.registry import build_backend
 
@@ -100,7 +103,7 @@ def test_feature_cache_second_run_never_reencodes(tiny_file: tuple[Path, W.Weigh
     assert encodes == 1  # three identical slices: one content key, one encoder forward
     second = list(propagate(stack, labels, backend, cache=cache))
     assert backend.encoder.encode_count == encodes and cache.misses == 1 and cache.hits == 5
-    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(first, second))
+    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(first, second, strict=True))
 
 
 def test_disk_cache_survives_a_new_model_instance(
@@ -108,11 +111,11 @@ def test_disk_cache_survives_a_new_model_instance(
 ) -> None:
     image = _image()[0]
     first = SamEncoder(
-        build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskCache("sam", tmp_path)
+        build_sam(TEST_TINY_SAM, *tiny_file), CPU, disk_cache=DiskCache("sam", tmp_path)
     )
     a = first(image)
     again = SamEncoder(
-        build_sam("test_tiny", *tiny_file), CPU, disk_cache=DiskCache("sam", tmp_path)
+        build_sam(TEST_TINY_SAM, *tiny_file), CPU, disk_cache=DiskCache("sam", tmp_path)
     )
     b = again(image)
     assert first.encode_count == 1 and again.encode_count == 0 and again.disk_cache.hits == 1
@@ -159,6 +162,7 @@ def test_sam_refine_prompts_are_box_and_mask_of_the_proposal(tiny: torch.nn.Modu
     assert set(np.unique(out)) <= {0, 4} and out.shape == mask.shape and conf.dtype == np.float32
 
 
+@pytest.mark.usefixtures("test_tiny_sam")
 def test_sam_refine_wraps_any_backend_through_the_registry() -> None:
     from src_models.registry import build_backend
 
@@ -182,6 +186,7 @@ def test_sam_refine_wraps_any_backend_through_the_registry() -> None:
     assert backend.encoder.encode_count == 2  # the example and the chosen slice, nothing else
 
 
+@pytest.mark.usefixtures("test_tiny_sam")
 def test_dinov2_sam_identity_prior_and_prompts(disks: tuple[np.ndarray, np.ndarray]) -> None:
     """Target = example image. With random DINOv2 weights the tokens of identical images are
     identical, so the correspondence prior must reproduce the example: each object's points
@@ -214,7 +219,7 @@ def test_dinov2_sam_identity_prior_and_prompts(disks: tuple[np.ndarray, np.ndarr
     assert result.labels.shape == labels.shape and result.labels.dtype == np.int32
     assert set(np.unique(result.labels)) <= {0, 1, 2}
     assert len(first_calls) == 2
-    for k, pts in zip((1, 2), first_calls):
+    for k, pts in zip((1, 2), first_calls, strict=True):
         x, y = pts[0].astype(int)
         assert labels[y, x] == k, f"positive point of object {k} is not on it"
         x, y = pts[1].astype(int)
@@ -226,6 +231,7 @@ def test_dinov2_sam_identity_prior_and_prompts(disks: tuple[np.ndarray, np.ndarr
         assert iou(scores.argmax(0) == k, expected == k) >= 0.9
 
 
+@pytest.mark.usefixtures("test_tiny_sam")
 def test_cli_propagates_with_dinov2_sam(tmp_path: Path) -> None:
     from src_models.cli import main
 

@@ -187,7 +187,7 @@ def test_backend_end_to_end_shapes_and_identity_point() -> None:
     maps = geometric_maps(tokens, backend._query, SIZE)
     points = top1_points(maps)[:, 0]
     scale = 64 / SIZE
-    for k, (x, y) in zip([1, 2], points.tolist()):
+    for k, (x, y) in zip([1, 2], points.tolist(), strict=True):
         assert labels[1][int(y * scale), int(x * scale)] == k
     lab, conf = backend.predict(feats[2], (64, 48))
     assert lab.shape == (64, 48) and lab.dtype == np.int32 and set(np.unique(lab)) <= {0, 1, 2}

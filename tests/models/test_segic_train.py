@@ -1,4 +1,4 @@
-"""SEGIC fine-tuning: episodes, augmentations, loss, a tiny run that learns, resumable checkpoints."""
+"""SEGIC fine-tuning: episodes, augmentations, loss, a tiny run that learns, resumable state."""
 
 from __future__ import annotations
 

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from src_models import weights as W
+from src_models.hashing import file_sha256
 from src_models.sam.build import build_sam, build_sam_random
 from src_models.weights_download import OFFLINE_ENV, download
+from tests.models.tiny_backends import TEST_TINY_SAM
 
 
 @pytest.fixture(autouse=True)
@@ -27,13 +29,13 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _save_tiny(path: Path) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    state = build_sam_random("test_tiny").state_dict()
+    state = build_sam_random(TEST_TINY_SAM).state_dict()
     torch.save(state, path)
     return state
 
 
 def _spec_for(path: Path, name: str = "sam_vit_b") -> W.WeightsSpec:
-    return dataclasses.replace(W.get_spec(name), file_name=path.name, sha256=W.sha256sum(path))
+    return dataclasses.replace(W.get_spec(name), file_name=path.name, sha256=file_sha256(path))
 
 
 def test_sam_specs_are_official() -> None:
@@ -78,7 +80,7 @@ def test_tiny_sam_by_env_dir_matches_saved_weights(
     state = _save_tiny(path)
     monkeypatch.setenv(W.ENV_DIR, str(folder))
     spec = _spec_for(path)
-    model = build_sam("test_tiny", None, spec)
+    model = build_sam(TEST_TINY_SAM, None, spec)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 
@@ -90,7 +92,7 @@ def test_tampered_file_is_rejected_naming_file_and_hash(tmp_path: Path) -> None:
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(RuntimeError) as error:
-        build_sam("test_tiny", path, spec)
+        build_sam(TEST_TINY_SAM, path, spec)
     assert str(path) in str(error.value) and spec.sha256 in str(error.value)
 
 
@@ -109,7 +111,7 @@ def test_checkpoint_with_pickled_code_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "evil.pth"
     torch.save({"model": _Payload(marker)}, path)
     with pytest.raises(RuntimeError, match="contains code"):
-        build_sam("test_tiny", path, _spec_for(path))
+        build_sam(TEST_TINY_SAM, path, _spec_for(path))
     assert not marker.exists()
 
 
@@ -119,7 +121,7 @@ def test_wrong_architecture_is_a_clear_error(tmp_path: Path) -> None:
     state.pop(next(iter(state)))
     torch.save(state, path)
     with pytest.raises(RuntimeError, match="does not fit Sam: .*SAM checkpoint of the same size"):
-        build_sam("test_tiny", path, _spec_for(path))
+        build_sam(TEST_TINY_SAM, path, _spec_for(path))
 
 
 def test_missing_official_weights_say_what_to_do() -> None:
@@ -135,7 +137,7 @@ def test_download_is_atomic_and_verified(tmp_path: Path) -> None:
     good = tmp_path / "src.bin"
     _save_tiny(good)
     payload = good.read_bytes()
-    spec = dataclasses.replace(W.get_spec("sam_vit_b"), sha256=W.sha256sum(good), size=len(payload))
+    spec = dataclasses.replace(W.get_spec("sam_vit_b"), sha256=file_sha256(good), size=len(payload))
     out = download(spec, tmp_path / "dl", opener=lambda url: _FakeResponse(payload), progress=False)
     assert out.read_bytes() == payload and out.name == spec.file_name
     assert not list((tmp_path / "dl").glob("*.part"))

@@ -21,6 +21,20 @@ from src_models.registry import get_info
 from src_models.sam.build import SamArch, build_sam_random
 
 CPU = torch.device("cpu")
+# A few-MB SAM with the official module classes at 256 px (SAM tests register it by name with
+# the ``test_tiny_sam`` fixture; production knows only vit_b/l/h).
+TEST_TINY_SAM = SamArch(
+    "test_tiny",
+    32,
+    2,
+    2,
+    (1,),
+    img_size=256,
+    prompt_dim=32,
+    decoder_mlp=64,
+    decoder_heads=2,
+    window=4,
+)
 TINY_SAM = SamArch(
     "tiny", 32, 1, 2, (0,), img_size=64, prompt_dim=32, decoder_mlp=64, decoder_heads=2, window=2
 )

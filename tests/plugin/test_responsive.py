@@ -118,3 +118,34 @@ def test_cancel_gives_the_run_memory_back(qtbot, make_napari_viewer, monkeypatch
     print(f"RSS before {before / mib:.0f} MiB, during {during / mib:.0f}, after {after / mib:.0f}")
     assert during - before > 100 * mib  # the run held the normalised stack ...
     assert after < 1.10 * before  # ... and Cancel gave it back (within 10%)
+
+
+def test_workers_leave_threads_of_qt_pool_free_for_qt(qtbot) -> None:
+    """Qt's image conversions wait on its global pool while the main thread holds the GIL;
+    workers that filled the pool deadlocked the viewer on a 2-core machine."""
+    from qtpy.QtCore import QRunnable, QThreadPool
+
+    from napari_incontext._workers import SPARE_POOL_THREADS, start_function
+
+    class Mark(QRunnable):
+        def __init__(self, done: threading.Event) -> None:
+            super().__init__()
+            self.done = done
+
+        def run(self) -> None:
+            self.done.set()
+
+    pool = QThreadPool.globalInstance()
+    before = pool.maxThreadCount()
+    pool.setMaxThreadCount(2)  # a 2-core machine
+    gate, qt_work = threading.Event(), threading.Event()
+    try:
+        for _ in range(2):
+            start_function(gate.wait, 30, on_done=lambda _r: None)
+        assert pool.maxThreadCount() - pool.activeThreadCount() >= SPARE_POOL_THREADS
+        pool.start(Mark(qt_work))  # what Qt's own conversion does
+        assert qt_work.wait(10), "Qt's pool work did not run while two workers were busy"
+    finally:
+        gate.set()
+        qtbot.waitUntil(lambda: pool.activeThreadCount() == 0, timeout=10_000)
+        pool.setMaxThreadCount(before)

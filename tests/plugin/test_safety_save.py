@@ -186,9 +186,9 @@ def test_the_manifest_declares_the_labels_writer() -> None:
 
 
 def test_folder_outputs_carry_a_manifest_of_every_file(tmp_path) -> None:
-    from src_models.io import ImageSet, write_labels
+    from src_models.io import write_labels
 
-    out = write_labels(tmp_path / "m", [np.eye(4, dtype=np.uint8)], ImageSet([], ["x"], tmp_path))
+    out = write_labels(tmp_path / "m", [np.eye(4, dtype=np.uint8)], ["x"])
     record = json.loads((out / MANIFEST).read_text())
     assert record["written_by"] == "napari-incontext" and set(record["files"]) == {"x.png"}
     assert folder_problem(out) is None

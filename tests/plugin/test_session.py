@@ -7,7 +7,7 @@ import pytest
 
 from napari_incontext._session import Session, backend_choices
 from src_models import registry
-from src_models.cache import content_key
+from src_models.hashing import content_key
 from src_models.registry import BackendInfo
 from src_models.types import SliceResult
 
