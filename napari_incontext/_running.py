@@ -12,13 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_incontext._controls import RunSettings
 from napari_incontext._layers import Workspace
 from napari_incontext._session import Session
 from napari_incontext._workers import Run, Scan, start_run, start_scan
 from src_models.engine import select_targets
+from src_models.scribbles import sparse_message
 
 if TYPE_CHECKING:
     from napari.qt.threading import FunctionWorker, GeneratorWorker
@@ -132,9 +133,12 @@ class Runner:
         if only is None and session.resume.get("key") != key:
             session.resume = {"key": key, "done": set()}
         self.backend_name = settings.backend
+        labels = [scan.labels.get(i) for i in range(len(workspace))]
+        if settings.unpainted == "background" and (message := sparse_message(labels)):
+            show_warning(message)  # before the run; the engine's own warning is off
         run = Run(
             workspace.images(),
-            [scan.labels.get(i) for i in range(len(workspace))],
+            labels,
             functools.partial(session.backend, settings.backend, **settings.options),
             cache=session.cache,
             targets=targets,
@@ -143,6 +147,9 @@ class Runner:
             extra=session.extra,
             stop_below=settings.stop_below,
             memo=session.memo,
+            unpainted=settings.unpainted,
+            background_id=settings.background_id,
+            warn_sparse=False,
         )
         left = "resuming: " if session.resume.get("done") else ""
         self.on_status(

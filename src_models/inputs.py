@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from src_models.scribbles import UNKNOWN, Unpainted, check_unpainted, to_scribbles
+
 ImageInput = np.ndarray | Sequence[np.ndarray]
 LabelInput = np.ndarray | Sequence[np.ndarray | None]
 
@@ -50,15 +52,18 @@ class Prepared:
     Attributes:
         images: N arrays (H_i, W_i, C) float32, about [0, 1]; C is 1 or 3.
         labels: N arrays (H_i, W_i) int32 compact ids 0..K (all zero where a slice has no
-            example).
-        examples: indices of the slices holding at least one nonzero label, ascending.
+            example); in scribble mode (``sparse``) -1 marks unpainted pixels and 0 the
+            background strokes.
+        examples: indices of the slices holding at least one painted label, ascending.
         ids: the user's ids and dtype behind the compact ones.
+        sparse: True in scribble mode (see :mod:`src_models.scribbles`).
     """
 
     images: list[np.ndarray]
     labels: list[np.ndarray]
     examples: list[int]
     ids: LabelIds
+    sparse: bool = False
 
 
 def split_images(images: ImageInput) -> list[np.ndarray]:
@@ -177,7 +182,7 @@ def joint_ids(first: Prepared, second: Prepared) -> tuple[Prepared, Prepared]:
 
     def remap(data: Prepared) -> Prepared:
         lut = np.searchsorted(search, data.ids.table.astype(np.uint64)).astype(np.int32)
-        labels = [lut[lab] for lab in data.labels]
+        labels = [np.where(lab == UNKNOWN, UNKNOWN, lut[np.maximum(lab, 0)]) for lab in data.labels]
         return replace(data, labels=labels, ids=LabelIds(np.array(ids, dtype=dtype)))
 
     return remap(first), remap(second)
@@ -221,7 +226,13 @@ def check_example(labels: np.ndarray, index: int, ids: LabelIds | None = None) -
         )
 
 
-def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True) -> Prepared:
+def prepare(
+    images: ImageInput,
+    labels: LabelInput,
+    require_example: bool = True,
+    unpainted: Unpainted = "background",
+    background_id: int = 1,
+) -> Prepared:
     """Validate images and labels and normalise the images.
 
     Args:
@@ -231,10 +242,14 @@ def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True
             image; integer, boolean, or float holding whole numbers; ids >= 0, any size.
         require_example: refuse input without any labelled slice (turn off when the examples
             come from elsewhere, e.g. :class:`~src_models.types.ExtraExamples`).
+        unpainted: "background" (dense masks: 0 is the background class) or "unlabelled"
+            (strokes: ``background_id`` is the background class, 0 is unknown).
+        background_id: the background label in "unlabelled" mode.
 
     Returns:
         A :class:`Prepared` set. Raises ``ValueError`` with a fix for any bad input.
     """
+    check_unpainted(unpainted, background_id)
     raw = split_images(images)
     _check_pixels(raw)
     lab, ids = compact_ids(_split_labels(labels, [s.shape for s in raw]))
@@ -245,7 +260,11 @@ def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True
         raise ValueError(
             "no example: paint at least one object (a nonzero label) on one slice or image"
         )
-    for i in examples:
+    sparse = unpainted == "unlabelled"
+    if sparse and examples:
+        lab, table = to_scribbles(lab, ids.table, background_id)
+        ids = LabelIds(table)
+    for i in examples if not sparse else ():
         check_example(lab[i], i, ids)
     scaled = [_to_rgb_or_gray(s) for s in _scale(raw)]
-    return Prepared(images=scaled, labels=lab, examples=examples, ids=ids)
+    return Prepared(images=scaled, labels=lab, examples=examples, ids=ids, sparse=sparse)

@@ -100,6 +100,8 @@ class DinoSamBackend(BackendBase):
             tokens = [e.features.tokens for e in examples]
             self._bank = build_bank(tokens, [e.labels for e in examples], self._ids, 0.5, weights)
         self._objects = {}
+        sparse = any((e.labels < 0).any() for e in examples)  # scribble mode: strokes only
+        painted = [e.labels >= 0 for e in examples] if sparse else None
         for k in self._ids:
             masks = [e.labels == k for e in examples]
             mode = "max_mean" if c.persam_f else "mean"
@@ -111,7 +113,9 @@ class DinoSamBackend(BackendBase):
                 fconf = PersamFConfig(
                     iterations=c.persam_f_iterations, max_side=c.persam_f_max_side
                 )
-                obj.weights, timings = train_weights(self.head, embs, masks, target, fconf, weights)
+                obj.weights, timings = train_weights(
+                    self.head, embs, masks, target, fconf, weights, painted
+                )
                 for key, value in timings.items():
                     timer.add(key, value)
             self._objects[int(k)] = obj

@@ -27,7 +27,7 @@ from src_models.cache import model_tag
 from src_models.device import pick_device, pick_dtype
 from src_models.disk_cache import DiskCache, make_key, shape_dtype
 from src_models.heads import insid3 as head
-from src_models.matching import patch_label_fractions
+from src_models.matching import painted_patches, patch_label_fractions
 from src_models.refine import refine_probabilities, upsample
 from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
@@ -183,7 +183,7 @@ class Insid3Backend(BackendBase):
         for p in prepared:
             grid = p.tokens.shape[:2]
             frac = patch_label_fractions(p.labels, grid, np.array([k]))[1]
-            negatives.append(p.debiased[frac == 0])
+            negatives.append(p.debiased[(frac == 0) & painted_patches(p.labels, grid)])
             if frac.max() > 0:
                 shots.append(p.debiased)
                 size = (grid[0] * patch, grid[1] * patch)

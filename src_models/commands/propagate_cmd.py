@@ -26,8 +26,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stacks only: keep the parts of a proposal that touch the same id on the "
         "neighbouring slice (drops look-alikes away from the object)",
     )
+    add_unpainted_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_unpainted_arguments(parser: argparse.ArgumentParser) -> None:
+    """--unpainted and --background-id (scribble mode, :mod:`src_models.scribbles`)."""
+    from src_models.scribbles import DEFAULT_BACKGROUND_ID, UNPAINTED
+
+    parser.add_argument(
+        "--unpainted",
+        default="background",
+        choices=list(UNPAINTED),
+        help="what unpainted pixels of the example slices mean: background (dense masks) or "
+        "unlabelled (scribbles: --background-id is the background class; the scribbled "
+        "slices are segmented too)",
+    )
+    parser.add_argument(
+        "--background-id",
+        type=int,
+        default=DEFAULT_BACKGROUND_ID,
+        help="with --unpainted unlabelled: the label painted on background (written as 0)",
+    )
 
 
 def timing_report(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -95,7 +116,15 @@ def run(args: argparse.Namespace) -> int:
     ]
     rows = []
     bar = None
-    for res in propagate(images.images, labels, backend, link=args.link):
+    run = propagate(
+        images.images,
+        labels,
+        backend,
+        link=args.link,
+        unpainted=args.unpainted,
+        background_id=args.background_id,
+    )
+    for res in run:
         if bar is None:  # created after validation, so a bad input prints one line only
             bar = tqdm(
                 total=res.total,
