@@ -13,6 +13,7 @@ import numpy as np
 
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache, model_tag
+from src_models.channels import move_channel_axis
 from src_models.hashing import content_key
 from src_models.inputs import ImageInput, LabelInput, Prepared, joint_ids, prepare
 from src_models.linking import link_to_neighbour, neighbour_toward_examples
@@ -246,6 +247,7 @@ def propagate(
     unpainted: Unpainted = "background",
     background_id: int = DEFAULT_BACKGROUND_ID,
     warn_sparse: bool = True,
+    channel_axis: int | None = None,
 ) -> Generator[SliceResult, None, None]:
     """Propose labels on every slice without an example, nearest slices first.
 
@@ -276,14 +278,18 @@ def propagate(
         background_id: the background label in "unlabelled" mode.
         warn_sparse: emit the ``SparseExamplesWarning`` (off for a caller that showed
             :func:`~src_models.scribbles.sparse_message` itself, e.g. the widget).
+        channel_axis: the axis of the channels in ``images`` (of the stack, or of each image
+            of a list), e.g. 1 for (N, C, Y, X); None = the last axis of a 4D stack or 3D
+            image (up to 16 channels). ``classic`` uses every channel, the model backends
+            map them to 3 (:mod:`src_models.channels`).
 
     Yields:
         One :class:`SliceResult` per target. Closing the generator stops the run at once.
     """
     cache = FeatureCache() if cache is None else cache
     check_unpainted(unpainted, background_id)
-    check_memory(shapes_of(images), backend, cache.max_bytes)
-    data = prepare(images, labels, extra is None, unpainted, background_id)
+    check_memory(shapes_of(move_channel_axis(images, channel_axis)), backend, cache.max_bytes)
+    data = prepare(images, labels, extra is None, unpainted, background_id, channel_axis)
     if warn_sparse and not data.sparse and (message := sparse_message(data.labels)):
         warnings.warn(message, SparseExamplesWarning, stacklevel=2)
     more = None

@@ -20,6 +20,7 @@ from src_models.backbones.dinov2 import PatchEncoder, build_dinov2
 from src_models.backends.base import BackendBase, example_weights, object_ids, trusted
 from src_models.backends.configs import DinoSamConfig
 from src_models.cache import model_tag
+from src_models.channels import to_three
 from src_models.device import pick_device, pick_dtype
 from src_models.disk_cache import DiskCache
 from src_models.matching import ExampleBank, build_bank, class_scores
@@ -83,12 +84,14 @@ class DinoSamBackend(BackendBase):
             if self.dino is None
             else f"{c.backbone}:{c.input_size}:{self.dino.dtype}:{model_tag(self.dino.model)}"
         )
-        return f"dinov2-sam:{dino}:{self.encoder.key}:{model_tag(self.encoder.sam)}"
+        sam = f"{self.encoder.key}:{model_tag(self.encoder.sam)}"
+        return f"dinov2-sam:{dino}:{sam}:{c.channels}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> DinoSamFeatures:
         self.check_open()
-        tokens = None if self.dino is None else self.dino(image, timer)
-        return DinoSamFeatures(tokens, self.encoder(image, timer))
+        rgb = to_three(image, self.config.chosen_channels)
+        tokens = None if self.dino is None else self.dino(rgb, timer)
+        return DinoSamFeatures(tokens, self.encoder(rgb, timer))
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         c = self.config

@@ -24,6 +24,7 @@ from src_models.backends.base import BackendBase, labels_from_probs, object_ids,
 from src_models.backends.configs import Insid3Config
 from src_models.backends.dinov2 import PatchFeatures
 from src_models.cache import model_tag
+from src_models.channels import to_three
 from src_models.device import pick_device, pick_dtype
 from src_models.disk_cache import DiskCache, make_key, shape_dtype
 from src_models.heads import insid3 as head
@@ -143,12 +144,13 @@ class Insid3Backend(BackendBase):
     @property
     def feature_key(self) -> str:
         c, enc = self.config, self.encoder
-        return f"insid3:{c.backbone}:{input_size(c)}:{enc.dtype}:{model_tag(enc.model)}"
+        model = model_tag(enc.model)
+        return f"insid3:{c.backbone}:{input_size(c)}:{enc.dtype}:{model}:{c.channels}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> PatchFeatures:
         """Tokens and guide; the first slice of a grid also times ``debias_basis``."""
         self.check_open()
-        tokens = self.encoder(image, timer)
+        tokens = self.encoder(to_three(image, self.config.chosen_channels), timer)
         grid = tokens.shape[:2]
         if not self.debiaser.has(grid):
             with timer("debias_basis"):
