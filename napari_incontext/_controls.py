@@ -66,12 +66,14 @@ class RunSettings:
     stop_below: float | None
     unpainted: str = "background"
     background_id: int = DEFAULT_BACKGROUND_ID
+    all_channels: bool = False
 
     def key(self) -> str:
         """Everything that changes the proposals (a run with the same key can resume)."""
         options = sorted(self.options.items())
         scribbles = (self.unpainted, self.background_id)
-        return repr((self.backend, options, self.link, self.stop_below, scribbles))
+        extra = (scribbles, self.all_channels)
+        return repr((self.backend, options, self.link, self.stop_below, extra))
 
 
 class RunControls(QWidget):
@@ -86,6 +88,12 @@ class RunControls(QWidget):
         self.device_combo.addItems(DEVICES)
         self.options_edit = QLineEdit()
         self.options_edit.setPlaceholderText("key=value ... (backend options)")
+        self.channels_check = QCheckBox("all channels of this image")
+        self.channels_check.setToolTip(
+            "use every image layer of the same shape as a channel (the layers napari makes "
+            "with channel_axis), in layer order: classic uses them all; model backends see "
+            "three (1: repeated, 2: c0, c1, mean, 3+: the first three, or option channels=I,J,K)"
+        )
         self.link_check = QCheckBox("link along the stack")
         self.link_check.setToolTip(
             "keep only proposals that touch the same label on the neighbouring slice "
@@ -144,6 +152,7 @@ class RunControls(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("image", self.image_combo)
+        form.addRow("", self.channels_check)
         form.addRow("labels", self.labels_combo)
         form.addRow("backend", self.backend_combo)
         form.addRow("device", self.device_combo)
@@ -192,4 +201,5 @@ class RunControls(QWidget):
             self.stop_spin.value() if self.stop_check.isChecked() else None,
             self.unpainted_combo.currentText(),
             self.background_spin.value(),
+            self.channels_check.isChecked(),
         )

@@ -133,11 +133,15 @@ class Runner:
         if only is None and session.resume.get("key") != key:
             session.resume = {"key": key, "done": set()}
         self.backend_name = settings.backend
+        images, channels = workspace.images(), ""
+        if settings.all_channels:
+            images, names = workspace.channel_images()
+            channels = f" on {len(names)} channels ({', '.join(names)})"
         labels = [scan.labels.get(i) for i in range(len(workspace))]
         if settings.unpainted == "background" and (message := sparse_message(labels)):
             show_warning(message)  # before the run; the engine's own warning is off
         run = Run(
-            workspace.images(),
+            images,
             labels,
             functools.partial(session.backend, settings.backend, **settings.options),
             cache=session.cache,
@@ -150,10 +154,12 @@ class Runner:
             unpainted=settings.unpainted,
             background_id=settings.background_id,
             warn_sparse=False,
+            channel_axis=-1 if settings.all_channels else None,
         )
         left = "resuming: " if session.resume.get("done") else ""
         self.on_status(
-            f"{settings.backend}: {len(examples)} example(s), {left}{len(targets)} to propose…"
+            f"{settings.backend}{channels}: {len(examples)} example(s), {left}{len(targets)} "
+            "to propose…"
         )
         self.worker = start_run(
             run,
