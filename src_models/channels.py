@@ -35,15 +35,14 @@ def move_channel_axis(images: Any, channel_axis: int | None) -> Any:
     """
     if channel_axis is None:
         return images
-    if isinstance(images, np.ndarray) or hasattr(images, "ndim"):
-        arr = np.asarray(images) if not hasattr(images, "transpose") else images
-        axis = _check_axis(channel_axis, arr.ndim, "the stack")
+    if hasattr(images, "ndim") and hasattr(images, "transpose"):  # numpy or dask: a view
+        axis = _check_axis(channel_axis, images.ndim, "the stack")
         if axis == 0:
             raise ValueError("channel axis 0 is the slice axis: give the axis of the channels")
-        return np.moveaxis(arr, axis, -1)
+        return np.moveaxis(images, axis, -1)
     out = []
     for i, image in enumerate(images):
-        image = np.asarray(image)
+        image = image if hasattr(image, "transpose") else np.asarray(image)  # lazy stays lazy
         out.append(np.moveaxis(image, _check_axis(channel_axis, image.ndim, f"image {i}"), -1))
     return out
 
