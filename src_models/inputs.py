@@ -17,6 +17,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from src_models.channels import MAX_CHANNELS_LAST, move_channel_axis
+from src_models.scribbles import UNKNOWN, Unpainted, check_unpainted, to_scribbles
+
 ImageInput = np.ndarray | Sequence[np.ndarray]
 LabelInput = np.ndarray | Sequence[np.ndarray | None]
 
@@ -48,53 +51,54 @@ class Prepared:
     """A validated image set.
 
     Attributes:
-        images: N arrays (H_i, W_i, C) float32, about [0, 1]; C is 1 or 3.
+        images: N arrays (H_i, W_i, C) float32, about [0, 1], each channel scaled on its own;
+            every channel is kept (the model backends map them to 3, :mod:`src_models.channels`).
         labels: N arrays (H_i, W_i) int32 compact ids 0..K (all zero where a slice has no
-            example).
-        examples: indices of the slices holding at least one nonzero label, ascending.
+            example); in scribble mode (``sparse``) -1 marks unpainted pixels and 0 the
+            background strokes.
+        examples: indices of the slices holding at least one painted label, ascending.
         ids: the user's ids and dtype behind the compact ones.
+        sparse: True in scribble mode (see :mod:`src_models.scribbles`).
     """
 
     images: list[np.ndarray]
     labels: list[np.ndarray]
     examples: list[int]
     ids: LabelIds
+    sparse: bool = False
 
 
-def split_images(images: ImageInput) -> list[np.ndarray]:
-    """Split a (N, Y, X[, C]) stack or a list of 2D images into (H, W, C) slices."""
+def split_images(images: ImageInput, channels_last: bool = False) -> list[np.ndarray]:
+    """Split a (N, Y, X[, C]) stack or a list of 2D images into (H, W, C) slices.
+
+    A last axis longer than :data:`~src_models.channels.MAX_CHANNELS_LAST` is refused unless
+    ``channels_last`` (the caller moved a ``channel_axis`` there).
+    """
+    most = None if channels_last else MAX_CHANNELS_LAST
+    hint = f"with C <= {MAX_CHANNELS_LAST} (more: give channel_axis / --channel-axis)"
     if isinstance(images, np.ndarray):
-        if images.ndim == 3:
+        if images.ndim == 3 and not channels_last:
             return [s[..., None] for s in images]
-        if images.ndim == 4 and images.shape[-1] <= 4:
+        if images.ndim == 4 and (most is None or images.shape[-1] <= most):
             return list(images)
         raise ValueError(
-            f"unsupported image shape {images.shape}: give a stack (N, Y, X), a colour stack "
-            "(N, Y, X, C) with C <= 4, or a list of 2D images"
+            f"unsupported image shape {images.shape}: give a stack (N, Y, X), a multichannel "
+            f"stack (N, Y, X, C) {hint}, or a list of 2D images"
         )
     slices = []
     for i, image in enumerate(images):
         image = np.asarray(image)
-        if image.ndim == 2:
+        if image.ndim == 2 and not channels_last:
             image = image[..., None]
-        if image.ndim != 3 or image.shape[-1] > 4:
+        if image.ndim != 3 or (most is not None and image.shape[-1] > most):
             raise ValueError(
                 f"image {i} has unsupported shape {image.shape}: each image of a set must be "
-                "(Y, X) or (Y, X, C) with C <= 4"
+                f"(Y, X) or (Y, X, C) {hint}"
             )
         slices.append(image)
     if not slices:
         raise ValueError("no images given")
     return slices
-
-
-def _to_rgb_or_gray(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) with C in 1..4 → C in {1, 3}: drop alpha, pad 2 channels with a zero one."""
-    if image.shape[-1] == 4:
-        return image[..., :3]
-    if image.shape[-1] == 2:
-        return np.concatenate([image, np.zeros_like(image[..., :1])], axis=-1)
-    return image
 
 
 def _check_pixels(slices: Sequence[np.ndarray]) -> None:
@@ -177,7 +181,7 @@ def joint_ids(first: Prepared, second: Prepared) -> tuple[Prepared, Prepared]:
 
     def remap(data: Prepared) -> Prepared:
         lut = np.searchsorted(search, data.ids.table.astype(np.uint64)).astype(np.int32)
-        labels = [lut[lab] for lab in data.labels]
+        labels = [np.where(lab == UNKNOWN, UNKNOWN, lut[np.maximum(lab, 0)]) for lab in data.labels]
         return replace(data, labels=labels, ids=LabelIds(np.array(ids, dtype=dtype)))
 
     return remap(first), remap(second)
@@ -221,7 +225,14 @@ def check_example(labels: np.ndarray, index: int, ids: LabelIds | None = None) -
         )
 
 
-def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True) -> Prepared:
+def prepare(
+    images: ImageInput,
+    labels: LabelInput,
+    require_example: bool = True,
+    unpainted: Unpainted = "background",
+    background_id: int = 1,
+    channel_axis: int | None = None,
+) -> Prepared:
     """Validate images and labels and normalise the images.
 
     Args:
@@ -231,11 +242,17 @@ def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True
             image; integer, boolean, or float holding whole numbers; ids >= 0, any size.
         require_example: refuse input without any labelled slice (turn off when the examples
             come from elsewhere, e.g. :class:`~src_models.types.ExtraExamples`).
+        unpainted: "background" (dense masks: 0 is the background class) or "unlabelled"
+            (strokes: ``background_id`` is the background class, 0 is unknown).
+        background_id: the background label in "unlabelled" mode.
+        channel_axis: the axis of the channels (of the stack, or of each image of a list);
+            None = channel-last when there is a channel axis.
 
     Returns:
         A :class:`Prepared` set. Raises ``ValueError`` with a fix for any bad input.
     """
-    raw = split_images(images)
+    check_unpainted(unpainted, background_id)
+    raw = split_images(move_channel_axis(images, channel_axis), channel_axis is not None)
     _check_pixels(raw)
     lab, ids = compact_ids(_split_labels(labels, [s.shape for s in raw]))
     if len({s.shape[-1] for s in raw}) > 1:
@@ -245,7 +262,11 @@ def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True
         raise ValueError(
             "no example: paint at least one object (a nonzero label) on one slice or image"
         )
-    for i in examples:
+    sparse = unpainted == "unlabelled"
+    if sparse and examples:
+        lab, table = to_scribbles(lab, ids.table, background_id)
+        ids = LabelIds(table)
+    for i in examples if not sparse else ():
         check_example(lab[i], i, ids)
-    scaled = [_to_rgb_or_gray(s) for s in _scale(raw)]
-    return Prepared(images=scaled, labels=lab, examples=examples, ids=ids)
+    scaled = _scale(raw)
+    return Prepared(images=scaled, labels=lab, examples=examples, ids=ids, sparse=sparse)

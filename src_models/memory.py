@@ -83,7 +83,7 @@ def estimate(
         cache_bytes: cap of the feature cache.
         raw_bytes: bytes of the input still to be read (0 when it is already in memory).
     """
-    channels = 3 if any(len(s) == 3 and s[-1] >= 3 for s in shapes) else 1
+    channels = max((int(s[-1]) for s in shapes if len(s) == 3), default=1)
     pixels = [int(s[0]) * int(s[1]) for s in shapes]
     largest = max(range(len(shapes)), key=lambda i: pixels[i]) if shapes else 0
     per_slice = [feature_bytes(backend, (s[0], s[1]), channels) for s in shapes]

@@ -26,8 +26,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stacks only: keep the parts of a proposal that touch the same id on the "
         "neighbouring slice (drops look-alikes away from the object)",
     )
+    add_unpainted_arguments(parser)
+    parser.add_argument(
+        "--channel-axis",
+        type=int,
+        default=None,
+        help="axis of the channels (e.g. 1 for a (N, C, Y, X) stack, 0 for one (C, Y, X) "
+        "image; default: the last axis of a 4D stack, up to 16 channels). classic uses every "
+        "channel; the model backends see 3 (1: repeated, 2: c0, c1, mean, 3+: the first "
+        "three, or --option channels=I,J,K)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_unpainted_arguments(parser: argparse.ArgumentParser) -> None:
+    """--unpainted and --background-id (scribble mode, :mod:`src_models.scribbles`)."""
+    from src_models.scribbles import DEFAULT_BACKGROUND_ID, UNPAINTED
+
+    parser.add_argument(
+        "--unpainted",
+        default="background",
+        choices=list(UNPAINTED),
+        help="what unpainted pixels of the example slices mean: background (dense masks) or "
+        "unlabelled (scribbles: --background-id is the background class; the scribbled "
+        "slices are segmented too)",
+    )
+    parser.add_argument(
+        "--background-id",
+        type=int,
+        default=DEFAULT_BACKGROUND_ID,
+        help="with --unpainted unlabelled: the label painted on background (written as 0)",
+    )
+
+
+def channels_last(images: Any, channel_axis: int | None) -> tuple[Any, int | None]:
+    """The images with ``--channel-axis`` moved last (one (C, Y, X) file is one image),
+    and the axis to tell the engine (-1 once moved, None when not given)."""
+    from src_models.channels import move_channel_axis
+
+    if channel_axis is None:
+        return images, None
+    if isinstance(images, np.ndarray) and images.ndim == 3:  # one multichannel image
+        images = images[None]
+        channel_axis += 1 if channel_axis >= 0 else 0
+    return move_channel_axis(images, channel_axis), -1
 
 
 def timing_report(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -88,14 +131,24 @@ def run(args: argparse.Namespace) -> int:
     out, timings = check_paths(args)
     images = read_images(args.image)
     labels = read_labels(args.labels, images)
+    pixels, axis = channels_last(images.images, args.channel_axis)
     backend = backend_from_args(args)
-    n = len(images.images)
+    n = len(pixels)
     result: list[np.ndarray | None] = [
         np.asarray(lab) if lab is not None else None for lab in labels
     ]
     rows = []
     bar = None
-    for res in propagate(images.images, labels, backend, link=args.link):
+    run = propagate(
+        pixels,
+        labels,
+        backend,
+        link=args.link,
+        unpainted=args.unpainted,
+        background_id=args.background_id,
+        channel_axis=axis,
+    )
+    for res in run:
         if bar is None:  # created after validation, so a bad input prints one line only
             bar = tqdm(
                 total=res.total,
@@ -110,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     final = [
-        r if r is not None else np.zeros(np.shape(images.images[i])[:2], np.uint8)
+        r if r is not None else np.zeros(np.shape(pixels[i])[:2], np.uint8)
         for i, r in enumerate(result)
     ]
     write_labels(out, final, images.names)
