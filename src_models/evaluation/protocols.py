@@ -41,6 +41,7 @@ class EvalResult:
         items: one dict per scored pair / slice / frame / sequence.
         seconds: wall time of the whole protocol.
         note: e.g. :data:`RANDOM_NOTE` for random-weight backends.
+        read_as: what the dataset folder was read as (:func:`datasets.describe`).
     """
 
     protocol: str
@@ -50,6 +51,7 @@ class EvalResult:
     items: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     note: str = ""
+    read_as: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +79,18 @@ def build_for_eval(
 
 
 def _timing_row(res: SliceResult) -> dict[str, float]:
+    """A result's timings; the run's first result also holds ``fit`` (the head's fit)."""
     return {k: float(v) for k, v in res.timings.items()}
+
+
+def timing_summary(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """``s/slice``: mean features + head seconds per predicted slice; ``fit s``: mean seconds
+    of one fit of the head (once per propagation run; fits the engine's memo skipped are
+    left out). The fit is not part of s/slice: a run costs fit s + slices × s/slice."""
+    rows = list(rows)
+    per_slice = [r["features"] + r["head"] for r in rows if "features" in r and "head" in r]
+    fits = [r["fit"] for r in rows if "fit" in r and not r.get("fit_reused")]
+    return {"s/slice": _mean(per_slice), "fit s": _mean(fits)}
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -114,6 +127,18 @@ def episode_starts(n: int, episodes: int | None, seed: int) -> list[int]:
     return [0] + sorted(int(r) for r in rest)
 
 
+def _reference_ids(masks: list[np.ndarray]) -> list[int]:
+    return sorted({int(v) for m in masks for v in np.unique(m) if v != 0})
+
+
+def _relabel(labels: np.ndarray, keys: dict[int, int]) -> np.ndarray:
+    """(H, W) ids → accumulator keys; ids without a key become 0 (background)."""
+    out = np.zeros(labels.shape, np.int32)
+    for k, key in keys.items():
+        out[labels == k] = key
+    return out
+
+
 def one_shot(
     dataset: AnnotatedImages,
     backend: Backend,
@@ -126,22 +151,33 @@ def one_shot(
 ) -> Generator[Progress, None, EvalResult]:
     """K-shot within each class: K reference images (cyclic window from each start) → the rest.
 
-    Predictions are scored as binary (any nonzero label = the class). mIoU averages the
-    per-class IoU accumulated over every target; FB-IoU averages foreground and background IoU.
+    Binary sets (``dataset.multiclass`` False): any nonzero label is the class. Multi-class
+    sets: the references keep their ids and each id k of the references is its own class,
+    scored as the prediction's id k against the target's id k; target ids absent from the
+    references count as background. mIoU averages the IoU per class (per group, or per
+    group and id) accumulated over every target; FB-IoU averages foreground and background
+    IoU; ``mean IoU`` / ``Dice`` average per target the mean over its scored ids.
     """
     if shots < 1:
         raise ValueError(f"shots must be >= 1, got {shots}")
     start_time, cache = time.perf_counter(), cache or FeatureCache()
     acc = metrics.IoUAccumulator()
     items: list[dict[str, Any]] = []
-    for k, (group, idx) in enumerate(dataset.group_indices().items(), start=1):
+    key_names: dict[int, str] = {}
+    keys: dict[tuple[str, int], int] = {}
+    for group, idx in dataset.group_indices().items():
         if len(idx) <= shots:
             continue
         for start in episode_starts(len(idx), episodes, seed):
             refs = [idx[(start + j) % len(idx)] for j in range(shots)]
             targets = [i for i in idx if i not in refs]
             images = [dataset.images[i] for i in refs + targets]
-            labels = [(dataset.masks[i] != 0).astype(np.int32) for i in refs]
+            labels = [dataset.masks[i].astype(np.int32) for i in refs]
+            ids = _reference_ids(labels) if dataset.multiclass else [1]
+            for k in ids:
+                keys.setdefault((group, k), len(keys) + 1)
+                key_names[keys[group, k]] = f"{group}/{k}" if dataset.multiclass else group
+            episode = {k: keys[group, k] for k in ids}
             results = yield from _run(
                 images,
                 labels + [None] * len(targets),
@@ -152,15 +188,18 @@ def one_shot(
             )
             for res in results:
                 t = targets[res.index - shots]
-                pred, truth = res.labels != 0, dataset.masks[t] != 0
-                acc.add(pred * k, truth * k, [k])
+                pred, truth = res.labels, dataset.masks[t]
+                if not dataset.multiclass:
+                    pred, truth = (pred != 0).astype(np.int32), (truth != 0).astype(np.int32)
+                acc.add(_relabel(pred, episode), _relabel(truth, episode), episode.values())
                 items.append(
                     {
                         "class": group,
                         "reference": [dataset.names[r] for r in refs],
                         "target": dataset.names[t],
-                        "iou": metrics.iou(pred, truth),
-                        "dice": metrics.dice(pred, truth),
+                        "ids": ids,
+                        "iou": slice_iou(pred, truth, ids),
+                        "dice": _mean(metrics.dice(pred == k, truth == k) for k in ids),
                         "score": res.score,
                         "confidence": res.mean_confidence,
                         **_timing_row(res),
@@ -168,15 +207,15 @@ def one_shot(
                 )
     if not items:
         raise ValueError(f"{dataset.name}: no class has more than {shots} images to score")
-    names = {k: g for k, g in enumerate(dataset.group_indices(), start=1)}
     summary = {
         "mIoU": acc.miou(),
         "FB-IoU": acc.fb_iou(),
         "pairs": float(len(items)),
         "mean IoU": _mean(i["iou"] for i in items),
         "Dice": _mean(i["dice"] for i in items),
+        **timing_summary(items),
     }
-    summary.update({f"IoU[{names[k]}]": v for k, v in acc.class_iou().items()})
+    summary.update({f"IoU[{key_names[k]}]": v for k, v in acc.class_iou().items()})
     return EvalResult(
         f"{shots}-shot",
         dataset.name,
@@ -249,6 +288,7 @@ def instance_one_shot(
         "recall": match.recall,
         "matched IoU": match.mean_matched_iou,
         "true instances": float(match.tp + match.fn),
+        **timing_summary([_timing_row(res)]),
     }
     items = [
         {
@@ -393,6 +433,7 @@ def propagate_stack(
         "slices": float(len(items)),
         "mean slice IoU": _mean(i["iou"] for i in items),
         "Dice": _mean(i["dice"] for i in items),
+        **timing_summary(items),
     }
     return EvalResult(
         "propagate",
@@ -441,13 +482,14 @@ def video(
                 "sequence": seq.name,
                 "frames": len(stack.labels),
                 **metrics.j_and_f(j, f),
-                "seconds per frame": _mean(t["features"] + t["head"] for t in times),
+                **timing_summary(times),
             }
         )
     if not items:
         raise ValueError(f"{data.name}: no sequence to score")
     summary = {k: _mean(i[k] for i in items) for k in ("J&F", "J", "F")}
     summary["sequences"] = float(len(items))
+    summary.update({k: _mean(i[k] for i in items) for k in ("s/slice", "fit s")})
     return EvalResult(
         "video", data.name, backend.name, summary, items, time.perf_counter() - start_time, note
     )
