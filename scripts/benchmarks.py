@@ -242,6 +242,12 @@ def render(results: dict[str, list[EvalResult]], failures: list[str], seconds: f
             "settings: `limit` = episodes per class, slices/objects, sequences or frames)."
         ),
         "- Timings vary 3-9x between runs on a shared CPU: compare ratios within one table.",
+        (
+            "- Columns differ between tables: `mIoU` sums intersections and unions over all "
+            "slices per class, `mean slice IoU` averages per-slice IoUs; `s/slice` is features "
+            "+ head per slice and excludes `fit s`, the head's fit once per run. See \"Which "
+            'number is which" in `docs/evaluation.md` before comparing pages.'
+        ),
         "",
     ]
     for section, columns in SECTIONS.items():
