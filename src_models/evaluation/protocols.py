@@ -449,6 +449,13 @@ def propagate_stack(
 # video propagation --------------------------------------------------------------------------
 
 
+def _object_j_f(results: list[SliceResult], truth: np.ndarray, k: int) -> tuple[float, float]:
+    """Mean J and mean F of object id ``k`` over the scored frames."""
+    j = [metrics.davis_j(r.labels == k, truth[r.index] == k) for r in results]
+    f = [metrics.boundary_f(r.labels == k, truth[r.index] == k) for r in results]
+    return _mean(j), _mean(f)
+
+
 def video(
     data: Video,
     backend: Backend,
@@ -459,6 +466,10 @@ def video(
     link: bool = False,
 ) -> Generator[Progress, None, EvalResult]:
     """Frame 0's mask → every later frame; DAVIS J, F and J&F per sequence.
+
+    Each object id of frame 0 is scored on its own (the prediction's id k against the
+    truth's id k, as in DAVIS 2017), J and F averaged over frames, then over objects; a
+    single-object sequence (0/255 masks) has one object.
 
     As in the DAVIS semi-supervised evaluation, the first and last frames are not scored
     (when a sequence has more than two frames). ``max_frames`` keeps the first frames only.
@@ -474,14 +485,15 @@ def video(
         )
         last = len(stack.labels) - 1
         scored = [r for r in results if last < 2 or r.index != last]
-        j = [metrics.davis_j(r.labels != 0, stack.labels[r.index] != 0) for r in scored]
-        f = [metrics.boundary_f(r.labels != 0, stack.labels[r.index] != 0) for r in scored]
+        objects = [int(k) for k in np.unique(stack.labels[0]) if k != 0]
+        per_object = [_object_j_f(scored, stack.labels, k) for k in objects]
         times = [_timing_row(r) for r in results]
         items.append(
             {
                 "sequence": seq.name,
                 "frames": len(stack.labels),
-                **metrics.j_and_f(j, f),
+                "objects": len(objects),
+                **metrics.j_and_f([o[0] for o in per_object], [o[1] for o in per_object]),
                 **timing_summary(times),
             }
         )

@@ -209,6 +209,23 @@ def test_video_scores_j_and_f(tmp_path: Path) -> None:
     assert empty.summary["J"] == 0.0 and empty.summary["sequences"] == 1.0
 
 
+def test_video_scores_each_object_of_a_multi_object_sequence(tmp_path: Path) -> None:
+    (tmp_path / "JPEGImages" / "s").mkdir(parents=True)
+    (tmp_path / "Annotations" / "s").mkdir(parents=True)
+    for t in range(4):
+        mask = (_blob(24, 32, 8, 8 + t, 4) + 2 * _blob(24, 32, 16, 24 - t, 4)).astype(np.uint8)
+        rgb = np.repeat((mask > 0)[..., None] * np.uint8(255), 3, -1)
+        iio.imwrite(tmp_path / "JPEGImages" / "s" / f"{t:05d}.png", rgb)
+        iio.imwrite(tmp_path / "Annotations" / "s" / f"{t:05d}.png", mask)
+    (video,) = load_datasets(tmp_path)
+    # one label for both objects: perfect if binarised; per object, object 2 is missed
+    res = drain(protocols.video(video, ThresholdBackend()))
+    assert res.items[0]["objects"] == 2
+    truth = video.sequences[0].load().labels[1:3]
+    j1 = (truth == 1).sum() / (truth > 0).sum()  # frames 1, 2 are scored, equal areas
+    assert res.summary["J"] == pytest.approx((j1 + 0.0) / 2)
+
+
 def test_speed_benchmark_reports_stages_and_cached_rerun() -> None:
     stack = _stack()
     labels = np.zeros_like(stack.labels)
