@@ -5,114 +5,48 @@ propagation. Each is a generator yielding :class:`Progress` and returning an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Generator, Iterable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
-from src_models.engine import propagate
 from src_models.evaluation import metrics
 from src_models.evaluation.datasets import AnnotatedImages, InstanceImage, Stack, Video
+from src_models.evaluation.results import (
+    RANDOM_NOTE,
+    EvalResult,
+    Progress,
+    build_for_eval,
+    collect,
+    drain,
+    mean_or_nan,
+    timing_row,
+    timing_summary,
+)
 from src_models.types import SliceResult
 
-RANDOM_NOTE = "random weights: tests plumbing, not accuracy"
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Progress:
-    """``done`` of ``total`` steps of the current stage, with a short description."""
-
-    done: int
-    total: int
-    message: str
-
-
-@dataclass
-class EvalResult:
-    """Outcome of one protocol on one dataset.
-
-    Attributes:
-        summary: headline numbers (mIoU, J&F, ...), all floats.
-        items: one dict per scored pair / slice / frame / sequence.
-        seconds: wall time of the whole protocol.
-        note: e.g. :data:`RANDOM_NOTE` for random-weight backends.
-        read_as: what the dataset folder was read as (:func:`datasets.describe`).
-    """
-
-    protocol: str
-    dataset: str
-    backend: str
-    summary: dict[str, float]
-    items: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    note: str = ""
-    read_as: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def drain(gen: Generator[Any, None, T], on_item: Callable[[Any], None] | None = None) -> T:
-    """Run a protocol generator to the end and return its result."""
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_item is not None:
-            on_item(item)
-
-
-def build_for_eval(
-    name: str, *, weights: str | None = None, device: str = "auto", **options: Any
-) -> tuple[Backend, str]:
-    """Build any registered backend and the note its result rows carry."""
-    from src_models.registry import build_backend
-
-    backend = build_backend(name, device=device, weights=weights, **options)
-    return backend, RANDOM_NOTE if weights == "random" else ""
-
-
-def _timing_row(res: SliceResult) -> dict[str, float]:
-    """A result's timings; the run's first result also holds ``fit`` (the head's fit)."""
-    return {k: float(v) for k, v in res.timings.items()}
-
-
-def timing_summary(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """``s/slice``: mean features + head seconds per predicted slice; ``fit s``: mean seconds
-    of one fit of the head (once per propagation run; fits the engine's memo skipped are
-    left out). The fit is not part of s/slice: a run costs fit s + slices × s/slice."""
-    rows = list(rows)
-    per_slice = [r["features"] + r["head"] for r in rows if "features" in r and "head" in r]
-    fits = [r["fit"] for r in rows if "fit" in r and not r.get("fit_reused")]
-    return {"s/slice": _mean(per_slice), "fit s": _mean(fits)}
-
-
-def _mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return float(np.mean(values)) if values else float("nan")
-
-
-def _run(
-    images: Any,
-    labels: Any,
-    backend: Backend,
-    cache: FeatureCache,
-    targets: list[int] | None,
-    message: str,
-    link: bool = False,
-) -> Generator[Progress, None, list[SliceResult]]:
-    """Propagate and collect every SliceResult, yielding progress per slice."""
-    results = []
-    for res in propagate(images, labels, backend, cache=cache, targets=targets, link=link):
-        results.append(res)
-        yield Progress(res.done, res.total, message)
-    return results
+__all__ = [  # the protocols, and what they share (re-exported from .results)
+    "RANDOM_NOTE",
+    "EvalResult",
+    "Progress",
+    "build_for_eval",
+    "crop_windows",
+    "default_start",
+    "drain",
+    "episode_starts",
+    "instance_one_shot",
+    "nearest_targets",
+    "object_substack",
+    "one_shot",
+    "propagate_stack",
+    "select_objects",
+    "slice_iou",
+    "timing_summary",
+    "video",
+]
 
 
 # one-shot / K-shot on image sets -----------------------------------------------------------
@@ -178,7 +112,7 @@ def one_shot(
                 keys.setdefault((group, k), len(keys) + 1)
                 key_names[keys[group, k]] = f"{group}/{k}" if dataset.multiclass else group
             episode = {k: keys[group, k] for k in ids}
-            results = yield from _run(
+            results = yield from collect(
                 images,
                 labels + [None] * len(targets),
                 backend,
@@ -199,10 +133,10 @@ def one_shot(
                         "target": dataset.names[t],
                         "ids": ids,
                         "iou": slice_iou(pred, truth, ids),
-                        "dice": _mean(metrics.dice(pred == k, truth == k) for k in ids),
+                        "dice": mean_or_nan(metrics.dice(pred == k, truth == k) for k in ids),
                         "score": res.score,
                         "confidence": res.mean_confidence,
-                        **_timing_row(res),
+                        **timing_row(res),
                     }
                 )
     if not items:
@@ -211,8 +145,8 @@ def one_shot(
         "mIoU": acc.miou(),
         "FB-IoU": acc.fb_iou(),
         "pairs": float(len(items)),
-        "mean IoU": _mean(i["iou"] for i in items),
-        "Dice": _mean(i["dice"] for i in items),
+        "mean IoU": mean_or_nan(i["iou"] for i in items),
+        "Dice": mean_or_nan(i["dice"] for i in items),
         **timing_summary(items),
     }
     summary.update({f"IoU[{key_names[k]}]": v for k, v in acc.class_iou().items()})
@@ -269,7 +203,7 @@ def instance_one_shot(
     corners = crop_windows(dataset.labels, size, shots)
     crops = [dataset.image[y : y + size, x : x + size] for y, x in corners]
     masks = [(dataset.labels[y : y + size, x : x + size] != 0).astype(np.int32) for y, x in corners]
-    results = yield from _run(
+    results = yield from collect(
         crops + [dataset.image],
         masks + [None],
         backend,
@@ -288,7 +222,7 @@ def instance_one_shot(
         "recall": match.recall,
         "matched IoU": match.mean_matched_iou,
         "true instances": float(match.tp + match.fn),
-        **timing_summary([_timing_row(res)]),
+        **timing_summary([timing_row(res)]),
     }
     items = [
         {
@@ -297,7 +231,7 @@ def instance_one_shot(
             "tp": match.tp,
             "fp": match.fp,
             "fn": match.fn,
-            **_timing_row(res),
+            **timing_row(res),
         }
     ]
     return EvalResult(
@@ -330,7 +264,7 @@ def default_start(labels: np.ndarray) -> int:
 
 def slice_iou(pred: np.ndarray, truth: np.ndarray, classes: Iterable[int]) -> float:
     """Mean IoU over ``classes`` on one slice (a class absent from both scores 1)."""
-    return _mean(metrics.object_ious(pred, truth, classes).values())
+    return mean_or_nan(metrics.object_ious(pred, truth, classes).values())
 
 
 def nearest_targets(n: int, start: int, limit: int | None) -> list[int] | None:
@@ -406,7 +340,7 @@ def propagate_stack(
         classes = [int(c) for c in np.unique(truth) if c != 0]
         example = np.zeros_like(truth)
         example[s] = truth[s]
-        results = yield from _run(
+        results = yield from collect(
             image, example, backend, cache, targets, f"{stack.name}: {name}", link
         )
         for res in results:
@@ -424,15 +358,15 @@ def propagate_stack(
                     "dice": metrics.dice(pred != 0, gt != 0),
                     "score": res.score,
                     "confidence": res.mean_confidence,
-                    **_timing_row(res),
+                    **timing_row(res),
                 }
             )
     summary = {
         "mIoU": acc.miou(),
         "FB-IoU": acc.fb_iou(),
         "slices": float(len(items)),
-        "mean slice IoU": _mean(i["iou"] for i in items),
-        "Dice": _mean(i["dice"] for i in items),
+        "mean slice IoU": mean_or_nan(i["iou"] for i in items),
+        "Dice": mean_or_nan(i["dice"] for i in items),
         **timing_summary(items),
     }
     return EvalResult(
@@ -453,7 +387,7 @@ def _object_j_f(results: list[SliceResult], truth: np.ndarray, k: int) -> tuple[
     """Mean J and mean F of object id ``k`` over the scored frames."""
     j = [metrics.davis_j(r.labels == k, truth[r.index] == k) for r in results]
     f = [metrics.boundary_f(r.labels == k, truth[r.index] == k) for r in results]
-    return _mean(j), _mean(f)
+    return mean_or_nan(j), mean_or_nan(f)
 
 
 def video(
@@ -480,14 +414,14 @@ def video(
         stack = seq.load(max_frames, data.max_side)
         example = np.zeros_like(stack.labels)
         example[0] = stack.labels[0]
-        results = yield from _run(
+        results = yield from collect(
             stack.image, example, backend, FeatureCache(), None, seq.name, link
         )
         last = len(stack.labels) - 1
         scored = [r for r in results if last < 2 or r.index != last]
         objects = [int(k) for k in np.unique(stack.labels[0]) if k != 0]
         per_object = [_object_j_f(scored, stack.labels, k) for k in objects]
-        times = [_timing_row(r) for r in results]
+        times = [timing_row(r) for r in results]
         items.append(
             {
                 "sequence": seq.name,
@@ -499,9 +433,9 @@ def video(
         )
     if not items:
         raise ValueError(f"{data.name}: no sequence to score")
-    summary = {k: _mean(i[k] for i in items) for k in ("J&F", "J", "F")}
+    summary = {k: mean_or_nan(i[k] for i in items) for k in ("J&F", "J", "F")}
     summary["sequences"] = float(len(items))
-    summary.update({k: _mean(i[k] for i in items) for k in ("s/slice", "fit s")})
+    summary.update({k: mean_or_nan(i[k] for i in items) for k in ("s/slice", "fit s")})
     return EvalResult(
         "video", data.name, backend.name, summary, items, time.perf_counter() - start_time, note
     )
