@@ -93,9 +93,9 @@ def speed_benchmark(
     Returns:
         A dict: per-slice mean seconds by stage for the cold run ("features" includes
         "backbone"), ``fit s`` (the cold run's one fit of the head), ``total_over_backbone``
-        (features + head over backbone, when the backend
-        reports a backbone time), cold and cached run seconds, their speed-up, cache hits of
-        the cached run, peak RSS of the process (MiB) and the CUDA peak when on a GPU.
+        (features + head over backbone, when the backend reports a backbone time), cold and
+        cached run seconds, their speed-up, cache hits of the cached run, peak RSS of the
+        process (MiB) and the CUDA peak when on a GPU.
     """
     on_cuda = device == "cuda" and _cuda_reset()
     cache = FeatureCache()

@@ -318,6 +318,19 @@ def test_eval_refuses_a_protocol_the_data_cannot_run(tmp_path: Path, capsys) -> 
     )
 
 
+def test_eval_says_what_an_image_folder_was_read_as(tmp_path: Path, capsys) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for n, mask in enumerate(_multi_id_set().masks[:2]):
+        iio.imwrite(tmp_path / "images" / f"img{n}.png", (mask * 100).astype(np.uint8))
+        iio.imwrite(tmp_path / "masks" / f"img{n}_mask.png", mask.astype(np.uint8))
+    rc = cli.main(["eval", "--data", str(tmp_path), "--protocol", "propagate", "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"read {tmp_path.name} as an image set of 2 images in 1 class" in err
+    assert "(multi-class masks, scored per id; images/ + masks/)" in err
+
+
 def test_eval_takes_any_registry_name_and_labels_random_weights(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
