@@ -106,7 +106,8 @@ def one_shot(
             refs = [idx[(start + j) % len(idx)] for j in range(shots)]
             targets = [i for i in idx if i not in refs]
             images = [dataset.images[i] for i in refs + targets]
-            labels = [dataset.masks[i].astype(np.int32) for i in refs]
+            masks = [dataset.masks[i] for i in refs]
+            labels = [(m if dataset.multiclass else m != 0).astype(np.int32) for m in masks]
             ids = _reference_ids(labels) if dataset.multiclass else [1]
             for k in ids:
                 keys.setdefault((group, k), len(keys) + 1)
