@@ -48,8 +48,9 @@ class Job:
     budget: int = 8
 
 
+TIMES = ("s/slice", "fit s")  # per predicted slice, and per fit of the head (once per run)
 SECTIONS: dict[str, list[str]] = {
-    "One-shot (semantic and personalized)": ["mIoU", "FB-IoU", "Dice", "pairs"],
+    "One-shot (semantic and personalized)": ["mIoU", "FB-IoU", "Dice", "pairs", *TIMES],
     "Instance one-shot (a fully labelled crop → every nucleus)": [
         "IoU (fg)",
         "instance F1@0.5",
@@ -57,9 +58,10 @@ SECTIONS: dict[str, list[str]] = {
         "recall",
         "matched IoU",
         "true instances",
+        *TIMES,
     ],
-    "Slice propagation": ["mIoU", "FB-IoU", "mean slice IoU", "Dice", "slices"],
-    "Video propagation (DAVIS 2016, from frame 0)": ["J&F", "J", "F", "sequences"],
+    "Slice propagation": ["mIoU", "FB-IoU", "mean slice IoU", "Dice", "slices", *TIMES],
+    "Video propagation (DAVIS 2016, from frame 0)": ["J&F", "J", "F", "sequences", *TIMES],
     "Simulated annotator": [
         "slices",
         "target IoU",
@@ -76,6 +78,7 @@ SECTIONS: dict[str, list[str]] = {
         "features s/slice",
         "backbone s/slice",
         "head s/slice",
+        "fit s",
         "total / backbone",
         "cold run s",
         "cached run s",
@@ -239,6 +242,12 @@ def render(results: dict[str, list[EvalResult]], failures: list[str], seconds: f
             "settings: `limit` = episodes per class, slices/objects, sequences or frames)."
         ),
         "- Timings vary 3-9x between runs on a shared CPU: compare ratios within one table.",
+        (
+            "- Columns differ between tables: `mIoU` sums intersections and unions over all "
+            "slices per class, `mean slice IoU` averages per-slice IoUs; `s/slice` is features "
+            "+ head per slice and excludes `fit s`, the head's fit once per run. See \"Which "
+            'number is which" in `docs/evaluation.md` before comparing pages.'
+        ),
         "",
     ]
     for section, columns in SECTIONS.items():

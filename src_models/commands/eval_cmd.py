@@ -52,19 +52,27 @@ def run(args: argparse.Namespace) -> int:
     from src_models.atomic import write_json
     from src_models.device import pick_device
     from src_models.evaluation.annotator import AnnotatorConfig
-    from src_models.evaluation.datasets import load_datasets
+    from src_models.evaluation.datasets import describe, load_datasets
     from src_models.evaluation.protocols import RANDOM_NOTE, Progress, drain
     from src_models.evaluation.report import results_table
-    from src_models.evaluation.runner import compatible, run_protocol
+    from src_models.evaluation.runner import PROTOCOLS, compatible, run_protocol
     from src_models.outputs import check_output
 
     if args.out is not None:
         check_output(args.out, overwrite=args.overwrite, kind="file", inputs=[args.data])
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be >= 1")
-    datasets = [d for d in load_datasets(args.data, args.max_side) if compatible(args.protocol, d)]
+    found = load_datasets(args.data, args.max_side)
+    for d in found:
+        use = "" if compatible(args.protocol, d) else f" (skipped: not for {args.protocol})"
+        print(f"read {d.name} as {describe(d)}{use}", file=sys.stderr)
+    datasets = [d for d in found if compatible(args.protocol, d)]
     if not datasets:
-        raise ValueError(f"{args.data} holds no dataset the {args.protocol!r} protocol can use")
+        read = "; ".join(f"{d.name} as {describe(d)}" for d in found)
+        raise ValueError(
+            f"{args.data} holds no dataset the {args.protocol!r} protocol can use "
+            f"(needs {' or '.join(PROTOCOLS[args.protocol])}); read {read}"
+        )
     backend = backend_from_args(args)
     note = RANDOM_NOTE if args.weights == "random" and args.backend != "classic" else ""
     config = AnnotatorConfig(

@@ -2,27 +2,35 @@
 
 Layouts recognised in a dataset folder (see ``docs/evaluation.md``), checked in this order:
 
-1. Video: ``JPEGImages/<sequence>/<frame>.jpg`` + ``Annotations/<sequence>/<frame>.png``.
+1. Video: ``JPEGImages/<sequence>/<frame>.jpg`` + ``Annotations/<sequence>/<frame>.png``;
+   flat ``JPEGImages/`` + ``Annotations/`` whose stems are all frame numbers is one sequence.
 2. Stack + label stack: a pair of files from :data:`STACK_PAIRS` (TIFF or NPY). A 3D pair
    is a :class:`Stack`; a 2D pair is an :class:`InstanceImage`.
-3. Image set: ``images/`` + ``masks_bin/``, ``masks/`` or ``labels/`` with matching file
-   stems. Classes come from sub-folders (``images/<class>/<name>``), else from a
-   ``<class>_<nn>`` stem pattern, else the whole folder is one class.
+3. Image set: an image folder + a mask folder from :data:`IMAGE_SETS` (``images/`` +
+   ``masks/``, mmseg ``img_dir/`` + ``ann_dir/``, flat VOC-style ``JPEGImages/`` +
+   ``Annotations/``), paired by name (:mod:`.pairing`: same stem, stem + ``_mask`` ...).
+   Classes come from sub-folders (``images/<class>/<name>``; split names such as
+   ``train``/``val`` are not classes), else from a ``<class>_<nn>`` stem pattern, else the
+   whole folder is one class.
 
 An optional ``dataset.json`` in the folder sets ``{"labels": "instance" | "semantic"}``;
 otherwise label images with more than :data:`INSTANCE_MIN_IDS` ids count as instances.
-Masks holding a single nonzero value (0/255, 0/1) become {0, 1}.
+Masks holding a single nonzero value (0/255, 0/1) become {0, 1}; an image set in which any
+mask holds several nonzero ids keeps every id (``multiclass``: scored per id). JPEG masks
+are thresholded at half their dtype range, with a warning.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from src_models.evaluation.pairing import pair_files
 from src_models.io import IMAGE_SUFFIXES, read_file
 
 STACK_PAIRS: tuple[tuple[str, str], ...] = (
@@ -35,6 +43,15 @@ STACK_PAIRS: tuple[tuple[str, str], ...] = (
 )
 STACK_SUFFIXES = (".tif", ".tiff", ".npy")
 MASK_FOLDERS = ("masks_bin", "masks", "labels")
+IMAGE_SETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("images", MASK_FOLDERS),
+    ("img_dir", ("ann_dir",)),
+    ("JPEGImages", ("Annotations",)),
+)
+"""(image folder, mask folders in order of preference) of the image-set layouts."""
+SPLITS = frozenset({"train", "training", "val", "validation", "test", "testing"})
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+MASK_FILE_TYPES = (*IMAGE_SUFFIXES, ".gif")  # DRIVE-style masks are GIFs
 INSTANCE_MIN_IDS = 16
 
 
@@ -46,6 +63,8 @@ class AnnotatedImages:
         images: N arrays (H_i, W_i) or (H_i, W_i, C), native dtype.
         masks: N arrays (H_i, W_i) int32, 0 = background.
         names: N file stems; groups: N class / object names.
+        multiclass: masks keep their ids (some mask holds several): score per id.
+        layout: the folders it was read from, e.g. ``"images/ + masks/"``.
     """
 
     name: str
@@ -54,6 +73,8 @@ class AnnotatedImages:
     names: list[str]
     groups: list[str]
     kind: str = "images"
+    multiclass: bool = False
+    layout: str = ""
 
     def group_indices(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
@@ -117,8 +138,12 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Read a mask as (H, W) int32: palette PNGs keep their indices, grey RGB keeps one channel."""
-    if path.suffix.lower() == ".png":
+    """Read a mask as (H, W) int32: palette PNGs keep their indices, grey RGB keeps one channel.
+
+    JPEG masks are thresholded at half their dtype range ({0, 1}, with a warning): lossy
+    compression leaves values such as 1 or 254 that would otherwise read as extra ids.
+    """
+    if path.suffix.lower() in (".png", ".gif"):
         from PIL import Image
 
         with Image.open(path) as im:
@@ -127,6 +152,14 @@ def read_mask(path: Path) -> np.ndarray:
         mask = read_image(path)
     if mask.ndim == 3:
         mask = np.any(mask, axis=-1) if not (mask == mask[..., :1]).all() else mask[..., 0]
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        half = np.iinfo(mask.dtype).max / 2 if mask.dtype.kind in "ui" else 0.5
+        warnings.warn(
+            f"{path}: JPEG mask thresholded at {half:g} (lossy compression alters label "
+            "values); save masks as PNG or TIFF to keep exact ids",
+            stacklevel=2,
+        )
+        return (mask > half).astype(np.int32)
     return mask.astype(np.int32)
 
 
@@ -136,6 +169,19 @@ def _binarise(labels: np.ndarray) -> np.ndarray:
     if len(values[values != 0]) == 1:
         return (labels != 0).astype(np.int32)
     return labels.astype(np.int32)
+
+
+def binarise_set(masks: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+    """Decide for a whole mask set: (masks, multiclass).
+
+    When every mask holds at most one nonzero value, each becomes {0, 1} (binary). When any
+    holds several, every mask keeps its ids, so that id k means the same class in every
+    image (binarising per mask would turn a lone id 2 into 1).
+    """
+    multiclass = any(len(np.unique(m[m != 0])) > 1 for m in masks)
+    if multiclass:
+        return [m.astype(np.int32) for m in masks], True
+    return [(m != 0).astype(np.int32) for m in masks], False
 
 
 def _resize(array: np.ndarray, max_side: int | None, order: int) -> np.ndarray:
@@ -213,34 +259,55 @@ def _stem_group(stems: list[str], default: str) -> list[str]:
     return [default] * len(stems)
 
 
+def _mask_files(
+    images_dir: Path, mask_dir: Path, sub: str
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Images of one (sub-)folder and the mask paired with each (:func:`pairing.pair_files`)."""
+    images = _files(images_dir / sub)
+    masks = _files(mask_dir / sub, MASK_FILE_TYPES) if (mask_dir / sub).is_dir() else {}
+    paired, missing = pair_files(images, masks, mask_dir / sub)
+    if missing:
+        raise ValueError(
+            f"{images_dir / sub}: no mask for {', '.join(missing[:5])} in "
+            f"{mask_dir / sub}; give every image a mask with the same name (or name + _mask)"
+        )
+    return images, paired
+
+
+def _image_set_folders(folder: Path) -> tuple[Path, Path] | None:
+    for image_name, mask_names in IMAGE_SETS:
+        mask_dir = next((folder / m for m in mask_names if (folder / m).is_dir()), None)
+        if (folder / image_name).is_dir() and mask_dir is not None:
+            return folder / image_name, mask_dir
+    return None
+
+
 def _read_image_set(folder: Path, max_side: int | None) -> AnnotatedImages | None:
-    images_dir = folder / "images"
-    mask_dir = next((folder / m for m in MASK_FOLDERS if (folder / m).is_dir()), None)
-    if not images_dir.is_dir() or mask_dir is None:
+    found = _image_set_folders(folder)
+    if found is None:
         return None
+    images_dir, mask_dir = found
     subdirs = sorted(p.name for p in images_dir.iterdir() if p.is_dir())
     entries: list[tuple[str, Path, Path]] = []  # group, image, mask
     for sub in subdirs or [""]:
-        images = _files(images_dir / sub)
-        masks = _files(mask_dir / sub) if (mask_dir / sub).is_dir() else {}
-        missing = sorted(set(images) - set(masks))
-        if missing:
-            raise ValueError(
-                f"{images_dir / sub}: no mask for {', '.join(missing[:5])} in "
-                f"{mask_dir / sub}; give every image a mask with the same name"
-            )
+        images, masks = _mask_files(images_dir, mask_dir, sub)
         stems = list(images)
-        groups = [sub] * len(stems) if sub else _stem_group(stems, folder.name)
+        if sub and sub.lower() not in SPLITS:
+            groups = [sub] * len(stems)
+        else:
+            groups = _stem_group(stems, folder.name)
         entries += [(g, images[s], masks[s]) for g, s in zip(groups, stems, strict=True)]
     if not entries:
         raise ValueError(f"{images_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     imgs = [_resize(read_image(p), max_side, 1) for _, p, _ in entries]
-    labels = [_binarise(_resize(read_mask(m), max_side, 0)) for _, _, m in entries]
+    labels, multiclass = binarise_set([_resize(read_mask(m), max_side, 0) for _, _, m in entries])
     for img, mask, (_, p, _) in zip(imgs, labels, entries, strict=True):
         if img.shape[:2] != mask.shape:
             raise ValueError(f"{p.name}: image {img.shape[:2]} and mask {mask.shape} differ")
-    names = [f"{g}/{p.stem}" if subdirs else p.stem for g, p, _ in entries]
-    return AnnotatedImages(folder.name, imgs, labels, names, [g for g, _, _ in entries])
+    names = [f"{p.parent.name}/{p.stem}" if subdirs else p.stem for _, p, _ in entries]
+    layout = f"{images_dir.name}/ + {mask_dir.name}/"
+    groups = [g for g, _, _ in entries]
+    return AnnotatedImages(folder.name, imgs, labels, names, groups, "images", multiclass, layout)
 
 
 def _read_video(folder: Path, max_side: int | None) -> Video | None:
@@ -248,16 +315,48 @@ def _read_video(folder: Path, max_side: int | None) -> Video | None:
     if not frames_dir.is_dir() or not masks_dir.is_dir():
         return None
     video = Video(folder.name, max_side=max_side)
-    for seq in sorted(p for p in frames_dir.iterdir() if p.is_dir()):
+    sequences = sorted(p for p in frames_dir.iterdir() if p.is_dir())
+    if not sequences:
+        frames = _files(frames_dir)
+        if not frames or not all(stem.isdigit() for stem in frames):
+            return None  # a flat folder of named photos: an image set
+        sequences = [frames_dir]
+    for seq in sequences:
         frames = _files(seq)
-        masks = _files(masks_dir / seq.name) if (masks_dir / seq.name).is_dir() else {}
+        mask_seq = masks_dir if seq == frames_dir else masks_dir / seq.name
+        masks = _files(mask_seq) if mask_seq.is_dir() else {}
         common = sorted(set(frames) & set(masks))
         if not common:
             raise ValueError(f"{seq.name}: no frame of JPEGImages has a mask in Annotations")
+        name = folder.name if seq == frames_dir else seq.name
         video.sequences.append(
-            Sequence(seq.name, [frames[c] for c in common], [masks[c] for c in common])
+            Sequence(name, [frames[c] for c in common], [masks[c] for c in common])
         )
     return video
+
+
+def describe(dataset: Dataset) -> str:
+    """What a dataset was read as, in words (printed by ``eval`` and kept in its results)."""
+    if isinstance(dataset, AnnotatedImages):
+        n_classes = len(dataset.group_indices())
+        masks = "multi-class masks, scored per id" if dataset.multiclass else "binary masks"
+        plural = "es" if n_classes != 1 else ""
+        return (
+            f"an image set of {len(dataset.images)} images in {n_classes} class{plural} "
+            f"({masks}; {dataset.layout})"
+        )
+    if isinstance(dataset, Stack):
+        ids = len(np.unique(dataset.labels[dataset.labels != 0]))
+        kind, what = ("an instance", "object") if dataset.instance else ("a semantic", "class")
+        plural = "" if ids == 1 else ("es" if what == "class" else "s")
+        shape = "×".join(map(str, dataset.labels.shape))
+        return f"{kind} stack {shape} (Z×Y×X) with {ids} {what}{plural}"
+    if isinstance(dataset, InstanceImage):
+        ids = len(np.unique(dataset.labels[dataset.labels != 0]))
+        shape = "×".join(map(str, dataset.labels.shape))
+        return f"an instance image {shape} (Y×X) with {ids} instances"
+    n = len(dataset.sequences)
+    return f"a video of {n} sequence{'' if n == 1 else 's'}"
 
 
 def load_datasets(path: str | Path, max_side: int | None = None) -> list[Dataset]:
@@ -284,5 +383,6 @@ def load_datasets(path: str | Path, max_side: int | None = None) -> list[Dataset
         return [image_set]
     raise ValueError(
         f"{folder}: no known layout. Use images/ + masks/ with matching names, a stack pair "
-        "such as image.tif + labels.tif, or JPEGImages/ + Annotations/ (docs/evaluation.md)"
+        "such as image.tif + labels.tif, img_dir/ + ann_dir/, or JPEGImages/ + Annotations/ "
+        "(docs/evaluation.md)"
     )

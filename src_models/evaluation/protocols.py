@@ -5,101 +5,48 @@ propagation. Each is a generator yielding :class:`Progress` and returning an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Generator, Iterable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
-from src_models.engine import propagate
 from src_models.evaluation import metrics
 from src_models.evaluation.datasets import AnnotatedImages, InstanceImage, Stack, Video
+from src_models.evaluation.results import (
+    RANDOM_NOTE,
+    EvalResult,
+    Progress,
+    build_for_eval,
+    collect,
+    drain,
+    mean_or_nan,
+    timing_row,
+    timing_summary,
+)
 from src_models.types import SliceResult
 
-RANDOM_NOTE = "random weights: tests plumbing, not accuracy"
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Progress:
-    """``done`` of ``total`` steps of the current stage, with a short description."""
-
-    done: int
-    total: int
-    message: str
-
-
-@dataclass
-class EvalResult:
-    """Outcome of one protocol on one dataset.
-
-    Attributes:
-        summary: headline numbers (mIoU, J&F, ...), all floats.
-        items: one dict per scored pair / slice / frame / sequence.
-        seconds: wall time of the whole protocol.
-        note: e.g. :data:`RANDOM_NOTE` for random-weight backends.
-    """
-
-    protocol: str
-    dataset: str
-    backend: str
-    summary: dict[str, float]
-    items: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def drain(gen: Generator[Any, None, T], on_item: Callable[[Any], None] | None = None) -> T:
-    """Run a protocol generator to the end and return its result."""
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_item is not None:
-            on_item(item)
-
-
-def build_for_eval(
-    name: str, *, weights: str | None = None, device: str = "auto", **options: Any
-) -> tuple[Backend, str]:
-    """Build any registered backend and the note its result rows carry."""
-    from src_models.registry import build_backend
-
-    backend = build_backend(name, device=device, weights=weights, **options)
-    return backend, RANDOM_NOTE if weights == "random" else ""
-
-
-def _timing_row(res: SliceResult) -> dict[str, float]:
-    return {k: float(v) for k, v in res.timings.items()}
-
-
-def _mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return float(np.mean(values)) if values else float("nan")
-
-
-def _run(
-    images: Any,
-    labels: Any,
-    backend: Backend,
-    cache: FeatureCache,
-    targets: list[int] | None,
-    message: str,
-    link: bool = False,
-) -> Generator[Progress, None, list[SliceResult]]:
-    """Propagate and collect every SliceResult, yielding progress per slice."""
-    results = []
-    for res in propagate(images, labels, backend, cache=cache, targets=targets, link=link):
-        results.append(res)
-        yield Progress(res.done, res.total, message)
-    return results
+__all__ = [  # the protocols, and what they share (re-exported from .results)
+    "RANDOM_NOTE",
+    "EvalResult",
+    "Progress",
+    "build_for_eval",
+    "crop_windows",
+    "default_start",
+    "drain",
+    "episode_starts",
+    "instance_one_shot",
+    "nearest_targets",
+    "object_substack",
+    "one_shot",
+    "propagate_stack",
+    "select_objects",
+    "slice_iou",
+    "timing_summary",
+    "video",
+]
 
 
 # one-shot / K-shot on image sets -----------------------------------------------------------
@@ -114,6 +61,18 @@ def episode_starts(n: int, episodes: int | None, seed: int) -> list[int]:
     return [0] + sorted(int(r) for r in rest)
 
 
+def _reference_ids(masks: list[np.ndarray]) -> list[int]:
+    return sorted({int(v) for m in masks for v in np.unique(m) if v != 0})
+
+
+def _relabel(labels: np.ndarray, keys: dict[int, int]) -> np.ndarray:
+    """(H, W) ids → accumulator keys; ids without a key become 0 (background)."""
+    out = np.zeros(labels.shape, np.int32)
+    for k, key in keys.items():
+        out[labels == k] = key
+    return out
+
+
 def one_shot(
     dataset: AnnotatedImages,
     backend: Backend,
@@ -126,23 +85,35 @@ def one_shot(
 ) -> Generator[Progress, None, EvalResult]:
     """K-shot within each class: K reference images (cyclic window from each start) → the rest.
 
-    Predictions are scored as binary (any nonzero label = the class). mIoU averages the
-    per-class IoU accumulated over every target; FB-IoU averages foreground and background IoU.
+    Binary sets (``dataset.multiclass`` False): any nonzero label is the class. Multi-class
+    sets: the references keep their ids and each id k of the references is its own class,
+    scored as the prediction's id k against the target's id k; target ids absent from the
+    references count as background. mIoU averages the IoU per class (per group, or per
+    group and id) accumulated over every target; FB-IoU averages foreground and background
+    IoU; ``mean IoU`` / ``Dice`` average per target the mean over its scored ids.
     """
     if shots < 1:
         raise ValueError(f"shots must be >= 1, got {shots}")
     start_time, cache = time.perf_counter(), cache or FeatureCache()
     acc = metrics.IoUAccumulator()
     items: list[dict[str, Any]] = []
-    for k, (group, idx) in enumerate(dataset.group_indices().items(), start=1):
+    key_names: dict[int, str] = {}
+    keys: dict[tuple[str, int], int] = {}
+    for group, idx in dataset.group_indices().items():
         if len(idx) <= shots:
             continue
         for start in episode_starts(len(idx), episodes, seed):
             refs = [idx[(start + j) % len(idx)] for j in range(shots)]
             targets = [i for i in idx if i not in refs]
             images = [dataset.images[i] for i in refs + targets]
-            labels = [(dataset.masks[i] != 0).astype(np.int32) for i in refs]
-            results = yield from _run(
+            masks = [dataset.masks[i] for i in refs]
+            labels = [(m if dataset.multiclass else m != 0).astype(np.int32) for m in masks]
+            ids = _reference_ids(labels) if dataset.multiclass else [1]
+            for k in ids:
+                keys.setdefault((group, k), len(keys) + 1)
+                key_names[keys[group, k]] = f"{group}/{k}" if dataset.multiclass else group
+            episode = {k: keys[group, k] for k in ids}
+            results = yield from collect(
                 images,
                 labels + [None] * len(targets),
                 backend,
@@ -152,31 +123,34 @@ def one_shot(
             )
             for res in results:
                 t = targets[res.index - shots]
-                pred, truth = res.labels != 0, dataset.masks[t] != 0
-                acc.add(pred * k, truth * k, [k])
+                pred, truth = res.labels, dataset.masks[t]
+                if not dataset.multiclass:
+                    pred, truth = (pred != 0).astype(np.int32), (truth != 0).astype(np.int32)
+                acc.add(_relabel(pred, episode), _relabel(truth, episode), episode.values())
                 items.append(
                     {
                         "class": group,
                         "reference": [dataset.names[r] for r in refs],
                         "target": dataset.names[t],
-                        "iou": metrics.iou(pred, truth),
-                        "dice": metrics.dice(pred, truth),
+                        "ids": ids,
+                        "iou": slice_iou(pred, truth, ids),
+                        "dice": mean_or_nan(metrics.dice(pred == k, truth == k) for k in ids),
                         "score": res.score,
                         "confidence": res.mean_confidence,
-                        **_timing_row(res),
+                        **timing_row(res),
                     }
                 )
     if not items:
         raise ValueError(f"{dataset.name}: no class has more than {shots} images to score")
-    names = {k: g for k, g in enumerate(dataset.group_indices(), start=1)}
     summary = {
         "mIoU": acc.miou(),
         "FB-IoU": acc.fb_iou(),
         "pairs": float(len(items)),
-        "mean IoU": _mean(i["iou"] for i in items),
-        "Dice": _mean(i["dice"] for i in items),
+        "mean IoU": mean_or_nan(i["iou"] for i in items),
+        "Dice": mean_or_nan(i["dice"] for i in items),
+        **timing_summary(items),
     }
-    summary.update({f"IoU[{names[k]}]": v for k, v in acc.class_iou().items()})
+    summary.update({f"IoU[{key_names[k]}]": v for k, v in acc.class_iou().items()})
     return EvalResult(
         f"{shots}-shot",
         dataset.name,
@@ -230,7 +204,7 @@ def instance_one_shot(
     corners = crop_windows(dataset.labels, size, shots)
     crops = [dataset.image[y : y + size, x : x + size] for y, x in corners]
     masks = [(dataset.labels[y : y + size, x : x + size] != 0).astype(np.int32) for y, x in corners]
-    results = yield from _run(
+    results = yield from collect(
         crops + [dataset.image],
         masks + [None],
         backend,
@@ -249,6 +223,7 @@ def instance_one_shot(
         "recall": match.recall,
         "matched IoU": match.mean_matched_iou,
         "true instances": float(match.tp + match.fn),
+        **timing_summary([timing_row(res)]),
     }
     items = [
         {
@@ -257,7 +232,7 @@ def instance_one_shot(
             "tp": match.tp,
             "fp": match.fp,
             "fn": match.fn,
-            **_timing_row(res),
+            **timing_row(res),
         }
     ]
     return EvalResult(
@@ -290,7 +265,7 @@ def default_start(labels: np.ndarray) -> int:
 
 def slice_iou(pred: np.ndarray, truth: np.ndarray, classes: Iterable[int]) -> float:
     """Mean IoU over ``classes`` on one slice (a class absent from both scores 1)."""
-    return _mean(metrics.object_ious(pred, truth, classes).values())
+    return mean_or_nan(metrics.object_ious(pred, truth, classes).values())
 
 
 def nearest_targets(n: int, start: int, limit: int | None) -> list[int] | None:
@@ -366,7 +341,7 @@ def propagate_stack(
         classes = [int(c) for c in np.unique(truth) if c != 0]
         example = np.zeros_like(truth)
         example[s] = truth[s]
-        results = yield from _run(
+        results = yield from collect(
             image, example, backend, cache, targets, f"{stack.name}: {name}", link
         )
         for res in results:
@@ -384,15 +359,16 @@ def propagate_stack(
                     "dice": metrics.dice(pred != 0, gt != 0),
                     "score": res.score,
                     "confidence": res.mean_confidence,
-                    **_timing_row(res),
+                    **timing_row(res),
                 }
             )
     summary = {
         "mIoU": acc.miou(),
         "FB-IoU": acc.fb_iou(),
         "slices": float(len(items)),
-        "mean slice IoU": _mean(i["iou"] for i in items),
-        "Dice": _mean(i["dice"] for i in items),
+        "mean slice IoU": mean_or_nan(i["iou"] for i in items),
+        "Dice": mean_or_nan(i["dice"] for i in items),
+        **timing_summary(items),
     }
     return EvalResult(
         "propagate",
@@ -408,6 +384,13 @@ def propagate_stack(
 # video propagation --------------------------------------------------------------------------
 
 
+def _object_j_f(results: list[SliceResult], truth: np.ndarray, k: int) -> tuple[float, float]:
+    """Mean J and mean F of object id ``k`` over the scored frames."""
+    j = [metrics.davis_j(r.labels == k, truth[r.index] == k) for r in results]
+    f = [metrics.boundary_f(r.labels == k, truth[r.index] == k) for r in results]
+    return mean_or_nan(j), mean_or_nan(f)
+
+
 def video(
     data: Video,
     backend: Backend,
@@ -419,6 +402,10 @@ def video(
 ) -> Generator[Progress, None, EvalResult]:
     """Frame 0's mask → every later frame; DAVIS J, F and J&F per sequence.
 
+    Each object id of frame 0 is scored on its own (the prediction's id k against the
+    truth's id k, as in DAVIS 2017), J and F averaged over frames, then over objects; a
+    single-object sequence (0/255 masks) has one object.
+
     As in the DAVIS semi-supervised evaluation, the first and last frames are not scored
     (when a sequence has more than two frames). ``max_frames`` keeps the first frames only.
     """
@@ -428,26 +415,28 @@ def video(
         stack = seq.load(max_frames, data.max_side)
         example = np.zeros_like(stack.labels)
         example[0] = stack.labels[0]
-        results = yield from _run(
+        results = yield from collect(
             stack.image, example, backend, FeatureCache(), None, seq.name, link
         )
         last = len(stack.labels) - 1
         scored = [r for r in results if last < 2 or r.index != last]
-        j = [metrics.davis_j(r.labels != 0, stack.labels[r.index] != 0) for r in scored]
-        f = [metrics.boundary_f(r.labels != 0, stack.labels[r.index] != 0) for r in scored]
-        times = [_timing_row(r) for r in results]
+        objects = [int(k) for k in np.unique(stack.labels[0]) if k != 0]
+        per_object = [_object_j_f(scored, stack.labels, k) for k in objects]
+        times = [timing_row(r) for r in results]
         items.append(
             {
                 "sequence": seq.name,
                 "frames": len(stack.labels),
-                **metrics.j_and_f(j, f),
-                "seconds per frame": _mean(t["features"] + t["head"] for t in times),
+                "objects": len(objects),
+                **metrics.j_and_f([o[0] for o in per_object], [o[1] for o in per_object]),
+                **timing_summary(times),
             }
         )
     if not items:
         raise ValueError(f"{data.name}: no sequence to score")
-    summary = {k: _mean(i[k] for i in items) for k in ("J&F", "J", "F")}
+    summary = {k: mean_or_nan(i[k] for i in items) for k in ("J&F", "J", "F")}
     summary["sequences"] = float(len(items))
+    summary.update({k: mean_or_nan(i[k] for i in items) for k in ("s/slice", "fit s")})
     return EvalResult(
         "video", data.name, backend.name, summary, items, time.perf_counter() - start_time, note
     )

@@ -13,7 +13,14 @@ from src_models.backends.base import Backend
 from src_models.evaluation import protocols
 from src_models.evaluation.annotator import AnnotatorConfig, simulate_annotator
 from src_models.evaluation.benchmark import speed_benchmark
-from src_models.evaluation.datasets import AnnotatedImages, Dataset, InstanceImage, Stack, Video
+from src_models.evaluation.datasets import (
+    AnnotatedImages,
+    Dataset,
+    InstanceImage,
+    Stack,
+    Video,
+    describe,
+)
 from src_models.evaluation.protocols import EvalResult, Progress
 
 PROTOCOLS: dict[str, tuple[str, ...]] = {
@@ -111,12 +118,34 @@ def run_protocol(
     max_frames: int | None = None,
     link: bool = False,
 ) -> Generator[Progress | Any, None, EvalResult]:
-    """Run one protocol on one dataset; ``limit`` bounds the work (see the CLI help)."""
+    """Run one protocol on one dataset; ``limit`` bounds the work (see the CLI help).
+
+    The result's ``read_as`` says what the dataset was read as (:func:`datasets.describe`).
+    """
     if not compatible(protocol, dataset):
         raise ValueError(
             f"protocol {protocol!r} needs a {' or '.join(PROTOCOLS[protocol])} "
-            f"dataset; {dataset.name} is {dataset.kind!r}"
+            f"dataset; {dataset.name} was read as {describe(dataset)}"
         )
+    result = yield from _dispatch(
+        protocol, dataset, backend, shots, limit, note, device, annotator, max_frames, link
+    )
+    result.read_as = describe(dataset)
+    return result
+
+
+def _dispatch(
+    protocol: str,
+    dataset: Dataset,
+    backend: Backend,
+    shots: int,
+    limit: int | None,
+    note: str,
+    device: str,
+    annotator: AnnotatorConfig | None,
+    max_frames: int | None,
+    link: bool,
+) -> Generator[Progress | Any, None, EvalResult]:
     if protocol == "one-shot" and isinstance(dataset, AnnotatedImages):
         return (
             yield from protocols.one_shot(dataset, backend, shots=shots, episodes=limit, note=note)

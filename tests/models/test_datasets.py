@@ -16,6 +16,7 @@ from src_models.evaluation.datasets import (
     InstanceImage,
     Stack,
     Video,
+    describe,
     load_datasets,
 )
 
@@ -153,6 +154,117 @@ def test_unknown_layout_says_what_to_do(tmp_path: Path) -> None:
         load_datasets(tmp_path)
     with pytest.raises(ValueError, match="not a folder"):
         load_datasets(tmp_path / "missing")
+
+
+def _pair_folder(root: Path, images: list[str], masks: list[str], sub: str = "") -> None:
+    """Write images/<sub>/<name> (RGB) and masks/<sub>/<name> (0/255) files."""
+    rng = np.random.default_rng(4)
+    (root / "images" / sub).mkdir(parents=True, exist_ok=True)
+    (root / "masks" / sub).mkdir(parents=True, exist_ok=True)
+    for name in images:
+        iio.imwrite(root / "images" / sub / name, _rgb(rng))
+    for name in masks:
+        Image.fromarray(_mask()).save(root / "masks" / sub / name)
+
+
+def test_multi_id_masks_keep_their_ids_across_the_set(tmp_path: Path) -> None:
+    _pair_folder(tmp_path, ["a.png", "b.png"], [])
+    two = _mask(value=1)
+    two[8:10, 10:14] = 2
+    only_two = _mask(value=2)  # binarising this mask alone would turn class 2 into 1
+    iio.imwrite(tmp_path / "masks" / "a.png", two)
+    iio.imwrite(tmp_path / "masks" / "b.png", only_two)
+    (ds,) = load_datasets(tmp_path)
+    assert isinstance(ds, AnnotatedImages) and ds.multiclass
+    assert set(np.unique(ds.masks[0])) == {0, 1, 2}
+    assert set(np.unique(ds.masks[1])) == {0, 2}
+    assert "multi-class masks, scored per id" in describe(ds)
+
+
+def test_single_value_masks_stay_binary(tmp_path: Path) -> None:
+    _pair_folder(tmp_path, ["a.png", "b.png"], ["a.png", "b.png"])
+    (ds,) = load_datasets(tmp_path)
+    assert isinstance(ds, AnnotatedImages) and not ds.multiclass
+    assert all(set(np.unique(m)) == {0, 1} for m in ds.masks)
+    assert describe(ds).startswith("an image set of 2 images in 1 class (binary masks")
+
+
+def test_jpeg_masks_are_thresholded_with_a_warning(tmp_path: Path) -> None:
+    _pair_folder(tmp_path, ["a.png", "b.png"], [])
+    for name in ("a", "b"):
+        rgb = np.repeat(_mask()[..., None], 3, -1)
+        iio.imwrite(tmp_path / "masks" / f"{name}.jpg", rgb, quality=30)
+    raw = iio.imread(tmp_path / "masks" / "a.jpg")
+    assert len(np.unique(raw)) > 2  # the artefacts the threshold must remove
+    with pytest.warns(UserWarning) as caught:
+        (ds,) = load_datasets(tmp_path)
+    messages = sorted(str(w.message) for w in caught)
+    assert [m.split(": ")[0][-5:] for m in messages] == ["a.jpg", "b.jpg"]
+    assert "JPEG mask thresholded at 127.5" in messages[0]
+    assert isinstance(ds, AnnotatedImages) and not ds.multiclass
+    np.testing.assert_array_equal(ds.masks[0], (_mask() > 0).astype(np.int32))
+
+
+def test_masks_with_other_stems_or_suffixes_are_paired(tmp_path: Path) -> None:
+    _pair_folder(
+        tmp_path,
+        ["21_training.tif", "22_training.tif", "img.png"],
+        ["22_manual1.gif", "21_manual1.gif", "img_mask.png", "img2_mask.png"],
+    )
+    (ds,) = load_datasets(tmp_path)
+    assert isinstance(ds, AnnotatedImages)
+    assert ds.names == ["21_training", "22_training", "img"]
+    assert all(set(np.unique(m)) == {0, 1} for m in ds.masks)
+
+
+def test_ambiguous_mask_names_are_refused(tmp_path: Path) -> None:
+    _pair_folder(tmp_path / "tie", ["cell_1.png"], ["cell_x.png", "cell_y.png"])
+    with pytest.raises(ValueError, match="several masks equally well"):
+        load_datasets(tmp_path / "tie")
+    _pair_folder(tmp_path / "shared", ["s_1.png", "s_2.png"], ["s_x.png"])
+    with pytest.raises(ValueError, match="matches both 's_1' and 's_2'"):
+        load_datasets(tmp_path / "shared")
+
+
+def test_mmseg_img_dir_ann_dir_with_splits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    for split in ("train", "val"):
+        (tmp_path / "img_dir" / split).mkdir(parents=True)
+        (tmp_path / "ann_dir" / split).mkdir(parents=True)
+        for n in (1, 2):
+            iio.imwrite(tmp_path / "img_dir" / split / f"{split}{n}.jpg", _rgb(rng))
+            iio.imwrite(tmp_path / "ann_dir" / split / f"{split}{n}.png", _mask(value=1))
+    (ds,) = load_datasets(tmp_path)
+    assert isinstance(ds, AnnotatedImages) and ds.layout == "img_dir/ + ann_dir/"
+    assert ds.groups == [tmp_path.name] * 4  # train/val are splits, not classes
+    assert ds.names == ["train/train1", "train/train2", "val/val1", "val/val2"]
+
+
+def test_flat_jpegimages_annotations(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    photos, frames = tmp_path / "voc", tmp_path / "frames"
+    for root, stems in ((photos, ["2007_000032", "cat"]), (frames, ["00000", "00001"])):
+        (root / "JPEGImages").mkdir(parents=True)
+        (root / "Annotations").mkdir()
+        for stem in stems:
+            iio.imwrite(root / "JPEGImages" / f"{stem}.jpg", _rgb(rng))
+            iio.imwrite(root / "Annotations" / f"{stem}.png", _mask())
+    (ds,) = load_datasets(photos)
+    assert isinstance(ds, AnnotatedImages) and ds.layout == "JPEGImages/ + Annotations/"
+    assert ds.names == ["2007_000032", "cat"]
+    (video,) = load_datasets(frames)  # numbered frames: one sequence
+    assert isinstance(video, Video) and [s.name for s in video.sequences] == ["frames"]
+    assert video.sequences[0].load().labels.shape == (2, 12, 16)
+    assert describe(video) == "a video of 1 sequence"
+
+
+def test_describe_says_what_a_stack_was_read_as(tmp_path: Path) -> None:
+    labels = np.zeros((4, 6, 6), np.uint8)
+    labels[:, 1:3, 1:3], labels[:, 4:, 4:] = 1, 2
+    tifffile.imwrite(tmp_path / "image.tif", labels * 50)
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    (ds,) = load_datasets(tmp_path)
+    assert describe(ds) == "a semantic stack 4×6×6 (Z×Y×X) with 2 classes"
 
 
 @pytest.mark.data

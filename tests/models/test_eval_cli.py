@@ -86,6 +86,55 @@ def test_one_shot_with_an_empty_backend_scores_zero() -> None:
     assert res.summary["FB-IoU"] == pytest.approx(bg_iou / 2)
 
 
+class IdBackend(ThresholdBackend):
+    """Predicts the id written in the image (0 → 0, 160 → 1, 255 → 2; the engine scales
+    intensities to [0, 1]): perfect on :func:`_multi_id_set`."""
+
+    def predict(
+        self, features: np.ndarray, shape: tuple[int, int], timer: Timer = NULL_TIMER
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ids = (features > 0.3).astype(np.int32) + (features > 0.8)
+        return ids, np.ones(shape, np.float32)
+
+
+def _multi_id_set() -> AnnotatedImages:
+    masks = [_blob(16, 16, 4, 4 + i) + 2 * _blob(16, 16, 11, 10 - i, 2) for i in range(3)]
+    images = [np.array([0, 160, 255], np.uint8)[m] for m in masks]
+    names = [f"{i}" for i in range(3)]
+    return AnnotatedImages("ids", images, masks, names, ["a"] * 3, multiclass=True)
+
+
+def test_one_shot_scores_multi_id_masks_per_id() -> None:
+    data = _multi_id_set()
+    perfect = drain(protocols.one_shot(data, IdBackend()))
+    assert perfect.summary["mIoU"] == 1.0 and perfect.items[0]["ids"] == [1, 2]
+    assert perfect.summary["IoU[a/1]"] == 1.0 and perfect.summary["IoU[a/2]"] == 1.0
+    # one label for every object: perfect if binarised, wrong per id
+    merged = drain(protocols.one_shot(data, ThresholdBackend()))
+    targets = [data.masks[i] for i in (1, 2, 0, 2, 0, 1)]
+    ones = sum(int((m == 1).sum()) for m in targets)
+    both = sum(int((m > 0).sum()) for m in targets)
+    assert merged.summary["IoU[a/1]"] == pytest.approx(ones / both)
+    assert merged.summary["IoU[a/2]"] == 0.0
+    assert merged.summary["mIoU"] == pytest.approx(ones / both / 2)
+    assert merged.summary["FB-IoU"] == 1.0  # foreground vs background is still perfect
+
+
+def test_summaries_publish_fit_seconds_next_to_seconds_per_slice() -> None:
+    one = drain(protocols.one_shot(_image_set(), ThresholdBackend(), episodes=1))
+    prop = drain(protocols.propagate_stack(_stack(), ThresholdBackend()))
+    for res in (one, prop):
+        keys = list(res.summary)
+        assert keys.index("fit s") == keys.index("s/slice") + 1
+        assert res.summary["fit s"] >= 0 and res.summary["s/slice"] > 0
+    fits = [i["fit"] for i in one.items if "fit" in i]
+    assert len(fits) == 2  # one fit per episode (two classes), on its first target only
+    assert one.summary["fit s"] == pytest.approx(np.mean(fits))
+    rows = [{"features": 1.0, "head": 0.5, "fit": 4.0}, {"features": 2.0, "head": 0.5}]
+    rows.append({"features": 1.5, "head": 0.0, "fit": 0.0, "fit_reused": 1.0})
+    assert protocols.timing_summary(rows) == {"s/slice": pytest.approx(5.5 / 3), "fit s": 4.0}
+
+
 def test_episode_starts_keep_the_first_reference() -> None:
     assert protocols.episode_starts(5, None, 0) == [0, 1, 2, 3, 4]
     starts = protocols.episode_starts(10, 3, seed=1)
@@ -149,9 +198,32 @@ def test_video_scores_j_and_f(tmp_path: Path) -> None:
     _write_davis(tmp_path)
     (video,) = load_datasets(tmp_path)
     res = drain(protocols.video(video, ThresholdBackend()))
-    assert res.summary == {"J&F": 1.0, "J": 1.0, "F": 1.0, "sequences": 2.0}
+    assert {k: res.summary[k] for k in ("J&F", "J", "F", "sequences")} == {
+        "J&F": 1.0,
+        "J": 1.0,
+        "F": 1.0,
+        "sequences": 2.0,
+    }
+    assert res.summary["fit s"] >= 0 and res.summary["s/slice"] > 0
     empty = drain(protocols.video(video, ThresholdBackend(empty=True), limit=1))
     assert empty.summary["J"] == 0.0 and empty.summary["sequences"] == 1.0
+
+
+def test_video_scores_each_object_of_a_multi_object_sequence(tmp_path: Path) -> None:
+    (tmp_path / "JPEGImages" / "s").mkdir(parents=True)
+    (tmp_path / "Annotations" / "s").mkdir(parents=True)
+    for t in range(4):
+        mask = (_blob(24, 32, 8, 8 + t, 4) + 2 * _blob(24, 32, 16, 24 - t, 4)).astype(np.uint8)
+        rgb = np.repeat((mask > 0)[..., None] * np.uint8(255), 3, -1)
+        iio.imwrite(tmp_path / "JPEGImages" / "s" / f"{t:05d}.png", rgb)
+        iio.imwrite(tmp_path / "Annotations" / "s" / f"{t:05d}.png", mask)
+    (video,) = load_datasets(tmp_path)
+    # one label for both objects: perfect if binarised; per object, object 2 is missed
+    res = drain(protocols.video(video, ThresholdBackend()))
+    assert res.items[0]["objects"] == 2
+    truth = video.sequences[0].load().labels[1:3]
+    j1 = (truth == 1).sum() / (truth > 0).sum()  # frames 1, 2 are scored, equal areas
+    assert res.summary["J"] == pytest.approx((j1 + 0.0) / 2)
 
 
 def test_speed_benchmark_reports_stages_and_cached_rerun() -> None:
@@ -161,7 +233,8 @@ def test_speed_benchmark_reports_stages_and_cached_rerun() -> None:
     report = drain(speed_benchmark(stack.image, labels, ThresholdBackend()))
     assert report["slices"] == 5 and report["cache hits (re-run)"] == 6
     stages = {"features s/slice", "head s/slice", "backbone s/slice", "total / backbone"}
-    assert stages <= set(report)
+    assert stages <= set(report) and report["fit s"] >= 0
+    assert not [k for k in report if k.startswith("fit_")]  # the fit is not a per-slice stage
     # peak ≳ current resident memory (read a moment later), both in MiB (not KiB or pages)
     assert report["RSS now MiB"] <= report["peak RSS MiB"] + 16 < 64 * 1024
     assert report["RSS now MiB"] > 20  # a Python process with numpy holds tens of MiB
@@ -198,10 +271,13 @@ def test_eval_command_is_registered_and_writes_json(tmp_path: Path, capsys) -> N
         ]
     )
     assert rc == 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
     assert "| dataset | backend | mIoU" in printed and "classic" in printed
     (result,) = json.loads(out.read_text())["results"]
     assert result["protocol"] == "propagate" and result["summary"]["slices"] == 5
+    read_as = "a semantic stack 6×16×16 (Z×Y×X) with 2 classes"
+    assert result["read_as"] == read_as
+    assert f"read {tmp_path.name}/image as {read_as}" in err
     assert result["summary"]["mIoU"] > 0.5  # two clean blobs: the forest separates them
 
 
@@ -231,13 +307,28 @@ def test_eval_refuses_a_protocol_the_data_cannot_run(tmp_path: Path, capsys) -> 
     _write_stack(tmp_path)
     rc = cli.main(["eval", "--data", str(tmp_path), "--protocol", "video", "--quiet"])
     assert rc == 2
-    assert "video" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'video' protocol can use (needs video)" in err
+    assert "read " + tmp_path.name + "/image as a semantic stack" in err
     assert (
         cli.main(
             ["eval", "--data", str(tmp_path), "--protocol", "propagate", "--limit", "0", "--quiet"]
         )
         == 2
     )
+
+
+def test_eval_says_what_an_image_folder_was_read_as(tmp_path: Path, capsys) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for n, mask in enumerate(_multi_id_set().masks[:2]):
+        iio.imwrite(tmp_path / "images" / f"img{n}.png", (mask * 100).astype(np.uint8))
+        iio.imwrite(tmp_path / "masks" / f"img{n}_mask.png", mask.astype(np.uint8))
+    rc = cli.main(["eval", "--data", str(tmp_path), "--protocol", "propagate", "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"read {tmp_path.name} as an image set of 2 images in 1 class" in err
+    assert "(multi-class masks, scored per id; images/ + masks/)" in err
 
 
 def test_eval_takes_any_registry_name_and_labels_random_weights(
