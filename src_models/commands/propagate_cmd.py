@@ -15,9 +15,14 @@ HELP = "propagate example labels to every slice of a stack or every image of a f
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", help="TIFF/NPY stack, or a folder of 2D images")
+    parser.add_argument("image", help="TIFF/NPY/zarr stack, or a folder of 2D images")
     parser.add_argument("--labels", required=True, help="label stack, or folder of example masks")
-    parser.add_argument("--out", required=True, help="output TIFF stack or folder")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output TIFF stack or folder; a stack's *.zarr is written slice by slice and a "
+        "rerun resumes it",
+    )
     add_backend_arguments(parser)
     parser.add_argument("--timings", default=None, help="write per-slice seconds as JSON here")
     parser.add_argument(
@@ -51,19 +56,27 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     for flag, value in (("image", args.image), ("--labels", args.labels)):
         if not str(value).strip():
             raise ValueError(f"{flag} is empty: give a file or folder")
+    from src_models.io import is_zarr
+    from src_models.zarr_out import store_problem
+
     image, labels = Path(args.image).expanduser(), Path(args.labels).expanduser()
     if image.exists() and labels.exists() and image.resolve() == labels.resolve():
         raise ValueError(f"--labels {args.labels} is the image itself: give the label file")
-    stack = not image.is_dir()
-    if stack and Path(args.out).suffix.lower() not in (".tif", ".tiff") and str(args.out).strip():
-        raise ValueError(f"--out {args.out}: a stack's labels are a TIFF, name it *.tif")
+    stack = not image.is_dir() or is_zarr(image)
+    suffix = Path(args.out).suffix.lower()
+    if stack and suffix not in (".tif", ".tiff", ".zarr") and str(args.out).strip():
+        raise ValueError(
+            f"--out {args.out}: a stack's labels are a TIFF, name it *.tif (or *.zarr)"
+        )
+    zarr_out = stack and suffix == ".zarr"
     inputs = [args.image, args.labels]
     out = check_output(
         args.out,
-        overwrite=args.overwrite,
-        kind="file" if stack else "folder",
+        overwrite=args.overwrite or zarr_out,  # ours is resumed (or replaced with --overwrite)
+        kind="folder" if zarr_out or not stack else "file",
         inputs=inputs,
         others=[args.timings] if args.timings is not None else [],
+        owner=store_problem if zarr_out else None,
     )
     timings = None
     if args.timings is not None:
@@ -78,24 +91,68 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return out, timings
 
 
+def _open_store(args: argparse.Namespace, out: Path, images: Any, labels: Any) -> Any:
+    """The zarr proposals store, keyed by the inputs and every option of the run."""
+    from src_models.inputs import user_dtype
+    from src_models.zarr_out import open_proposals, run_key
+
+    image = Path(args.image).resolve()
+    stat = image.stat() if image.is_file() else None
+    record = {
+        "image": str(image),
+        "stat": [stat.st_size, stat.st_mtime_ns] if stat else None,
+        "shape": list(images.shape),
+        "dtype": str(images.dtype),
+        "labels": str(Path(args.labels).resolve()),
+        "options": {k: v for k, v in vars(args).items() if k not in _NOT_KEYED},
+    }
+    dtype = user_dtype([np.empty(0, labels.dtype)], np.iinfo(np.int64).max)
+    return open_proposals(out, labels, dtype, run_key(record, labels), args.overwrite)
+
+
+_NOT_KEYED = {"out", "overwrite", "quiet", "timings", "func", "command"}
+
+
+def _final(images: Any, labels: Any, proposals: dict[int, np.ndarray]) -> list[np.ndarray]:
+    """Every slice of the TIFF/folder output: its proposal, else its labels, else zeros."""
+    out = []
+    for i in range(_count(images)):
+        found = proposals.get(i)
+        if found is None:
+            given = labels[i]
+            found = np.zeros(np.shape(images.images[i])[:2], np.uint8) if given is None else given
+        out.append(np.asarray(found))
+    return out
+
+
+def _count(images: Any) -> int:
+    return len(images.names) if images.names is not None else int(images.images.shape[0])
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from src_models.atomic import write_json
     from src_models.engine import propagate
     from src_models.io import read_images, read_labels, write_labels
+    from src_models.zarr_out import write_proposals
 
     out, timings = check_paths(args)
     images = read_images(args.image)
     labels = read_labels(args.labels, images)
     backend = backend_from_args(args)
-    n = len(images.images)
-    result: list[np.ndarray | None] = [
-        np.asarray(lab) if lab is not None else None for lab in labels
-    ]
+    n = _count(images)
+    store = None
+    if images.is_stack and out.suffix.lower() == ".zarr":
+        store = _open_store(args, out, images.images, labels)
+    targets = None if store is None else [i for i in range(n) if i not in store.done]
+    results = propagate(images.images, labels, backend, link=args.link, targets=targets)
+    if store is not None:
+        results = write_proposals(results, store)
+    proposals: dict[int, np.ndarray] = {}
     rows = []
     bar = None
-    for res in propagate(images.images, labels, backend, link=args.link):
+    for res in results:
         if bar is None:  # created after validation, so a bad input prints one line only
             bar = tqdm(
                 total=res.total,
@@ -105,16 +162,15 @@ def run(args: argparse.Namespace) -> int:
                 disable=args.quiet,
             )
         bar.update(1)
-        result[res.index] = res.labels
+        if store is None:
+            proposals[res.index] = res.labels
         rows.append({"index": res.index, "score": res.score, **res.timings})
     if bar is not None:
         bar.close()
-    final = [
-        r if r is not None else np.zeros(np.shape(images.images[i])[:2], np.uint8)
-        for i, r in enumerate(result)
-    ]
-    write_labels(out, final, images.names)
+    if store is None:
+        write_labels(out, _final(images, labels, proposals), images.names)
     if timings is not None:
         write_json(timings, timing_report(rows))
-    print(f"wrote {out} ({n} slices, {len(rows)} proposed)", file=sys.stderr)
+    resumed = f", {len(store.done) - len(rows)} resumed" if store is not None else ""
+    print(f"wrote {out} ({n} slices, {len(rows)} proposed{resumed})", file=sys.stderr)
     return 0

@@ -1,0 +1,222 @@
+"""Lazy, per-slice input: stacks larger than memory (memmaps, zarr, dask).
+
+:func:`prepare_lazy` is :func:`src_models.inputs.prepare` for a stack that should not be
+loaded whole: it reads the label stack once, one slice at a time (keeping only the example
+slices), computes the intensity range from a strided sample of at most ``SAMPLE_SLICES``
+slices, and returns sequences that read, check and normalise a slice only when it is indexed
+(the last few are kept). Peak memory follows the slices in flight, not the stack's length.
+
+With at most ``SAMPLE_SLICES`` slices every slice is sampled, so the result is bit-identical
+to :func:`~src_models.inputs.prepare` on the same data loaded into memory; longer stacks
+differ only in the percentiles' sample (a few slices spread over the stack instead of a pixel
+stride over all of them).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from src_models.inputs import (
+    Prepared,
+    check_example,
+    check_label_values,
+    compact_ids,
+    intensity_range,
+    normalise,
+)
+
+SAMPLE_SLICES = 16
+_KEEP = 4  # normalised slices kept: the engine reads a slice a few times in a row
+
+
+def is_lazy(images: Any) -> bool:
+    """True for a stack that should be read slice by slice: a memmap, or any array-like
+    (zarr, dask, h5py, napari's lazy data) that is not an in-memory numpy array or a list."""
+    if isinstance(images, np.memmap):
+        return True
+    if isinstance(images, (np.ndarray, list, tuple)):
+        return False
+    return hasattr(images, "shape") and hasattr(images, "dtype") and hasattr(images, "ndim")
+
+
+def open_zarr(path: str | Path) -> Any:
+    """The zarr array at ``path`` (v2 or v3); for a group, OME-Zarr's level 0 (the first
+    ``multiscales`` dataset) or else its array named ``0``."""
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Array):
+        return node
+    attrs: dict[str, Any] = dict(node.attrs)
+    multiscales = attrs.get("multiscales") or dict(attrs.get("ome") or {}).get("multiscales")
+    name = str(multiscales[0]["datasets"][0]["path"]) if multiscales else "0"
+    if name not in node:
+        raise ValueError(f"{path} is a zarr group without an array '0' or OME-Zarr multiscales")
+    return node[name]
+
+
+def _squeeze_leading(array: Any) -> Any:
+    """Drop leading length-1 axes (OME-Zarr's t and c) down to 3 dimensions."""
+    while array.ndim > 3 and array.shape[0] == 1 and array.shape[-1] > 4:
+        array = array[0]
+    return array
+
+
+class LazySlices(Sequence[np.ndarray]):
+    """Slice ``i`` of a (N, Y, X[, C]) array-like as (Y, X, C) float32 about [0, 1], read
+    and normalised when indexed; ``reads`` counts the reads from the source."""
+
+    def __init__(self, source: Any, lo: np.ndarray | None, span: np.ndarray | None) -> None:
+        self.source, self.lo, self.span = source, lo, span
+        self.reads = 0
+        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self.source.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[np.ndarray]: ...
+    def __getitem__(self, index: int | slice) -> np.ndarray | Sequence[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        index = range(len(self))[index]
+        if index in self._kept:
+            self._kept.move_to_end(index)
+            return self._kept[index]
+        image = normalise(read_slice(self.source, index), self.lo, self.span)
+        self.reads += 1
+        self._kept[index] = image
+        if len(self._kept) > _KEEP:
+            self._kept.popitem(last=False)
+        return image
+
+
+def read_slice(source: Any, index: int) -> np.ndarray:
+    """Raw slice ``index`` of a stack as a (Y, X, C) numpy array, its pixels checked."""
+    raw = np.asarray(source[index])
+    if raw.ndim == 2:
+        raw = raw[..., None]
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        raise ValueError(
+            f"slice {index} contains NaN or inf pixels: replace them (e.g. np.nan_to_num) first"
+        )
+    return raw
+
+
+class LazyLabels(Sequence[np.ndarray]):
+    """(H, W) int32 compact labels per slice: the example slices kept, zeros elsewhere."""
+
+    def __init__(self, n: int, shape: tuple[int, int], examples: dict[int, np.ndarray]) -> None:
+        self.n, self.shape, self.examples = n, shape, examples
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[np.ndarray]: ...
+    def __getitem__(self, index: int | slice) -> np.ndarray | Sequence[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(self.n)[index]]
+        index = range(self.n)[index]
+        found = self.examples.get(index)
+        return found if found is not None else np.zeros(self.shape, np.int32)
+
+    def remap(self, lut: np.ndarray) -> LazyLabels:
+        """The same labels with compact ids mapped through ``lut`` (``lut[0] == 0``)."""
+        return LazyLabels(self.n, self.shape, {i: lut[lab] for i, lab in self.examples.items()})
+
+
+def _check_shape(images: Any) -> None:
+    ndim, shape = images.ndim, tuple(images.shape)
+    if ndim == 3 or (ndim == 4 and shape[-1] <= 4):
+        if images.dtype.kind not in "biuf":
+            raise ValueError(
+                f"the images have pixels of type {images.dtype}: give integer or float pixels"
+            )
+        return
+    raise ValueError(
+        f"unsupported image shape {shape}: give a stack (N, Y, X), a colour stack "
+        "(N, Y, X, C) with C <= 4"
+    )
+
+
+def sample_indices(n: int, count: int = SAMPLE_SLICES) -> list[int]:
+    """At most ``count`` slice indices spread evenly over 0..n-1 (all of them when n <= count)."""
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, count))})
+
+
+def _intensity(images: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if images.dtype == np.uint8:
+        return None, None
+    raw = [read_slice(images, i) for i in sample_indices(int(images.shape[0]))]
+    channels = raw[0].shape[-1]
+    return intensity_range(np.concatenate([s.reshape(-1, channels) for s in raw]))
+
+
+def _scan_labels(labels: Any, n: int, shape: tuple[int, int]) -> tuple[dict[int, np.ndarray], list]:
+    """Read the labels one slice at a time: the raw example slices, and an empty array of
+    every dtype seen (for the ids' dtype when there is no example)."""
+    if hasattr(labels, "ndim") and (labels.ndim != 3 or labels.shape[0] != n):
+        raise ValueError(
+            f"labels of shape {labels.shape} do not match {n} images: give a label stack "
+            "(N, Y, X) with one slice per image"
+        )
+    if not hasattr(labels, "ndim") and len(labels) != n:
+        raise ValueError(f"{len(labels)} label images for {n} images: give one per image")
+    examples: dict[int, np.ndarray] = {}
+    dtypes: dict[str, np.ndarray] = {}
+    for i in range(n):
+        lab = np.zeros(shape, np.uint8) if labels[i] is None else np.asarray(labels[i])
+        if lab.shape != shape:
+            raise ValueError(f"labels of slice {i} have shape {lab.shape} but the image is {shape}")
+        check_label_values(lab, f"labels of slice {i}")
+        dtypes.setdefault(lab.dtype.str, lab[:0, 0])
+        if lab.any():
+            examples[i] = np.array(lab)  # a copy: a memmap view must not pin the file
+    return examples, list(dtypes.values())
+
+
+def prepare_lazy(images: Any, labels: Any, require_example: bool = True) -> Prepared:
+    """:func:`~src_models.inputs.prepare` for a (N, Y, X[, C]) array-like read per slice.
+
+    Args:
+        images: a memmap, zarr or dask array (anything indexable by slice with ``shape``,
+            ``ndim`` and ``dtype``) of any integer or float dtype.
+        labels: (N, Y, X) array-like of ids (read per slice) or one (Y, X) array / None per
+            slice.
+        require_example: refuse input without any labelled slice.
+
+    Returns:
+        A :class:`~src_models.inputs.Prepared` whose ``images`` is a :class:`LazySlices`
+        and ``labels`` a :class:`LazyLabels`. NaN/inf pixels are refused when their slice
+        is read.
+    """
+    images = _squeeze_leading(images)
+    _check_shape(images)
+    n, shape = int(images.shape[0]), (int(images.shape[1]), int(images.shape[2]))
+    raw, dtypes = _scan_labels(labels, n, shape)
+    order = sorted(raw)
+    compact, ids = compact_ids([raw[i] for i in order] or dtypes)
+    examples = dict(zip(order, compact, strict=False))  # compact is longer when no example
+    if not examples and require_example:
+        raise ValueError(
+            "no example: paint at least one object (a nonzero label) on one slice or image"
+        )
+    for i, lab in examples.items():
+        check_example(lab, i, ids)
+    lo, span = _intensity(images)
+    return Prepared(
+        images=LazySlices(images, lo, span),
+        labels=LazyLabels(n, shape, examples),
+        examples=order,
+        ids=ids,
+    )
