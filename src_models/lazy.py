@@ -14,6 +14,7 @@ stride over all of them).
 
 from __future__ import annotations
 
+import mmap
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,10 +37,11 @@ _KEEP = 4  # normalised slices kept: the engine reads a slice a few times in a r
 
 def is_lazy(images: Any) -> bool:
     """True for a stack that should be read slice by slice: a memmap, or any array-like
-    (zarr, dask, h5py, napari's lazy data) that is not an in-memory numpy array or a list."""
+    (zarr, dask, h5py) that is not an in-memory numpy array or a sequence (a list of images,
+    a multiscale pyramid: those take the eager path)."""
     if isinstance(images, np.memmap):
         return True
-    if isinstance(images, (np.ndarray, list, tuple)):
+    if isinstance(images, (np.ndarray, Sequence)):  # napari's MultiScaleData is a Sequence
         return False
     return hasattr(images, "shape") and hasattr(images, "dtype") and hasattr(images, "ndim")
 
@@ -67,17 +69,14 @@ def _squeeze_leading(array: Any) -> Any:
     return array
 
 
-class LazySlices(Sequence[np.ndarray]):
-    """Slice ``i`` of a (N, Y, X[, C]) array-like as (Y, X, C) float32 about [0, 1], read
-    and normalised when indexed; ``reads`` counts the reads from the source."""
+class _PerSlice(Sequence[np.ndarray]):
+    """A sequence of ``n`` per-slice arrays made by :meth:`_get` when indexed."""
 
-    def __init__(self, source: Any, lo: np.ndarray | None, span: np.ndarray | None) -> None:
-        self.source, self.lo, self.span = source, lo, span
-        self.reads = 0
-        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+    def __init__(self, n: int) -> None:
+        self.n = n
 
     def __len__(self) -> int:
-        return int(self.source.shape[0])
+        return self.n
 
     @overload
     def __getitem__(self, index: int) -> np.ndarray: ...
@@ -85,17 +84,44 @@ class LazySlices(Sequence[np.ndarray]):
     def __getitem__(self, index: slice) -> Sequence[np.ndarray]: ...
     def __getitem__(self, index: int | slice) -> np.ndarray | Sequence[np.ndarray]:
         if isinstance(index, slice):
-            return [self[i] for i in range(len(self))[index]]
-        index = range(len(self))[index]
+            return [self._get(i) for i in range(self.n)[index]]
+        return self._get(range(self.n)[index])
+
+    def _get(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class LazySlices(_PerSlice):
+    """Slice ``i`` of a (N, Y, X[, C]) array-like as (Y, X, C) float32 about [0, 1], read
+    and normalised when indexed; ``reads`` counts the reads from the source."""
+
+    def __init__(self, source: Any, lo: np.ndarray | None, span: np.ndarray | None) -> None:
+        super().__init__(int(source.shape[0]))
+        self.source, self.lo, self.span = source, lo, span
+        self.reads = 0
+        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def _get(self, index: int) -> np.ndarray:
         if index in self._kept:
             self._kept.move_to_end(index)
             return self._kept[index]
         image = normalise(read_slice(self.source, index), self.lo, self.span)
+        drop_pages(self.source)
         self.reads += 1
         self._kept[index] = image
         if len(self._kept) > _KEEP:
             self._kept.popitem(last=False)
         return image
+
+
+def drop_pages(array: Any) -> None:
+    """Let the OS take back the pages of a read-only memmap that were read: they count in
+    the process's RSS until then, so a scan of a mapped stack would look like loading it."""
+    mapped = getattr(array, "_mmap", None)  # numpy keeps the mmap of every memmap view
+    if isinstance(array, np.memmap) and not array.flags.writeable and mapped is not None:
+        advise = getattr(mapped, "madvise", None)
+        if advise is not None and hasattr(mmap, "MADV_DONTNEED"):
+            advise(mmap.MADV_DONTNEED)
 
 
 def read_slice(source: Any, index: int) -> np.ndarray:
@@ -110,23 +136,14 @@ def read_slice(source: Any, index: int) -> np.ndarray:
     return raw
 
 
-class LazyLabels(Sequence[np.ndarray]):
+class LazyLabels(_PerSlice):
     """(H, W) int32 compact labels per slice: the example slices kept, zeros elsewhere."""
 
     def __init__(self, n: int, shape: tuple[int, int], examples: dict[int, np.ndarray]) -> None:
-        self.n, self.shape, self.examples = n, shape, examples
+        super().__init__(n)
+        self.shape, self.examples = shape, examples
 
-    def __len__(self) -> int:
-        return self.n
-
-    @overload
-    def __getitem__(self, index: int) -> np.ndarray: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[np.ndarray]: ...
-    def __getitem__(self, index: int | slice) -> np.ndarray | Sequence[np.ndarray]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(self.n)[index]]
-        index = range(self.n)[index]
+    def _get(self, index: int) -> np.ndarray:
         found = self.examples.get(index)
         return found if found is not None else np.zeros(self.shape, np.int32)
 
@@ -159,7 +176,9 @@ def _intensity(images: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
         return None, None
     raw = [read_slice(images, i) for i in sample_indices(int(images.shape[0]))]
     channels = raw[0].shape[-1]
-    return intensity_range(np.concatenate([s.reshape(-1, channels) for s in raw]))
+    flat = np.concatenate([s.reshape(-1, channels) for s in raw])
+    drop_pages(images)
+    return intensity_range(flat)
 
 
 def _scan_labels(labels: Any, n: int, shape: tuple[int, int]) -> tuple[dict[int, np.ndarray], list]:
@@ -182,6 +201,7 @@ def _scan_labels(labels: Any, n: int, shape: tuple[int, int]) -> tuple[dict[int,
         dtypes.setdefault(lab.dtype.str, lab[:0, 0])
         if lab.any():
             examples[i] = np.array(lab)  # a copy: a memmap view must not pin the file
+        drop_pages(labels)
     return examples, list(dtypes.values())
 
 

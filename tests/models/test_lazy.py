@@ -134,3 +134,17 @@ def test_the_memory_estimate_of_a_lazy_stack_does_not_grow_with_its_length() -> 
     large = estimate([(512, 512)] * 2000, backend, 10**6, lazy=True)
     assert small == large
     assert sum(estimate([(512, 512)] * 2000, backend, 10**6).values()) > 2 * sum(large.values())
+
+
+def test_the_engine_keeps_only_the_proposals_a_later_slice_needs() -> None:
+    from src_models.engine import _Finished, propagation_order
+
+    order = propagation_order(200, [100])
+    finished = _Finished({100: np.ones((2, 2), np.int32)}, order)
+    most = 0
+    for index in order:
+        neighbour = index - int(np.sign(index - 100))
+        assert neighbour in finished  # what linking and the video path look up is there
+        finished.add(index, np.full((2, 2), index, np.int32))
+        most = max(most, len(finished))
+    assert most <= 3 and list(finished) == [100]
