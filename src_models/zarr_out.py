@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -57,11 +57,11 @@ def run_key(record: dict[str, Any], labels: Any) -> str:
 class ZarrProposals:
     """An open proposals store; :meth:`write` adds one slice and records it as done."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: Literal["r", "r+"] = "r+") -> None:
         import zarr
 
         self.path = path
-        self.array = zarr.open_array(str(path), mode="r+")
+        self.array = zarr.open_array(str(path), mode=mode)
         done: Any = self.array.attrs.get("done", [])
         self.done: set[int] = {int(i) for i in done}
 
@@ -93,6 +93,28 @@ def _create(temp: Path, shape: tuple[int, ...], dtype: np.dtype, key: str) -> No
     (temp / "x").rmdir()
 
 
+def _mismatch(path: Path) -> ValueError:
+    return ValueError(
+        f"--out {path} holds proposals of other inputs or options: pass --overwrite to "
+        "replace it, or choose another name"
+    )
+
+
+def done_slices(path: Path, shape: tuple[int, ...], key: str, overwrite: bool) -> set[int]:
+    """The slices an earlier run with the same ``key`` wrote to ``path`` (empty when it is
+    missing or empty, or will be replaced); writes nothing, so a run can check this before
+    its inputs are validated. ``ValueError`` for a store of another key without
+    ``overwrite``."""
+    if not (path.is_dir() and any(path.iterdir())):
+        return set()
+    store = ZarrProposals(path, mode="r")
+    if store.key == key and store.array.shape == shape:
+        return store.done
+    if not overwrite:
+        raise _mismatch(path)
+    return set()
+
+
 def open_proposals(
     path: Path, labels: Any, dtype: np.dtype, key: str, overwrite: bool
 ) -> ZarrProposals:
@@ -107,10 +129,7 @@ def open_proposals(
     store = ZarrProposals(path) if path.is_dir() and any(path.iterdir()) else None
     if store is not None and (store.key != key or store.array.shape != shape):
         if not overwrite:
-            raise ValueError(
-                f"--out {path} holds proposals of other inputs or options: pass --overwrite "
-                "to replace it, or choose another name"
-            )
+            raise _mismatch(path)
         store = None
     if store is None:
         write_folder(path, lambda temp: _create(temp, shape, dtype, key))
@@ -123,9 +142,18 @@ def open_proposals(
 
 
 def write_proposals(
-    results: Iterable[SliceResult], store: ZarrProposals
+    results: Iterable[SliceResult], open_store: Callable[[], ZarrProposals]
 ) -> Generator[SliceResult, None, None]:
-    """Write each result into ``store`` as it comes, then pass it on."""
+    """Write each result into the store as it comes, then pass it on.
+
+    The store is opened (created, its examples written) with the first result, once the
+    engine has accepted the inputs, or at the end of a run that proposed nothing; a run
+    refused before any result writes nothing.
+    """
+    store = None
     for res in results:
+        store = open_store() if store is None else store
         store.write(res.index, res.labels)
         yield res
+    if store is None:
+        open_store()

@@ -91,10 +91,9 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return out, timings
 
 
-def _open_store(args: argparse.Namespace, out: Path, images: Any, labels: Any) -> Any:
-    """The zarr proposals store, keyed by the inputs and every option of the run."""
-    from src_models.inputs import user_dtype
-    from src_models.zarr_out import open_proposals, run_key
+def _store_key(args: argparse.Namespace, images: Any, labels: Any) -> str:
+    """The key of a zarr output: the inputs and every option of the run."""
+    from src_models.zarr_out import run_key
 
     image = Path(args.image).resolve()
     stat = image.stat() if image.is_file() else None
@@ -106,8 +105,7 @@ def _open_store(args: argparse.Namespace, out: Path, images: Any, labels: Any) -
         "labels": str(Path(args.labels).resolve()),
         "options": {k: v for k, v in vars(args).items() if k not in _NOT_KEYED},
     }
-    dtype = user_dtype([np.empty(0, labels.dtype)], np.iinfo(np.int64).max)
-    return open_proposals(out, labels, dtype, run_key(record, labels), args.overwrite)
+    return run_key(record, labels)
 
 
 _NOT_KEYED = {"out", "overwrite", "quiet", "timings", "func", "command"}
@@ -134,21 +132,27 @@ def run(args: argparse.Namespace) -> int:
 
     from src_models.atomic import write_json
     from src_models.engine import propagate
+    from src_models.inputs import user_dtype
     from src_models.io import read_images, read_labels, write_labels
-    from src_models.zarr_out import write_proposals
+    from src_models.zarr_out import done_slices, open_proposals, write_proposals
 
     out, timings = check_paths(args)
     images = read_images(args.image)
     labels = read_labels(args.labels, images)
     backend = backend_from_args(args)
     n = _count(images)
-    store = None
+    done = None
+    stack: Any = labels  # a stack's labels: an array, memmap or zarr array
     if images.is_stack and out.suffix.lower() == ".zarr":
-        store = _open_store(args, out, images.images, labels)
-    targets = None if store is None else [i for i in range(n) if i not in store.done]
+        key = _store_key(args, images.images, stack)
+        done = done_slices(out, tuple(stack.shape), key, args.overwrite)
+    targets = None if done is None else [i for i in range(n) if i not in done]
     results = propagate(images.images, labels, backend, link=args.link, targets=targets)
-    if store is not None:
-        results = write_proposals(results, store)
+    if done is not None:
+        dtype = user_dtype([np.empty(0, stack.dtype)], np.iinfo(np.int64).max)
+        results = write_proposals(
+            results, lambda: open_proposals(out, stack, dtype, key, args.overwrite)
+        )
     proposals: dict[int, np.ndarray] = {}
     rows = []
     bar = None
@@ -162,15 +166,15 @@ def run(args: argparse.Namespace) -> int:
                 disable=args.quiet,
             )
         bar.update(1)
-        if store is None:
+        if done is None:
             proposals[res.index] = res.labels
         rows.append({"index": res.index, "score": res.score, **res.timings})
     if bar is not None:
         bar.close()
-    if store is None:
+    if done is None:
         write_labels(out, _final(images, labels, proposals), images.names)
     if timings is not None:
         write_json(timings, timing_report(rows))
-    resumed = f", {len(store.done) - len(rows)} resumed" if store is not None else ""
+    resumed = f", {len(done)} resumed" if done is not None else ""
     print(f"wrote {out} ({n} slices, {len(rows)} proposed{resumed})", file=sys.stderr)
     return 0

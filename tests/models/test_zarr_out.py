@@ -13,7 +13,7 @@ from src_models.backends.classic import ClassicBackend
 from src_models.cli import main
 from src_models.engine import propagate
 from src_models.sample_data import example_labels, synthetic_stack
-from src_models.zarr_out import open_proposals, write_proposals
+from src_models.zarr_out import ZarrProposals, done_slices, open_proposals, write_proposals
 
 zarr = pytest.importorskip("zarr")
 
@@ -65,16 +65,19 @@ def test_an_interrupted_run_resumes_with_only_the_rest(tmp_path: Path) -> None:
     labels = example_labels(truth, 3)
     full = {r.index: r.labels for r in propagate(image, labels, ClassicBackend())}
     out = tmp_path / "p.zarr"
-    store = open_proposals(out, labels, np.dtype(np.int32), "key", overwrite=False)
+    assert done_slices(out, labels.shape, "key", overwrite=False) == set()
+
+    def store() -> ZarrProposals:
+        return open_proposals(out, labels, np.dtype(np.int32), "key", overwrite=False)
+
     run = write_proposals(propagate(image, labels, ClassicBackend()), store)
     first = [next(run).index for _ in range(3)]
     run.close()  # the interruption
-    again = open_proposals(out, labels, np.dtype(np.int32), "key", overwrite=False)
-    assert again.done == set(first)
-    rest = [i for i in range(8) if i not in again.done]
+    assert done_slices(out, labels.shape, "key", overwrite=False) == set(first)
+    rest = [i for i in range(8) if i not in set(first)]
     second = [
         r.index
-        for r in write_proposals(propagate(image, labels, ClassicBackend(), targets=rest), again)
+        for r in write_proposals(propagate(image, labels, ClassicBackend(), targets=rest), store)
     ]
     assert sorted(second) == sorted(set(full) - set(first))
     expected = labels.copy()
@@ -90,7 +93,10 @@ def test_a_store_of_other_inputs_is_replaced_only_with_overwrite(tmp_path: Path)
     store = open_proposals(out, labels, np.dtype(np.uint8), "a", overwrite=False)
     store.write(0, np.ones((8, 8), np.uint8))
     with pytest.raises(ValueError, match="other inputs or options: pass --overwrite"):
+        done_slices(out, labels.shape, "b", overwrite=False)
+    with pytest.raises(ValueError, match="other inputs or options: pass --overwrite"):
         open_proposals(out, labels, np.dtype(np.uint8), "b", overwrite=False)
+    assert done_slices(out, labels.shape, "b", overwrite=True) == set()
     assert open_proposals(out, labels, np.dtype(np.uint8), "a", overwrite=False).done == {0}
     fresh = open_proposals(out, labels, np.dtype(np.uint8), "b", overwrite=True)
     assert fresh.done == set() and int(fresh.array[0].max()) == 0
@@ -110,3 +116,11 @@ def test_a_zarr_store_the_tool_did_not_create_is_never_touched(
     (tmp_path / "out.zarr" / "notes.txt").write_text("mine")  # someone's file inside ours
     assert _cli(image, labels, tmp_path / "out.zarr", "--overwrite") == 2
     assert "did not write (notes.txt)" in capsys.readouterr().err
+
+
+def test_a_refused_input_writes_no_store(files: tuple[Path, Path], tmp_path: Path) -> None:
+    image, _ = files
+    np.save(tmp_path / "empty.npy", np.zeros((6, 40, 40), np.uint8))
+    assert _cli(image, tmp_path / "empty.npy", tmp_path / "out.zarr") == 2  # no example
+    assert not (tmp_path / "out.zarr").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.zarr")]
