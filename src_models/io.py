@@ -75,14 +75,15 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
         return np.asarray(series[0].asarray()), str(series[0].axes)
 
 
-def read_file(path: Path) -> tuple[np.ndarray, str]:
+def read_file(path: Path, mapped: bool = False) -> tuple[np.ndarray, str]:
     """Pixels of one image file in its own dtype, and its axes ('' when the format does not
-    say); ``ValueError`` naming the file when it cannot be read."""
+    say); ``ValueError`` naming the file when it cannot be read. ``mapped``: an NPY file is
+    memory-mapped read-only (a stack the engine reads slice by slice), not loaded."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             return _read_tiff(path)
-        if path.suffix.lower() == ".npy":  # mapped: a stack is read slice by slice
-            return np.load(path, mmap_mode="r", allow_pickle=False), ""
+        if path.suffix.lower() == ".npy":
+            return np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False), ""
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path)), ""
@@ -148,7 +149,7 @@ def read_images(path: str | Path) -> ImageSet:
         raise ValueError(f"{path} does not exist")
     if path.suffix.lower() not in STACK_SUFFIXES:
         raise ValueError(f"{path}: give a TIFF/NPY stack or a folder of images")
-    stack, axes = read_file(path)
+    stack, axes = read_file(path, mapped=True)
     if stack.ndim == 2 or _is_one_colour_image(stack, axes):
         stack = stack[None]
     return ImageSet(stack, None, path)
@@ -179,7 +180,7 @@ def read_labels(path: str | Path, images: ImageSet) -> np.ndarray | list[np.ndar
     if images.is_stack:
         if not path.is_file():
             raise ValueError(f"{path}: a stack input needs a label stack file of the same shape")
-        labels = read_file(path)[0]
+        labels = read_file(path, mapped=True)[0]
         if labels.ndim == 2:
             labels = labels[None]
         return labels  # dtype kept: inputs.prepare checks the values before any cast
