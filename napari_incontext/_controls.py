@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 from napari_incontext._session import ACCEPTED_WEIGHTS, BackendChoice
 from src_models import registry
 from src_models.engine import DIRECTIONS, WEAK_SHARE
+from src_models.scribbles import DEFAULT_BACKGROUND_ID, SPARSE_SHARE, UNPAINTED
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -63,10 +64,16 @@ class RunSettings:
     last: int | None
     direction: str
     stop_below: float | None
+    unpainted: str = "background"
+    background_id: int = DEFAULT_BACKGROUND_ID
+    all_channels: bool = False
 
     def key(self) -> str:
         """Everything that changes the proposals (a run with the same key can resume)."""
-        return repr((self.backend, sorted(self.options.items()), self.link, self.stop_below))
+        options = sorted(self.options.items())
+        scribbles = (self.unpainted, self.background_id)
+        extra = (scribbles, self.all_channels)
+        return repr((self.backend, options, self.link, self.stop_below, extra))
 
 
 class RunControls(QWidget):
@@ -81,6 +88,12 @@ class RunControls(QWidget):
         self.device_combo.addItems(DEVICES)
         self.options_edit = QLineEdit()
         self.options_edit.setPlaceholderText("key=value ... (backend options)")
+        self.channels_check = QCheckBox("all channels of this image")
+        self.channels_check.setToolTip(
+            "use every image layer of the same shape as a channel (the layers napari makes "
+            "with channel_axis), in layer order: classic uses them all; model backends see "
+            "three (1: repeated, 2: c0, c1, mean, 3+: the first three, or option channels=I,J,K)"
+        )
         self.link_check = QCheckBox("link along the stack")
         self.link_check.setToolTip(
             "keep only proposals that touch the same label on the neighbouring slice "
@@ -101,6 +114,25 @@ class RunControls(QWidget):
         self.stop_spin.setRange(0.0, 1.0)
         self.stop_spin.setSingleStep(0.05)
         self.stop_spin.setValue(0.3)
+        self.unpainted_combo = QComboBox()
+        self.unpainted_combo.addItems(list(UNPAINTED))
+        self.unpainted_combo.setToolTip(
+            "background: your examples are dense masks, every unpainted pixel is background "
+            "(a warning when an example covers under "
+            f"{SPARSE_SHARE:.0%} of its slice). unlabelled: scribbles, as in convpaint or "
+            "ilastik: paint background strokes with the background id and object strokes "
+            "with other labels; unpainted pixels are not used"
+        )
+        self.background_spin = QSpinBox()
+        self.background_spin.setRange(1, 2**31 - 1)
+        self.background_spin.setValue(DEFAULT_BACKGROUND_ID)
+        self.background_spin.setToolTip(
+            "scribbles: the label you paint background with (proposals show it as 0)"
+        )
+        self.unpainted_combo.currentTextChanged.connect(
+            lambda mode: self.background_spin.setEnabled(mode == "unlabelled")
+        )
+        self.background_spin.setEnabled(False)
         self.accepted_combo = QComboBox()
         self.accepted_combo.addItems(list(ACCEPTED_WEIGHTS))
         self.accepted_combo.setToolTip(
@@ -120,10 +152,12 @@ class RunControls(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("image", self.image_combo)
+        form.addRow("", self.channels_check)
         form.addRow("labels", self.labels_combo)
         form.addRow("backend", self.backend_combo)
         form.addRow("device", self.device_combo)
         form.addRow("options", self.options_edit)
+        form.addRow("unpainted pixels", row(self.unpainted_combo, self.background_spin))
         form.addRow("", self.link_check)
         form.addRow("slices", row(self.first_spin, self.last_spin, self.direction_combo))
         form.addRow("", row(self.stop_check, self.stop_spin))
@@ -165,4 +199,7 @@ class RunControls(QWidget):
             self.last_spin.value(),
             self.direction_combo.currentText(),
             self.stop_spin.value() if self.stop_check.isChecked() else None,
+            self.unpainted_combo.currentText(),
+            self.background_spin.value(),
+            self.channels_check.isChecked(),
         )

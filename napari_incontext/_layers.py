@@ -67,6 +67,18 @@ def pixels(layer: Image) -> Any:
     return layer.data[0] if layer.multiscale else layer.data
 
 
+def channel_group(viewer: napari.Viewer, image: Image) -> list[Image]:
+    """The image layers that look like channels of ``image`` (what ``viewer.add_image(...,
+    channel_axis=...)`` creates): every non-RGB image layer of the same data shape that the
+    plugin did not create, in layer-list order (``image`` included)."""
+    shape = pixels(image).shape
+    return [
+        layer
+        for layer in image_layers(viewer)
+        if not layer.rgb and not role(layer) and pixels(layer).shape == shape
+    ]
+
+
 def _set_images(viewer: napari.Viewer, example: Image) -> list[Image]:
     """The 2D image layers of the viewer other than ``example`` and the plugin's own."""
     return [
@@ -212,6 +224,20 @@ class Workspace:
         if self.is_set:
             return [pixels(ref.get()) for ref in self.items]
         return pixels(self.image.get())
+
+    def channel_images(self) -> tuple[Any, list[str]]:
+        """Stacks: the image's channel group (:func:`channel_group`) as one lazy
+        (N, Y, X, C) array, and the layer names in channel order."""
+        if self.is_set:
+            raise ValueError(
+                "all channels works on stacks: for 2D images, open them as one (N, Y, X) "
+                "stack per channel"
+            )
+        import dask.array as da
+
+        group = channel_group(self.viewer, self.image.get())
+        stacked = da.stack([da.asarray(pixels(layer)) for layer in group], axis=-1)
+        return stacked, [layer.name for layer in group]
 
     def check_alive(self) -> None:
         """Raise :class:`LayerGone` when an image or the labels layer was deleted."""

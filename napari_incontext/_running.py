@@ -12,13 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_incontext._controls import RunSettings
 from napari_incontext._layers import Workspace
 from napari_incontext._session import Session
 from napari_incontext._workers import Run, Scan, start_run, start_scan
 from src_models.engine import select_targets
+from src_models.scribbles import sparse_message
 
 if TYPE_CHECKING:
     from napari.qt.threading import FunctionWorker, GeneratorWorker
@@ -132,9 +133,16 @@ class Runner:
         if only is None and session.resume.get("key") != key:
             session.resume = {"key": key, "done": set()}
         self.backend_name = settings.backend
+        images, channels = workspace.images(), ""
+        if settings.all_channels:
+            images, names = workspace.channel_images()
+            channels = f" on {len(names)} channels ({', '.join(names)})"
+        labels = [scan.labels.get(i) for i in range(len(workspace))]
+        if settings.unpainted == "background" and (message := sparse_message(labels)):
+            show_warning(message)  # before the run; the engine's own warning is off
         run = Run(
-            workspace.images(),
-            [scan.labels.get(i) for i in range(len(workspace))],
+            images,
+            labels,
             functools.partial(session.backend, settings.backend, **settings.options),
             cache=session.cache,
             targets=targets,
@@ -143,10 +151,15 @@ class Runner:
             extra=session.extra,
             stop_below=settings.stop_below,
             memo=session.memo,
+            unpainted=settings.unpainted,
+            background_id=settings.background_id,
+            warn_sparse=False,
+            channel_axis=-1 if settings.all_channels else None,
         )
         left = "resuming: " if session.resume.get("done") else ""
         self.on_status(
-            f"{settings.backend}: {len(examples)} example(s), {left}{len(targets)} to propose…"
+            f"{settings.backend}{channels}: {len(examples)} example(s), {left}{len(targets)} "
+            "to propose…"
         )
         self.worker = start_run(
             run,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -12,12 +13,20 @@ import numpy as np
 
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache, model_tag
+from src_models.channels import move_channel_axis
 from src_models.hashing import content_key
 from src_models.inputs import ImageInput, LabelInput, Prepared, joint_ids, prepare
-from src_models.lazy import is_lazy, prepare_lazy
+from src_models.lazy import is_lazy, prepare_lazy, stack_view
 from src_models.linking import link_to_neighbour, neighbour_toward_examples
 from src_models.memory import check_memory, shapes_of
 from src_models.scoring import ReviewScorer
+from src_models.scribbles import (
+    DEFAULT_BACKGROUND_ID,
+    SparseExamplesWarning,
+    Unpainted,
+    check_unpainted,
+    sparse_message,
+)
 from src_models.timing import Timer
 from src_models.types import Example, ExtraExamples, SliceResult
 
@@ -31,14 +40,18 @@ def nearest_example(index: int, examples: Sequence[int]) -> int:
 
 
 def propagation_order(
-    n: int, examples: Sequence[int], targets: Sequence[int] | None = None
+    n: int,
+    examples: Sequence[int],
+    targets: Sequence[int] | None = None,
+    keep_examples: bool = False,
 ) -> list[int]:
     """Targets sorted by distance to the nearest example, then by index.
 
     Ties alternate both directions, so the run moves outward from the examples. Without
-    examples (all of them come from elsewhere) the order is by index.
+    examples (all of them come from elsewhere) the order is by index. Example slices are
+    left out unless ``keep_examples`` (scribbled slices need a proposal too).
     """
-    skip = set(examples)
+    skip = set() if keep_examples else set(examples)
     wanted = [i for i in (range(n) if targets is None else targets) if i not in skip]
     for i in wanted:
         if not 0 <= i < n:
@@ -193,6 +206,24 @@ def _observe_neighbour(
     )
 
 
+def _dense_examples(
+    backend: Backend, cache: FeatureCache, data: Prepared
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Scribble mode: the fitted head's (labels, confidence) on each scribbled slice, the
+    references that scoring and linking compare the other slices with (strokes are not)."""
+    out = {}
+    for i in data.examples:
+        features = _features(backend, cache, data.images[i])[0]
+        out[i] = backend.predict(features, data.images[i].shape[:2], Timer())
+    return out
+
+
+def _example_labels(data: Prepared) -> list[np.ndarray | None]:
+    """Per slice, the labels of an example slice or None (a lazy stack's others stay unread)."""
+    examples = set(data.examples)
+    return [data.labels[i] if i in examples else None for i in range(len(data.labels))]
+
+
 def _unblocked(
     order: list[int], examples: Sequence[int], blocked: dict[tuple[int, int], int]
 ) -> Iterator[int]:
@@ -245,6 +276,10 @@ def propagate(
     extra: ExtraExamples | None = None,
     stop_below: float | None = None,
     memo: FitMemo | None = None,
+    unpainted: Unpainted = "background",
+    background_id: int = DEFAULT_BACKGROUND_ID,
+    warn_sparse: bool = True,
+    channel_axis: int | None = None,
 ) -> Generator[SliceResult, None, None]:
     """Propose labels on every slice without an example, nearest slices first.
 
@@ -267,23 +302,44 @@ def propagate(
         stop_below: stacks: once a proposal scores below this, stop on that side of its
             example (the object is probably lost there).
         memo: skip refitting the head when the examples did not change since the last fit.
+        unpainted: what unpainted pixels of an example slice mean: "background" (dense
+            masks: 0 is a negative; a :class:`~src_models.scribbles.SparseExamplesWarning`
+            when an example is painted on under 1% of its slice) or "unlabelled" (strokes:
+            ``background_id`` is the background class, unpainted pixels are never used;
+            the scribbled slices are proposed too, and proposals give background as 0).
+        background_id: the background label in "unlabelled" mode.
+        warn_sparse: emit the ``SparseExamplesWarning`` (off for a caller that showed
+            :func:`~src_models.scribbles.sparse_message` itself, e.g. the widget).
+        channel_axis: the axis of the channels in ``images`` (of the stack, or of each image
+            of a list), e.g. 1 for (N, C, Y, X); None = the last axis of a 4D stack or 3D
+            image (up to 16 channels). ``classic`` uses every channel, the model backends
+            map them to 3 (:mod:`src_models.channels`).
 
     Yields:
         One :class:`SliceResult` per target. Closing the generator stops the run at once.
     """
     cache = FeatureCache() if cache is None else cache
+    check_unpainted(unpainted, background_id)
     lazy = is_lazy(images)
-    check_memory(shapes_of(images), backend, cache.max_bytes, lazy=lazy)
-    data = (prepare_lazy if lazy else prepare)(images, labels, require_example=extra is None)
+    shown = stack_view(images, channel_axis) if lazy else move_channel_axis(images, channel_axis)
+    check_memory(shapes_of(shown), backend, cache.max_bytes, lazy=lazy)
+    data = (prepare_lazy if lazy else prepare)(
+        images, labels, extra is None, unpainted, background_id, channel_axis
+    )
+    if warn_sparse and not data.sparse and (message := sparse_message(_example_labels(data))):
+        warnings.warn(message, SparseExamplesWarning, stacklevel=2)
     more = None
     if extra is not None:
         data, more = joint_ids(data, prepare(extra.images, extra.labels))
     stack = not isinstance(images, (list, tuple))
-    order = propagation_order(len(data.images), data.examples, targets)
+    order = propagation_order(len(data.images), data.examples, targets, data.sparse)
     fit_timings = fit_examples(
         backend, data, cache, weights, more, extra.weights if extra else (), memo
     )
-    finished = _Finished({i: data.labels[i] for i in data.examples}, order)
+    dense = _dense_examples(backend, cache, data) if data.sparse else {}
+    finished = _Finished(
+        {i: dense[i][0] if dense else data.labels[i] for i in data.examples}, order
+    )
     # stacks only: a backend with a video path (SEGIC's forward_vos) hears of the neighbour
     video = stack and callable(getattr(backend, "observe_neighbour", None))
     scorer = ReviewScorer(
@@ -293,12 +349,15 @@ def propagate(
     for done, index in enumerate(_unblocked(order, data.examples, blocked), start=1):
         image = data.images[index]
         features, timings = _features(backend, cache, image)
-        if video:
+        if video and index not in dense:
             _observe_neighbour(backend, cache, data, index, finished)
         timer = Timer()
         start = time.perf_counter()
-        lab, conf = backend.predict(features, image.shape[:2], timer)
-        if link and data.examples:
+        if index in dense:
+            lab, conf = dense[index]
+        else:
+            lab, conf = backend.predict(features, image.shape[:2], timer)
+        if link and data.examples and index not in dense:
             with timer("link"):
                 lab, conf = link_to_neighbour(
                     index, lab, conf, finished, data.examples, link_radius

@@ -17,6 +17,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from src_models.channels import MAX_CHANNELS_LAST, move_channel_axis
+from src_models.scribbles import UNKNOWN, Unpainted, check_unpainted, to_scribbles
+
 ImageInput = np.ndarray | Sequence[np.ndarray]
 LabelInput = np.ndarray | Sequence[np.ndarray | None]
 
@@ -48,54 +51,55 @@ class Prepared:
     """A validated image set.
 
     Attributes:
-        images: N arrays (H_i, W_i, C) float32, about [0, 1]; C is 1 or 3 (a list, or
-            :class:`src_models.lazy.LazySlices` reading each slice when indexed).
+        images: N arrays (H_i, W_i, C) float32, about [0, 1], each channel scaled on its own;
+            every channel is kept (the model backends map them to 3, :mod:`src_models.channels`).
+            A list, or :class:`src_models.lazy.LazySlices` reading each slice when indexed.
         labels: N arrays (H_i, W_i) int32 compact ids 0..K (all zero where a slice has no
-            example; a list, or :class:`src_models.lazy.LazyLabels`).
-        examples: indices of the slices holding at least one nonzero label, ascending.
+            example); in scribble mode (``sparse``) -1 marks unpainted pixels and 0 the
+            background strokes. A list, or :class:`src_models.lazy.LazyLabels`.
+        examples: indices of the slices holding at least one painted label, ascending.
         ids: the user's ids and dtype behind the compact ones.
+        sparse: True in scribble mode (see :mod:`src_models.scribbles`).
     """
 
     images: Sequence[np.ndarray]
     labels: Sequence[np.ndarray]
     examples: list[int]
     ids: LabelIds
+    sparse: bool = False
 
 
-def split_images(images: ImageInput) -> list[np.ndarray]:
-    """Split a (N, Y, X[, C]) stack or a list of 2D images into (H, W, C) slices."""
+def split_images(images: ImageInput, channels_last: bool = False) -> list[np.ndarray]:
+    """Split a (N, Y, X[, C]) stack or a list of 2D images into (H, W, C) slices.
+
+    A last axis longer than :data:`~src_models.channels.MAX_CHANNELS_LAST` is refused unless
+    ``channels_last`` (the caller moved a ``channel_axis`` there).
+    """
+    most = None if channels_last else MAX_CHANNELS_LAST
+    hint = f"with C <= {MAX_CHANNELS_LAST} (more: give channel_axis / --channel-axis)"
     if isinstance(images, np.ndarray):
-        if images.ndim == 3:
+        if images.ndim == 3 and not channels_last:
             return [s[..., None] for s in images]
-        if images.ndim == 4 and images.shape[-1] <= 4:
+        if images.ndim == 4 and (most is None or images.shape[-1] <= most):
             return list(images)
         raise ValueError(
-            f"unsupported image shape {images.shape}: give a stack (N, Y, X), a colour stack "
-            "(N, Y, X, C) with C <= 4, or a list of 2D images"
+            f"unsupported image shape {images.shape}: give a stack (N, Y, X), a multichannel "
+            f"stack (N, Y, X, C) {hint}, or a list of 2D images"
         )
     slices = []
     for i, image in enumerate(images):
         image = np.asarray(image)
-        if image.ndim == 2:
+        if image.ndim == 2 and not channels_last:
             image = image[..., None]
-        if image.ndim != 3 or image.shape[-1] > 4:
+        if image.ndim != 3 or (most is not None and image.shape[-1] > most):
             raise ValueError(
                 f"image {i} has unsupported shape {image.shape}: each image of a set must be "
-                "(Y, X) or (Y, X, C) with C <= 4"
+                f"(Y, X) or (Y, X, C) {hint}"
             )
         slices.append(image)
     if not slices:
         raise ValueError("no images given")
     return slices
-
-
-def _to_rgb_or_gray(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) with C in 1..4 → C in {1, 3}: drop alpha, pad 2 channels with a zero one."""
-    if image.shape[-1] == 4:
-        return image[..., :3]
-    if image.shape[-1] == 2:
-        return np.concatenate([image, np.zeros_like(image[..., :1])], axis=-1)
-    return image
 
 
 def _check_pixels(slices: Sequence[np.ndarray]) -> None:
@@ -120,12 +124,11 @@ def intensity_range(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def normalise(image: np.ndarray, lo: np.ndarray | None, span: np.ndarray | None) -> np.ndarray:
-    """(H, W, C) raw → float32 about [0, 1], C in {1, 3}: /255 when ``lo`` is None (uint8),
-    else (x - lo) / span clipped to [-0.5, 1.5]."""
+    """(H, W, C) raw → (H, W, C) float32 about [0, 1], every channel kept: /255 when ``lo`` is
+    None (uint8), else (x - lo) / span per channel, clipped to [-0.5, 1.5]."""
     if lo is None or span is None:
-        return _to_rgb_or_gray(image.astype(np.float32) / 255.0)
-    scaled = np.clip((image.astype(np.float64) - lo) / span, -0.5, 1.5).astype(np.float32)
-    return _to_rgb_or_gray(scaled)
+        return image.astype(np.float32) / 255.0
+    return np.clip((image.astype(np.float64) - lo) / span, -0.5, 1.5).astype(np.float32)
 
 
 def _scale(slices: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -179,6 +182,11 @@ def compact_ids(raw: list[np.ndarray]) -> tuple[list[np.ndarray], LabelIds]:
     return compact, LabelIds(table)
 
 
+def remap_ids(lab: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """(H, W) compact ids through ``lut``; :data:`~src_models.scribbles.UNKNOWN` stays."""
+    return np.where(lab == UNKNOWN, UNKNOWN, lut[np.maximum(lab, 0)])
+
+
 def joint_ids(first: Prepared, second: Prepared) -> tuple[Prepared, Prepared]:
     """Both sets with compact ids over the union of their user ids (examples of another
     stack next to this one's); the way back keeps ``first``'s dtype when the ids fit it."""
@@ -191,7 +199,7 @@ def joint_ids(first: Prepared, second: Prepared) -> tuple[Prepared, Prepared]:
     def remap(data: Prepared) -> Prepared:
         lut = np.searchsorted(search, data.ids.table.astype(np.uint64)).astype(np.int32)
         lazy = getattr(data.labels, "remap", None)  # lazy labels stay lazy
-        labels = lazy(lut) if lazy is not None else [lut[lab] for lab in data.labels]
+        labels = lazy(lut) if lazy is not None else [remap_ids(lab, lut) for lab in data.labels]
         return replace(data, labels=labels, ids=LabelIds(np.array(ids, dtype=dtype)))
 
     return remap(first), remap(second)
@@ -235,7 +243,14 @@ def check_example(labels: np.ndarray, index: int, ids: LabelIds | None = None) -
         )
 
 
-def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True) -> Prepared:
+def prepare(
+    images: ImageInput,
+    labels: LabelInput,
+    require_example: bool = True,
+    unpainted: Unpainted = "background",
+    background_id: int = 1,
+    channel_axis: int | None = None,
+) -> Prepared:
     """Validate images and labels and normalise the images.
 
     Args:
@@ -245,11 +260,17 @@ def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True
             image; integer, boolean, or float holding whole numbers; ids >= 0, any size.
         require_example: refuse input without any labelled slice (turn off when the examples
             come from elsewhere, e.g. :class:`~src_models.types.ExtraExamples`).
+        unpainted: "background" (dense masks: 0 is the background class) or "unlabelled"
+            (strokes: ``background_id`` is the background class, 0 is unknown).
+        background_id: the background label in "unlabelled" mode.
+        channel_axis: the axis of the channels (of the stack, or of each image of a list);
+            None = channel-last when there is a channel axis.
 
     Returns:
         A :class:`Prepared` set. Raises ``ValueError`` with a fix for any bad input.
     """
-    raw = split_images(images)
+    check_unpainted(unpainted, background_id)
+    raw = split_images(move_channel_axis(images, channel_axis), channel_axis is not None)
     _check_pixels(raw)
     lab, ids = compact_ids(_split_labels(labels, [s.shape for s in raw]))
     if len({s.shape[-1] for s in raw}) > 1:
@@ -259,6 +280,10 @@ def prepare(images: ImageInput, labels: LabelInput, require_example: bool = True
         raise ValueError(
             "no example: paint at least one object (a nonzero label) on one slice or image"
         )
-    for i in examples:
+    sparse = unpainted == "unlabelled"
+    if sparse and examples:
+        lab, table = to_scribbles(lab, ids.table, background_id)
+        ids = LabelIds(table)
+    for i in examples if not sparse else ():
         check_example(lab[i], i, ids)
-    return Prepared(images=_scale(raw), labels=lab, examples=examples, ids=ids)
+    return Prepared(images=_scale(raw), labels=lab, examples=examples, ids=ids, sparse=sparse)

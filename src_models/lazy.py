@@ -22,13 +22,23 @@ from typing import Any, overload
 
 import numpy as np
 
+from src_models.channels import MAX_CHANNELS_LAST, check_axis
 from src_models.inputs import (
+    LabelIds,
     Prepared,
     check_example,
     check_label_values,
     compact_ids,
     intensity_range,
     normalise,
+    remap_ids,
+)
+from src_models.scribbles import (
+    DEFAULT_BACKGROUND_ID,
+    UNKNOWN,
+    Unpainted,
+    check_unpainted,
+    to_scribbles,
 )
 
 SAMPLE_SLICES = 16
@@ -62,11 +72,54 @@ def open_zarr(path: str | Path) -> Any:
     return node[name]
 
 
-def _squeeze_leading(array: Any) -> Any:
-    """Drop leading length-1 axes (OME-Zarr's t and c) down to 3 dimensions."""
-    while array.ndim > 3 and array.shape[0] == 1 and array.shape[-1] > 4:
-        array = array[0]
-    return array
+def stack_view(images: Any, channel_axis: int | None = None) -> Any:
+    """A (N, Y, X[, C]) view of a lazy stack, nothing read: ``channel_axis`` (an axis of
+    ``images`` as given) moved last, leading length-1 axes before it dropped (OME-Zarr's t,
+    and c when there is no channel axis).
+
+    Raises:
+        ValueError: the channel axis does not exist or is the slice axis (0).
+    """
+    axis = None if channel_axis is None else check_axis(channel_axis, images.ndim, "the stack")
+    if axis == 0:
+        raise ValueError("channel axis 0 is the slice axis: give the axis of the channels")
+    lead = 0
+    if axis is None:
+        while (
+            images.ndim - lead > 3
+            and images.shape[lead] == 1
+            and images.shape[-1] > MAX_CHANNELS_LAST
+        ):
+            lead += 1
+    else:
+        while images.ndim - lead > 4 and images.shape[lead] == 1 and lead < axis:
+            lead += 1
+        axis = None if axis == images.ndim - 1 else axis - lead
+    if not hasattr(images, "transpose"):  # zarr, h5py: ``array[0]`` would read all of it
+        return _Moved(images, lead, axis) if lead or axis is not None else images
+    view = images[(0,) * lead] if lead else images  # memmap, dask: views of their own
+    return view if axis is None else np.moveaxis(view, axis, -1)
+
+
+class _Moved:
+    """``source`` without its first ``lead`` (length-1) axes and with ``axis`` (of what
+    remains; 0 when the slices follow the channels) moved last; indexing by one slice reads
+    that slice only (a zarr or h5py array has no lazy view: ``array[0]`` reads all of it)."""
+
+    def __init__(self, source: Any, lead: int, axis: int | None) -> None:
+        self.source, self.lead, self.axis = source, lead, axis
+        shape = list(source.shape[lead:])
+        if axis is not None:
+            shape.append(shape.pop(axis))
+        self.shape, self.ndim, self.dtype = tuple(shape), len(shape), source.dtype
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        before = (slice(None),) if self.axis == 0 else ()  # the channels come first
+        raw = np.asarray(self.source[(0,) * self.lead + before + (index,)])
+        return raw if self.axis is None else np.moveaxis(raw, max(self.axis - 1, 0), -1)
 
 
 class _PerSlice(Sequence[np.ndarray]):
@@ -137,32 +190,38 @@ def read_slice(source: Any, index: int) -> np.ndarray:
 
 
 class LazyLabels(_PerSlice):
-    """(H, W) int32 compact labels per slice: the example slices kept, zeros elsewhere."""
+    """(H, W) int32 compact labels per slice: the example slices kept, ``fill`` elsewhere
+    (0, or :data:`~src_models.scribbles.UNKNOWN` in scribble mode)."""
 
-    def __init__(self, n: int, shape: tuple[int, int], examples: dict[int, np.ndarray]) -> None:
+    def __init__(
+        self, n: int, shape: tuple[int, int], examples: dict[int, np.ndarray], fill: int = 0
+    ) -> None:
         super().__init__(n)
-        self.shape, self.examples = shape, examples
+        self.shape, self.examples, self.fill = shape, examples, fill
 
     def _get(self, index: int) -> np.ndarray:
         found = self.examples.get(index)
-        return found if found is not None else np.zeros(self.shape, np.int32)
+        return found if found is not None else np.full(self.shape, self.fill, np.int32)
 
     def remap(self, lut: np.ndarray) -> LazyLabels:
         """The same labels with compact ids mapped through ``lut`` (``lut[0] == 0``)."""
-        return LazyLabels(self.n, self.shape, {i: lut[lab] for i, lab in self.examples.items()})
+        mapped = {i: remap_ids(lab, lut) for i, lab in self.examples.items()}
+        return LazyLabels(self.n, self.shape, mapped, self.fill)
 
 
-def _check_shape(images: Any) -> None:
+def _check_shape(images: Any, channels_last: bool) -> None:
     ndim, shape = images.ndim, tuple(images.shape)
-    if ndim == 3 or (ndim == 4 and shape[-1] <= 4):
+    if (ndim == 3 and not channels_last) or (
+        ndim == 4 and (channels_last or shape[-1] <= MAX_CHANNELS_LAST)
+    ):
         if images.dtype.kind not in "biuf":
             raise ValueError(
                 f"the images have pixels of type {images.dtype}: give integer or float pixels"
             )
         return
     raise ValueError(
-        f"unsupported image shape {shape}: give a stack (N, Y, X), a colour stack "
-        "(N, Y, X, C) with C <= 4"
+        f"unsupported image shape {shape}: give a stack (N, Y, X) or a multichannel stack "
+        f"(N, Y, X, C) with C <= {MAX_CHANNELS_LAST} (more: give channel_axis / --channel-axis)"
     )
 
 
@@ -205,7 +264,14 @@ def _scan_labels(labels: Any, n: int, shape: tuple[int, int]) -> tuple[dict[int,
     return examples, list(dtypes.values())
 
 
-def prepare_lazy(images: Any, labels: Any, require_example: bool = True) -> Prepared:
+def prepare_lazy(
+    images: Any,
+    labels: Any,
+    require_example: bool = True,
+    unpainted: Unpainted = "background",
+    background_id: int = DEFAULT_BACKGROUND_ID,
+    channel_axis: int | None = None,
+) -> Prepared:
     """:func:`~src_models.inputs.prepare` for a (N, Y, X[, C]) array-like read per slice.
 
     Args:
@@ -214,14 +280,18 @@ def prepare_lazy(images: Any, labels: Any, require_example: bool = True) -> Prep
         labels: (N, Y, X) array-like of ids (read per slice) or one (Y, X) array / None per
             slice.
         require_example: refuse input without any labelled slice.
+        unpainted, background_id: scribble mode, as in :func:`~src_models.inputs.prepare`
+            (the example slices are relabelled when read; the others are all unknown).
+        channel_axis: the axis of the channels of ``images`` (moved last per slice).
 
     Returns:
         A :class:`~src_models.inputs.Prepared` whose ``images`` is a :class:`LazySlices`
-        and ``labels`` a :class:`LazyLabels`. NaN/inf pixels are refused when their slice
-        is read.
+        (every channel kept, each scaled on its own) and ``labels`` a :class:`LazyLabels`.
+        NaN/inf pixels are refused when their slice is read.
     """
-    images = _squeeze_leading(images)
-    _check_shape(images)
+    check_unpainted(unpainted, background_id)
+    images = stack_view(images, channel_axis)
+    _check_shape(images, channel_axis is not None)
     n, shape = int(images.shape[0]), (int(images.shape[1]), int(images.shape[2]))
     raw, dtypes = _scan_labels(labels, n, shape)
     order = sorted(raw)
@@ -231,12 +301,17 @@ def prepare_lazy(images: Any, labels: Any, require_example: bool = True) -> Prep
         raise ValueError(
             "no example: paint at least one object (a nonzero label) on one slice or image"
         )
-    for i, lab in examples.items():
+    sparse = unpainted == "unlabelled"
+    if sparse and examples:
+        scribbles, table = to_scribbles(list(examples.values()), ids.table, background_id)
+        examples, ids = dict(zip(order, scribbles, strict=True)), LabelIds(table)
+    for i, lab in examples.items() if not sparse else ():
         check_example(lab, i, ids)
     lo, span = _intensity(images)
     return Prepared(
         images=LazySlices(images, lo, span),
-        labels=LazyLabels(n, shape, examples),
+        labels=LazyLabels(n, shape, examples, UNKNOWN if sparse and examples else 0),
         examples=order,
         ids=ids,
+        sparse=sparse,
     )

@@ -11,19 +11,34 @@ import torch.nn.functional as F
 
 
 def patch_label_fractions(labels: np.ndarray, grid: tuple[int, int], ids: np.ndarray) -> np.ndarray:
-    """Fraction of each patch covered by background and by each id.
+    """Fraction of the painted pixels of each patch held by background and by each id.
 
     Args:
-        labels: (H, W) int label image.
+        labels: (H, W) int label image; -1 = unpainted (scribble mode), counted nowhere.
         grid: (h, w) patch grid of the tokens.
         ids: (K,) object ids.
 
     Returns:
-        (K+1, h, w) float32; row 0 is background, rows sum to 1.
+        (K+1, h, w) float32; row 0 is background; rows sum to 1 where a patch holds a painted
+        pixel and to 0 where it holds none (so a thin stroke makes its patches count fully).
     """
     onehot = np.stack([labels == 0] + [labels == k for k in ids]).astype(np.float32)
     resized = F.interpolate(torch.from_numpy(onehot)[None], size=grid, mode="area")[0]
-    return resized.numpy()
+    if (labels >= 0).all():
+        return resized.numpy()
+    painted = F.interpolate(
+        torch.from_numpy((labels >= 0).astype(np.float32))[None, None], size=grid, mode="area"
+    )[0]
+    return (resized / painted.clamp_min(1e-8)).numpy()
+
+
+def painted_patches(labels: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(h, w) bool: the patches holding at least one painted pixel (label >= 0); every patch
+    of a dense mask, only the patches a stroke crosses in scribble mode."""
+    if (labels >= 0).all():
+        return np.ones(grid, bool)
+    painted = torch.from_numpy((labels >= 0).astype(np.float32))[None, None]
+    return (F.interpolate(painted, size=grid, mode="area")[0, 0] > 0).numpy()
 
 
 @dataclass(frozen=True)
@@ -81,7 +96,7 @@ def build_bank(
         best = frac.argmax(0)
         for c in range(len(ids) + 1):
             keep = (best == c) & (frac[c] >= min_fraction)
-            if c > 0 and not keep.any():  # a small object: keep its best-covered patch
+            if c > 0 and not keep.any() and frac[c].max() > 0:  # small: its best patch
                 keep = frac[c] == frac[c].max()
             per_class[c].append(tok[keep])
             per_weight[c].append(np.full(int(keep.sum()), weight, np.float32))

@@ -87,13 +87,13 @@ def estimate(
         lazy: the input is read per slice: images and outputs are held for the slices in
             flight (at most the intensity sample, ``lazy.SAMPLE_SLICES``), not for all.
     """
-    if lazy:
+    if lazy:  # the features of every slice, everything else for the slices in flight
         from src_models.lazy import SAMPLE_SLICES
 
         shown = shapes[:SAMPLE_SLICES]
         features = estimate(shapes, backend, cache_bytes, raw_bytes)["features"]
         return estimate(shown, backend, cache_bytes, raw_bytes) | {"features": features}
-    channels = 3 if any(len(s) == 3 and s[-1] >= 3 for s in shapes) else 1
+    channels = max((int(s[-1]) for s in shapes if len(s) == 3), default=1)
     pixels = [int(s[0]) * int(s[1]) for s in shapes]
     largest = max(range(len(shapes)), key=lambda i: pixels[i]) if shapes else 0
     per_slice = [feature_bytes(backend, (s[0], s[1]), channels) for s in shapes]

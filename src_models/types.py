@@ -15,7 +15,9 @@ class Example:
     Attributes:
         index: position of the slice in the stack or image set.
         features: whatever the backend's ``compute_features`` returned for that slice.
-        labels: (H, W) int32, 0 = background (a negative example), k > 0 = object/class k.
+        labels: (H, W) int32, 0 = background (a negative example), k > 0 = object/class k,
+            -1 = unpainted in scribble mode (:data:`src_models.scribbles.UNKNOWN`): neither
+            object nor background, so a backend's fit must not use those pixels.
         weight: how much the head trusts this example, in [0, 1]: 1 for a slice the person
             painted or corrected, less for a proposal accepted without an edit; 0 leaves the
             example out.

@@ -119,7 +119,8 @@ def open_proposals(
     path: Path, labels: Any, dtype: np.dtype, key: str, overwrite: bool
 ) -> ZarrProposals:
     """The store at ``path`` to resume (same ``key``) or a new one; either way it holds the
-    example slices of ``labels`` (rewritten each time: a cut-short first write is finished).
+    example slices of ``labels`` not yet proposed (rewritten each time: a cut-short first
+    write is finished).
 
     ``path`` must have passed ``check_output(..., owner=store_problem)``: it is missing,
     empty or ours. Raises ``ValueError`` when it holds a run of other inputs and
@@ -135,6 +136,8 @@ def open_proposals(
         write_folder(path, lambda temp: _create(temp, shape, dtype, key))
         store = ZarrProposals(path)
     for i in range(shape[0]):  # the examples, as the TIFF output holds them
+        if i in store.done:  # proposed already (scribble mode proposes its examples too)
+            continue
         lab = np.asarray(labels[i])
         if lab.any():
             store.array[i] = lab.astype(store.array.dtype)

@@ -21,10 +21,11 @@ from src_models.types import Example
 class Backend(Protocol):
     """What the engine needs from a backend.
 
-    Images reach the backend as (H, W, C) float32 with C in {1, 3} (channel-last) and
+    Images reach the backend as (H, W, C) float32 with any C >= 1 (channel-last; a 3-channel
+    backbone maps them with :func:`src_models.channels.to_three`) and
     intensities already scaled to about [0, 1] by :mod:`src_models.inputs`. Example labels
-    are (H, W) int32 with compact ids 1..K (0 = background); the engine maps them back to
-    the user's ids.
+    are (H, W) int32 with compact ids 1..K (0 = background, -1 = unpainted in scribble mode);
+    the engine maps them back to the user's ids.
     """
 
     name: str
@@ -53,7 +54,8 @@ class Backend(Protocol):
         ...
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
-        """Fit the head on every example slice (labels 0 = negatives, k > 0 = objects)."""
+        """Fit the head on every example slice (labels 0 = negatives, k > 0 = objects,
+        -1 = unpainted in scribble mode: used neither as object nor as negative)."""
         ...
 
     def predict(

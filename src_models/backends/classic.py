@@ -92,7 +92,7 @@ class ClassicBackend(BackendBase):
             per_example = max(1, round(self.config.samples_per_class * ex.weight / total))
             x = self._design(ex.features)
             y = ex.labels.reshape(-1)
-            for cls in np.unique(y):
+            for cls in np.unique(y[y >= 0]):  # -1: unpainted in scribble mode, never used
                 idx = np.flatnonzero(y == cls)
                 idx = rng.choice(idx, min(per_example, len(idx)), replace=False)
                 xs.append(x[idx])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from src_models.channels import parse_channels
 from src_models.config import check_positive, check_range
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -59,7 +60,28 @@ class ClassicConfig:
 
 
 @dataclass(frozen=True)
-class Dinov2Config:
+class ChannelsOption:
+    """The option of every backend with a 3-channel backbone (:mod:`src_models.channels`).
+
+    Attributes:
+        channels: three channel indices shown to the backbone as RGB, e.g. 0,1,2 (none = the
+            rule: one channel repeated; two → c0, c1 and their mean; three or more → the
+            first three).
+    """
+
+    channels: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_channels(self.channels)
+
+    @property
+    def chosen_channels(self) -> tuple[int, ...] | None:
+        """The ``channels`` option parsed (None = the default rule)."""
+        return parse_channels(self.channels)
+
+
+@dataclass(frozen=True)
+class Dinov2Config(ChannelsOption):
     """Hyperparameters of the dinov2 backend.
 
     Attributes:
@@ -84,6 +106,7 @@ class Dinov2Config:
     refine_eps: float = 1e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("input_size", self.input_size, 14, 4096)
         check_range("proto_weight", self.proto_weight, 0, 1)
         check_range("topk", self.topk, 1, None)
@@ -91,7 +114,7 @@ class Dinov2Config:
 
 
 @dataclass(frozen=True)
-class DinoSamConfig:
+class DinoSamConfig(ChannelsOption):
     """Hyperparameters of dinov2-sam.
 
     Attributes:
@@ -142,6 +165,7 @@ class DinoSamConfig:
     disk_cache_gb: float = 2.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("input_size", self.input_size, 14, 4096)
         check_range("proto_weight", self.proto_weight, 0, 1)
         check_range("topk", self.topk, 1, None)
@@ -154,7 +178,7 @@ SEGIC_CHECKPOINTS: tuple[str, ...] = ("segic_dinov2_l_80kx12e", "segic_dinov2_l_
 
 
 @dataclass(frozen=True)
-class SegicConfig:
+class SegicConfig(ChannelsOption):
     """Options of the dinov2-segic backend.
 
     Attributes:
@@ -185,6 +209,7 @@ class SegicConfig:
     video: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("input_size", self.input_size, 28, 4096)
         if self.input_size % 28:
             raise ValueError(f"option input_size={self.input_size} must be a multiple of 28")
@@ -203,7 +228,7 @@ Insid3Backbone = Literal[
 
 
 @dataclass(frozen=True)
-class Insid3Config:
+class Insid3Config(ChannelsOption):
     """Options of the INSID3 backends.
 
     Attributes:
@@ -243,6 +268,7 @@ class Insid3Config:
     refine_eps: float = 1e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("input_size", self.input_size, 14, 4096)
         check_range("debias_components", self.debias_components, 0, None)
         check_range("tau", self.tau, 0, 1)

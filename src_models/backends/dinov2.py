@@ -18,6 +18,7 @@ from src_models.backends.base import (
 )
 from src_models.backends.configs import Dinov2Config
 from src_models.cache import model_tag
+from src_models.channels import to_three
 from src_models.device import pick_device, pick_dtype
 from src_models.matching import ExampleBank, build_bank, class_scores, scores_to_probabilities
 from src_models.refine import refine_probabilities
@@ -48,11 +49,13 @@ class Dinov2Backend(BackendBase):
     def feature_key(self) -> str:
         c = self.config
         enc = self.encoder
-        return f"dinov2:{c.backbone}:{c.input_size}:{enc.dtype}:{model_tag(enc.model)}"
+        model = model_tag(enc.model)
+        return f"dinov2:{c.backbone}:{c.input_size}:{enc.dtype}:{model}:{c.channels}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> PatchFeatures:
         self.check_open()
-        return PatchFeatures(self.encoder(image, timer), image.mean(-1).astype(np.float16))
+        rgb = to_three(image, self.config.chosen_channels)
+        return PatchFeatures(self.encoder(rgb, timer), image.mean(-1).astype(np.float16))
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         examples = trusted(examples)

@@ -20,6 +20,7 @@ from src_models.backbones.dinov2 import PatchEncoder, build_dinov2
 from src_models.backends.base import BackendBase, example_weights, object_ids, trusted
 from src_models.backends.configs import DinoSamConfig
 from src_models.cache import model_tag
+from src_models.channels import to_three
 from src_models.device import pick_device, pick_dtype
 from src_models.disk_cache import DiskCache
 from src_models.matching import ExampleBank, build_bank, class_scores
@@ -83,12 +84,14 @@ class DinoSamBackend(BackendBase):
             if self.dino is None
             else f"{c.backbone}:{c.input_size}:{self.dino.dtype}:{model_tag(self.dino.model)}"
         )
-        return f"dinov2-sam:{dino}:{self.encoder.key}:{model_tag(self.encoder.sam)}"
+        sam = f"{self.encoder.key}:{model_tag(self.encoder.sam)}"
+        return f"dinov2-sam:{dino}:{sam}:{c.channels}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> DinoSamFeatures:
         self.check_open()
-        tokens = None if self.dino is None else self.dino(image, timer)
-        return DinoSamFeatures(tokens, self.encoder(image, timer))
+        rgb = to_three(image, self.config.chosen_channels)
+        tokens = None if self.dino is None else self.dino(rgb, timer)
+        return DinoSamFeatures(tokens, self.encoder(rgb, timer))
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         c = self.config
@@ -100,6 +103,8 @@ class DinoSamBackend(BackendBase):
             tokens = [e.features.tokens for e in examples]
             self._bank = build_bank(tokens, [e.labels for e in examples], self._ids, 0.5, weights)
         self._objects = {}
+        sparse = any((e.labels < 0).any() for e in examples)  # scribble mode: strokes only
+        painted = [e.labels >= 0 for e in examples] if sparse else None
         for k in self._ids:
             masks = [e.labels == k for e in examples]
             mode = "max_mean" if c.persam_f else "mean"
@@ -111,7 +116,9 @@ class DinoSamBackend(BackendBase):
                 fconf = PersamFConfig(
                     iterations=c.persam_f_iterations, max_side=c.persam_f_max_side
                 )
-                obj.weights, timings = train_weights(self.head, embs, masks, target, fconf, weights)
+                obj.weights, timings = train_weights(
+                    self.head, embs, masks, target, fconf, weights, painted
+                )
                 for key, value in timings.items():
                     timer.add(key, value)
             self._objects[int(k)] = obj

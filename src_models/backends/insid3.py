@@ -24,10 +24,11 @@ from src_models.backends.base import BackendBase, labels_from_probs, object_ids,
 from src_models.backends.configs import Insid3Config
 from src_models.backends.dinov2 import PatchFeatures
 from src_models.cache import model_tag
+from src_models.channels import to_three
 from src_models.device import pick_device, pick_dtype
 from src_models.disk_cache import DiskCache, make_key, shape_dtype
 from src_models.heads import insid3 as head
-from src_models.matching import patch_label_fractions
+from src_models.matching import painted_patches, patch_label_fractions
 from src_models.refine import refine_probabilities, upsample
 from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
@@ -143,12 +144,13 @@ class Insid3Backend(BackendBase):
     @property
     def feature_key(self) -> str:
         c, enc = self.config, self.encoder
-        return f"insid3:{c.backbone}:{input_size(c)}:{enc.dtype}:{model_tag(enc.model)}"
+        model = model_tag(enc.model)
+        return f"insid3:{c.backbone}:{input_size(c)}:{enc.dtype}:{model}:{c.channels}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> PatchFeatures:
         """Tokens and guide; the first slice of a grid also times ``debias_basis``."""
         self.check_open()
-        tokens = self.encoder(image, timer)
+        tokens = self.encoder(to_three(image, self.config.chosen_channels), timer)
         grid = tokens.shape[:2]
         if not self.debiaser.has(grid):
             with timer("debias_basis"):
@@ -183,7 +185,7 @@ class Insid3Backend(BackendBase):
         for p in prepared:
             grid = p.tokens.shape[:2]
             frac = patch_label_fractions(p.labels, grid, np.array([k]))[1]
-            negatives.append(p.debiased[frac == 0])
+            negatives.append(p.debiased[(frac == 0) & painted_patches(p.labels, grid)])
             if frac.max() > 0:
                 shots.append(p.debiased)
                 size = (grid[0] * patch, grid[1] * patch)

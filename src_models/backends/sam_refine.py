@@ -19,6 +19,7 @@ import numpy as np
 from src_models.backends.base import Backend, BackendBase
 from src_models.backends.configs import SamRefineConfig
 from src_models.cache import model_tag
+from src_models.channels import to_three
 from src_models.sam.persam import mask_box
 from src_models.sam.predictor import SamEmbedding, SamEncoder, SamHead, combine_objects
 from src_models.timing import NULL_TIMER, Timer
@@ -86,7 +87,7 @@ class SamRefined(BackendBase):
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> RefinedFeatures:
         self.check_open()
         return RefinedFeatures(
-            self.inner.compute_features(image, timer), self.encoder(image, timer)
+            self.inner.compute_features(image, timer), self.encoder(to_three(image), timer)
         )
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:

@@ -22,6 +22,7 @@ from src_models.backbones.encoder import TimedEncoder
 from src_models.backends.base import BackendBase, object_ids, trusted
 from src_models.backends.configs import SegicConfig
 from src_models.cache import model_tag
+from src_models.channels import to_three
 from src_models.device import pick_device, pick_dtype
 from src_models.heads.segic import (
     SEGIC_CHECKPOINTS,
@@ -143,11 +144,12 @@ class SegicBackend(BackendBase):
     @property
     def feature_key(self) -> str:
         c, enc = self.config, self.encoder
-        return f"segic:{c.backbone}:{c.input_size}:{enc.dtype}:{model_tag(enc.model)}"
+        model = model_tag(enc.model)
+        return f"segic:{c.backbone}:{c.input_size}:{enc.dtype}:{model}:{c.channels}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> SegicFeatures:
         self.check_open()
-        return self.encoder(image, timer)
+        return self.encoder(to_three(image, self.config.chosen_channels), timer)
 
     def _tokens(self, features: SegicFeatures) -> torch.Tensor:
         return torch.from_numpy(features.tokens).float()[None].to(self.encoder.device)

@@ -31,8 +31,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stacks only: keep the parts of a proposal that touch the same id on the "
         "neighbouring slice (drops look-alikes away from the object)",
     )
+    add_unpainted_arguments(parser)
+    parser.add_argument(
+        "--channel-axis",
+        type=int,
+        default=None,
+        help="axis of the channels (e.g. 1 for a (N, C, Y, X) stack, 0 for one (C, Y, X) "
+        "image; default: the last axis of a 4D stack, up to 16 channels). classic uses every "
+        "channel; the model backends see 3 (1: repeated, 2: c0, c1, mean, 3+: the first "
+        "three, or --option channels=I,J,K)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_unpainted_arguments(parser: argparse.ArgumentParser) -> None:
+    """--unpainted and --background-id (scribble mode, :mod:`src_models.scribbles`)."""
+    from src_models.scribbles import DEFAULT_BACKGROUND_ID, UNPAINTED
+
+    parser.add_argument(
+        "--unpainted",
+        default="background",
+        choices=list(UNPAINTED),
+        help="what unpainted pixels of the example slices mean: background (dense masks) or "
+        "unlabelled (scribbles: --background-id is the background class; the scribbled "
+        "slices are segmented too)",
+    )
+    parser.add_argument(
+        "--background-id",
+        type=int,
+        default=DEFAULT_BACKGROUND_ID,
+        help="with --unpainted unlabelled: the label painted on background (written as 0)",
+    )
+
+
+def channels_last(images: Any, channel_axis: int | None) -> tuple[Any, int | None]:
+    """The images with ``--channel-axis`` moved last (one (C, Y, X) file is one image),
+    and the axis to tell the engine (-1 once moved, None when not given). A stack read per
+    slice (a memmap, a zarr array) stays one: nothing is read here."""
+    from src_models.channels import move_channel_axis
+    from src_models.lazy import is_lazy, stack_view
+
+    if channel_axis is None:
+        return images, None
+    if isinstance(images, np.ndarray) and images.ndim == 3:  # one multichannel image
+        images = images[None]
+        channel_axis += 1 if channel_axis >= 0 else 0
+    if is_lazy(images):
+        return stack_view(images, channel_axis), -1
+    return move_channel_axis(images, channel_axis), -1
 
 
 def timing_report(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -111,20 +158,16 @@ def _store_key(args: argparse.Namespace, images: Any, labels: Any) -> str:
 _NOT_KEYED = {"out", "overwrite", "quiet", "timings", "func", "command"}
 
 
-def _final(images: Any, labels: Any, proposals: dict[int, np.ndarray]) -> list[np.ndarray]:
+def _final(n: int, pixels: Any, labels: Any, proposals: dict[int, np.ndarray]) -> list[np.ndarray]:
     """Every slice of the TIFF/folder output: its proposal, else its labels, else zeros."""
     out = []
-    for i in range(_count(images)):
+    for i in range(n):
         found = proposals.get(i)
         if found is None:
             given = labels[i]
-            found = np.zeros(np.shape(images.images[i])[:2], np.uint8) if given is None else given
+            found = np.zeros(np.shape(pixels[i])[:2], np.uint8) if given is None else given
         out.append(np.asarray(found))
     return out
-
-
-def _count(images: Any) -> int:
-    return len(images.names) if images.names is not None else int(images.images.shape[0])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,15 +182,24 @@ def run(args: argparse.Namespace) -> int:
     out, timings = check_paths(args)
     images = read_images(args.image)
     labels = read_labels(args.labels, images)
+    pixels, axis = channels_last(images.images, args.channel_axis)
     backend = backend_from_args(args)
-    n = _count(images)
+    n = len(pixels) if images.names is not None else int(pixels.shape[0])
     done = None
     stack: Any = labels  # a stack's labels: an array, memmap or zarr array
     if images.is_stack and out.suffix.lower() == ".zarr":
-        key = _store_key(args, images.images, stack)
+        key = _store_key(args, images.images, stack)  # the options: --unpainted etc. too
         done = done_slices(out, tuple(stack.shape), key, args.overwrite)
-    targets = None if done is None else [i for i in range(n) if i not in done]
-    results = propagate(images.images, labels, backend, link=args.link, targets=targets)
+    results = propagate(
+        pixels,
+        labels,
+        backend,
+        link=args.link,
+        targets=None if done is None else [i for i in range(n) if i not in done],
+        unpainted=args.unpainted,
+        background_id=args.background_id,
+        channel_axis=axis,
+    )
     if done is not None:
         dtype = user_dtype([np.empty(0, stack.dtype)], np.iinfo(np.int64).max)
         results = write_proposals(
@@ -172,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     if done is None:
-        write_labels(out, _final(images, labels, proposals), images.names)
+        write_labels(out, _final(n, pixels, labels, proposals), images.names)
     if timings is not None:
         write_json(timings, timing_report(rows))
     resumed = f", {len(done)} resumed" if done is not None else ""

@@ -80,13 +80,17 @@ def mask_to_input(mask: np.ndarray | torch.Tensor, input_size: int) -> torch.Ten
     """(K, H, W) or (H, W) masks → (K, S, S) float 0/1 in the padded input frame.
 
     As the official ``Resize`` + ``forward``: bilinear ``scale_factor`` resize, > 0.5, pad.
+    A mask that would vanish (a thin scribbled stroke) keeps every pixel it touches (> 0).
     """
     m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))
     m = m.float()
     if m.ndim == 2:
         m = m[None]
-    m = (_resize(m[None], input_size)[0] > 0.5).float()
-    return _pad(m, input_size, 0.0)
+    soft = _resize(m[None], input_size)[0]
+    hard = soft > 0.5
+    vanished = ~hard.flatten(1).any(1)
+    hard[vanished] = soft[vanished] > 0
+    return _pad(hard.float(), input_size, 0.0)
 
 
 def encode_tokens(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:

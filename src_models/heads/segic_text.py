@@ -9,11 +9,13 @@ says what to install when it is missing. At run time only the saved vector is ne
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 from pathlib import Path
 
 import torch
+
+from src_models.atomic import write_file
 
 CLIP_MODEL = "openai/clip-vit-large-patch14"
 CLIP_WEIGHTS = "clip_vit_l14_text"  # its weights-manager name
@@ -127,12 +129,8 @@ def default_text_embedding(text: str, model: str = CLIP_MODEL) -> torch.Tensor |
         embedding = compute_text_embedding(text, model, local_files_only=True)
     except RuntimeError:
         return None
-    try:
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-        save_text_embedding(tmp, embedding, text, model)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache only costs the recomputation next time
+    with contextlib.suppress(OSError):  # a read-only cache only costs a recomputation
+        write_file(path, lambda tmp: save_text_embedding(tmp, embedding, text, model))
     return embedding
 
 

@@ -49,19 +49,30 @@ def blend(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def _training_pair(
-    head: SamHead, emb: SamEmbedding, mask: np.ndarray, prototype: np.ndarray, max_side: int | None
+    head: SamHead,
+    emb: SamEmbedding,
+    mask: np.ndarray,
+    prototype: np.ndarray,
+    max_side: int | None,
+    painted: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, ...) logits and (...) target; only the ``painted`` pixels, flattened, when given
+    (scribble mode: unpainted pixels are neither object nor background)."""
     head.set_embedding(emb)
     pos, _ = point_selection(similarity_map(head, emb, prototype))
     pred = head.predict(pos, np.array([1]), multimask=True)
     logits = torch.from_numpy(pred.logits)
     target = torch.from_numpy(mask.astype(np.float32))
+    known = torch.from_numpy(np.ones(mask.shape, bool) if painted is None else painted)
     if max_side is not None and max(mask.shape) > max_side:
         scale = max_side / max(mask.shape)
         size = (max(1, round(mask.shape[0] * scale)), max(1, round(mask.shape[1] * scale)))
         logits = F.interpolate(logits[None], size, mode="bilinear", align_corners=False)[0]
         target = F.interpolate(target[None, None], size, mode="area")[0, 0]
-    return logits, target
+        known = F.interpolate(known.float()[None, None], size, mode="area")[0, 0] > 0.5
+    if painted is None:
+        return logits, target
+    return logits[:, known], target[known]
 
 
 def train_weights(
@@ -71,20 +82,24 @@ def train_weights(
     prototype: np.ndarray,
     config: PersamFConfig,
     example_weights: Sequence[float] | None = None,
+    painted: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Fit the two mask weights on the examples of one object.
 
     Args:
         example_weights: per example, its weight (default 1): scales that example's loss.
+        painted: per example, (H, W) bool pixels the loss may use (scribble mode: the
+            strokes); default every pixel.
 
     Returns:
         (2,) float32 weights and timings {"persam_f_decode": s, "persam_f_train": s}.
     """
     start = time.perf_counter()
     trust = [1.0] * len(embs) if example_weights is None else list(example_weights)
+    known: Sequence[np.ndarray | None] = [None] * len(embs) if painted is None else painted
     pairs = [
-        (*_training_pair(head, e, m, prototype, config.max_side), w)
-        for e, m, w in zip(embs, masks, trust, strict=True)
+        (*_training_pair(head, e, m, prototype, config.max_side, p), w)
+        for e, m, w, p in zip(embs, masks, trust, known, strict=True)
         if m.any()
     ]
     decoded = time.perf_counter()

@@ -37,7 +37,7 @@ def test_colour_stack_and_list_of_different_sizes() -> None:
     labels = np.zeros((2, 10, 12), np.int32)
     labels[1, 2:5, 2:5] = 3
     data = prepare(rgb, labels)
-    assert data.images[0].shape == (10, 12, 3)  # alpha dropped
+    assert data.images[0].shape == (10, 12, 4)  # kept: model backends take the first three
     images = [np.ones((8, 9), np.float32), np.zeros((20, 7), np.float32)]
     masks = [np.pad(np.ones((2, 2), np.int32), ((0, 6), (0, 7))), None]
     data = prepare(images, masks)
