@@ -36,18 +36,18 @@ def move_channel_axis(images: Any, channel_axis: int | None) -> Any:
     if channel_axis is None:
         return images
     if hasattr(images, "ndim") and hasattr(images, "transpose"):  # numpy or dask: a view
-        axis = _check_axis(channel_axis, images.ndim, "the stack")
+        axis = check_axis(channel_axis, images.ndim, "the stack")
         if axis == 0:
             raise ValueError("channel axis 0 is the slice axis: give the axis of the channels")
         return np.moveaxis(images, axis, -1)
     out = []
     for i, image in enumerate(images):
         image = image if hasattr(image, "transpose") else np.asarray(image)  # lazy stays lazy
-        out.append(np.moveaxis(image, _check_axis(channel_axis, image.ndim, f"image {i}"), -1))
+        out.append(np.moveaxis(image, check_axis(channel_axis, image.ndim, f"image {i}"), -1))
     return out
 
 
-def _check_axis(axis: int, ndim: int, what: str) -> int:
+def check_axis(axis: int, ndim: int, what: str) -> int:
     if not -ndim <= axis < ndim or ndim < 3:
         raise ValueError(
             f"channel axis {axis} does not fit {what} of {ndim} dimensions: give the axis of "

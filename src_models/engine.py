@@ -16,6 +16,7 @@ from src_models.cache import FeatureCache, model_tag
 from src_models.channels import move_channel_axis
 from src_models.hashing import content_key
 from src_models.inputs import ImageInput, LabelInput, Prepared, joint_ids, prepare
+from src_models.lazy import is_lazy, prepare_lazy, stack_view
 from src_models.linking import link_to_neighbour, neighbour_toward_examples
 from src_models.memory import check_memory, shapes_of
 from src_models.scoring import ReviewScorer
@@ -217,6 +218,12 @@ def _dense_examples(
     return out
 
 
+def _example_labels(data: Prepared) -> list[np.ndarray | None]:
+    """Per slice, the labels of an example slice or None (a lazy stack's others stay unread)."""
+    examples = set(data.examples)
+    return [data.labels[i] if i in examples else None for i in range(len(data.labels))]
+
+
 def _unblocked(
     order: list[int], examples: Sequence[int], blocked: dict[tuple[int, int], int]
 ) -> Iterator[int]:
@@ -229,6 +236,31 @@ def _unblocked(
             if stop is not None and abs(index - e) > stop:
                 continue
         yield index
+
+
+class _Finished(dict[int, np.ndarray]):
+    """Labels of the examples and of the proposals a later target still needs (linking,
+    the video path): a proposal is dropped once every slice next to it that looks at it is
+    done, so a long stack keeps a few slices, not all of them."""
+
+    def __init__(self, examples: dict[int, np.ndarray], order: Sequence[int]) -> None:
+        super().__init__(examples)
+        self.keep = set(examples)
+        self.waiting: dict[int, int] = {}
+        self.needs: dict[int, int] = {}
+        for index in order if examples else ():
+            self.needs[index] = neighbour_toward_examples(index, list(examples))
+            self.waiting[self.needs[index]] = self.waiting.get(self.needs[index], 0) + 1
+
+    def add(self, index: int, labels: np.ndarray) -> None:
+        """Record ``index``'s proposal; forget its neighbour when nobody else needs it."""
+        if self.waiting.get(index, 0) > 0:
+            self[index] = labels
+        used = self.needs.get(index)
+        if used is not None:
+            self.waiting[used] -= 1
+            if self.waiting[used] == 0 and used not in self.keep:
+                self.pop(used, None)
 
 
 def propagate(
@@ -288,9 +320,13 @@ def propagate(
     """
     cache = FeatureCache() if cache is None else cache
     check_unpainted(unpainted, background_id)
-    check_memory(shapes_of(move_channel_axis(images, channel_axis)), backend, cache.max_bytes)
-    data = prepare(images, labels, extra is None, unpainted, background_id, channel_axis)
-    if warn_sparse and not data.sparse and (message := sparse_message(data.labels)):
+    lazy = is_lazy(images)
+    shown = stack_view(images, channel_axis) if lazy else move_channel_axis(images, channel_axis)
+    check_memory(shapes_of(shown), backend, cache.max_bytes, lazy=lazy)
+    data = (prepare_lazy if lazy else prepare)(
+        images, labels, extra is None, unpainted, background_id, channel_axis
+    )
+    if warn_sparse and not data.sparse and (message := sparse_message(_example_labels(data))):
         warnings.warn(message, SparseExamplesWarning, stacklevel=2)
     more = None
     if extra is not None:
@@ -301,15 +337,18 @@ def propagate(
         backend, data, cache, weights, more, extra.weights if extra else (), memo
     )
     dense = _dense_examples(backend, cache, data) if data.sparse else {}
-    finished = {i: dense[i][0] if dense else data.labels[i] for i in data.examples}
+    finished = _Finished(
+        {i: dense[i][0] if dense else data.labels[i] for i in data.examples}, order
+    )
     # stacks only: a backend with a video path (SEGIC's forward_vos) hears of the neighbour
-    video = isinstance(images, np.ndarray) and callable(getattr(backend, "observe_neighbour", None))
+    video = stack and callable(getattr(backend, "observe_neighbour", None))
     scorer = ReviewScorer(
         finished or {-1 - j: lab for j, lab in enumerate(more.labels if more else [])}, stack
     )
     blocked: dict[tuple[int, int], int] = {}
     for done, index in enumerate(_unblocked(order, data.examples, blocked), start=1):
-        features, timings = _features(backend, cache, data.images[index])
+        image = data.images[index]
+        features, timings = _features(backend, cache, image)
         if video and index not in dense:
             _observe_neighbour(backend, cache, data, index, finished)
         timer = Timer()
@@ -317,13 +356,13 @@ def propagate(
         if index in dense:
             lab, conf = dense[index]
         else:
-            lab, conf = backend.predict(features, data.images[index].shape[:2], timer)
+            lab, conf = backend.predict(features, image.shape[:2], timer)
         if link and data.examples and index not in dense:
             with timer("link"):
                 lab, conf = link_to_neighbour(
                     index, lab, conf, finished, data.examples, link_radius
                 )
-        finished[index] = lab
+        finished.add(index, lab)
         with timer("review"):
             review = scorer(index, lab, conf)
         timings |= {"head": time.perf_counter() - start} | timer.seconds

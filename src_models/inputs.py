@@ -53,16 +53,17 @@ class Prepared:
     Attributes:
         images: N arrays (H_i, W_i, C) float32, about [0, 1], each channel scaled on its own;
             every channel is kept (the model backends map them to 3, :mod:`src_models.channels`).
+            A list, or :class:`src_models.lazy.LazySlices` reading each slice when indexed.
         labels: N arrays (H_i, W_i) int32 compact ids 0..K (all zero where a slice has no
             example); in scribble mode (``sparse``) -1 marks unpainted pixels and 0 the
-            background strokes.
+            background strokes. A list, or :class:`src_models.lazy.LazyLabels`.
         examples: indices of the slices holding at least one painted label, ascending.
         ids: the user's ids and dtype behind the compact ones.
         sparse: True in scribble mode (see :mod:`src_models.scribbles`).
     """
 
-    images: list[np.ndarray]
-    labels: list[np.ndarray]
+    images: Sequence[np.ndarray]
+    labels: Sequence[np.ndarray]
     examples: list[int]
     ids: LabelIds
     sparse: bool = False
@@ -113,19 +114,30 @@ def _check_pixels(slices: Sequence[np.ndarray]) -> None:
             )
 
 
-def _scale(slices: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Scale intensities to about [0, 1]: /255 for uint8, robust percentiles otherwise."""
-    if all(s.dtype == np.uint8 for s in slices):
-        return [s.astype(np.float32) / 255.0 for s in slices]
-    channels = slices[0].shape[-1]
-    flat = np.concatenate([s.reshape(-1, channels) for s in slices])
+def intensity_range(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, span) per channel, float64, from (P, C) pixels: robust percentiles of at most
+    ``_MAX_SAMPLE`` of them (strided); a flat channel gets span 1."""
     if len(flat) > _MAX_SAMPLE:
         flat = flat[:: len(flat) // _MAX_SAMPLE + 1]
     lo, hi = np.percentile(flat.astype(np.float64), _PERCENTILES, axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    return [
-        np.clip((s.astype(np.float64) - lo) / span, -0.5, 1.5).astype(np.float32) for s in slices
-    ]
+    return lo, np.where(hi > lo, hi - lo, 1.0)
+
+
+def normalise(image: np.ndarray, lo: np.ndarray | None, span: np.ndarray | None) -> np.ndarray:
+    """(H, W, C) raw → (H, W, C) float32 about [0, 1], every channel kept: /255 when ``lo`` is
+    None (uint8), else (x - lo) / span per channel, clipped to [-0.5, 1.5]."""
+    if lo is None or span is None:
+        return image.astype(np.float32) / 255.0
+    return np.clip((image.astype(np.float64) - lo) / span, -0.5, 1.5).astype(np.float32)
+
+
+def _scale(slices: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Scale intensities to about [0, 1]: /255 for uint8, robust percentiles otherwise."""
+    if all(s.dtype == np.uint8 for s in slices):
+        return [normalise(s, None, None) for s in slices]
+    channels = slices[0].shape[-1]
+    lo, span = intensity_range(np.concatenate([s.reshape(-1, channels) for s in slices]))
+    return [normalise(s, lo, span) for s in slices]
 
 
 def check_label_values(lab: np.ndarray, what: str) -> None:
@@ -144,7 +156,7 @@ def check_label_values(lab: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} are negative: ids must be >= 0")
 
 
-def _user_dtype(arrays: list[np.ndarray], top: int) -> np.dtype:
+def user_dtype(arrays: list[np.ndarray], top: int) -> np.dtype:
     """The dtype results are returned in: the input's integer type (a common one for a list),
     uint8 for booleans, the smallest of int32/uint64 holding every id for floats."""
     kinds = {a.dtype.kind for a in arrays}
@@ -161,13 +173,18 @@ def compact_ids(raw: list[np.ndarray]) -> tuple[list[np.ndarray], LabelIds]:
     given = [lab for lab in raw if lab.any()]
     found = {int(v) for lab in given for v in np.unique(lab)}  # Python ints: no dtype mixing
     ids = sorted(found - {0})
-    dtype = _user_dtype(given or raw, max(ids, default=0))
+    dtype = user_dtype(given or raw, max(ids, default=0))
     table = np.array([0, *ids], dtype=dtype)
     search = np.array([0, *ids], dtype=np.uint64)
     compact = [
         np.searchsorted(search, lab.astype(np.uint64, copy=False)).astype(np.int32) for lab in raw
     ]
     return compact, LabelIds(table)
+
+
+def remap_ids(lab: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """(H, W) compact ids through ``lut``; :data:`~src_models.scribbles.UNKNOWN` stays."""
+    return np.where(lab == UNKNOWN, UNKNOWN, lut[np.maximum(lab, 0)])
 
 
 def joint_ids(first: Prepared, second: Prepared) -> tuple[Prepared, Prepared]:
@@ -181,7 +198,8 @@ def joint_ids(first: Prepared, second: Prepared) -> tuple[Prepared, Prepared]:
 
     def remap(data: Prepared) -> Prepared:
         lut = np.searchsorted(search, data.ids.table.astype(np.uint64)).astype(np.int32)
-        labels = [np.where(lab == UNKNOWN, UNKNOWN, lut[np.maximum(lab, 0)]) for lab in data.labels]
+        lazy = getattr(data.labels, "remap", None)  # lazy labels stay lazy
+        labels = lazy(lut) if lazy is not None else [remap_ids(lab, lut) for lab in data.labels]
         return replace(data, labels=labels, ids=LabelIds(np.array(ids, dtype=dtype)))
 
     return remap(first), remap(second)
@@ -268,5 +286,4 @@ def prepare(
         ids = LabelIds(table)
     for i in examples if not sparse else ():
         check_example(lab[i], i, ids)
-    scaled = _scale(raw)
-    return Prepared(images=scaled, labels=lab, examples=examples, ids=ids, sparse=sparse)
+    return Prepared(images=_scale(raw), labels=lab, examples=examples, ids=ids, sparse=sparse)

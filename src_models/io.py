@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from src_models.hashing import array_sha256
 from src_models.outputs import tiff_description
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-STACK_SUFFIXES = (".tif", ".tiff", ".npy")
+STACK_SUFFIXES = (".tif", ".tiff", ".npy", ".zarr")
 
 
 @dataclass(frozen=True)
@@ -20,18 +21,35 @@ class ImageSet:
     """Images read from disk.
 
     Attributes:
-        images: a (N, Y, X[, C]) array (stack input) or a list of 2D images (folder input).
+        images: a (N, Y, X[, C]) array (stack input: a memmap or zarr array for NPY and zarr
+            files, read per slice by the engine) or a list of 2D images (folder input).
         names: file stems of a folder's images (None for a stack).
         path: where they came from.
     """
 
-    images: np.ndarray | list[np.ndarray]
+    images: np.ndarray | list[np.ndarray] | Any
     names: list[str] | None
     path: Path
 
     @property
     def is_stack(self) -> bool:
         return self.names is None
+
+
+def is_zarr(path: Path) -> bool:
+    """A zarr store (a folder named *.zarr)."""
+    return path.suffix.lower() == ".zarr" and path.is_dir()
+
+
+def _open_zarr(path: Path) -> Any:
+    from src_models.lazy import open_zarr
+
+    try:
+        return open_zarr(path)
+    except ValueError:
+        raise
+    except Exception as error:  # any zarr error means the same thing to the user
+        raise ValueError(f"cannot read {path}: {_reason(error)}") from error
 
 
 def _series_note(shapes: list[tuple[int, ...]]) -> str:
@@ -57,14 +75,15 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
         return np.asarray(series[0].asarray()), str(series[0].axes)
 
 
-def read_file(path: Path) -> tuple[np.ndarray, str]:
+def read_file(path: Path, mapped: bool = False) -> tuple[np.ndarray, str]:
     """Pixels of one image file in its own dtype, and its axes ('' when the format does not
-    say); ``ValueError`` naming the file when it cannot be read."""
+    say); ``ValueError`` naming the file when it cannot be read. ``mapped``: an NPY file is
+    memory-mapped read-only (a stack the engine reads slice by slice), not loaded."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             return _read_tiff(path)
         if path.suffix.lower() == ".npy":
-            return np.load(path, allow_pickle=False), ""
+            return np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False), ""
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path)), ""
@@ -114,11 +133,15 @@ def _folder_files(folder: Path) -> list[Path]:
 
 
 def read_images(path: str | Path) -> ImageSet:
-    """Read a TIFF/NPY stack (N, Y, X[, C]) or a folder of 2D images sorted by name.
+    """Read a TIFF/NPY/zarr stack (N, Y, X[, C]) or a folder of 2D images sorted by name.
 
-    A single 2D image file (grey or colour, e.g. an RGB TIFF) is a stack of one slice.
+    A single 2D image file (grey or colour, e.g. an RGB TIFF) is a stack of one slice. NPY
+    files are memory-mapped and zarr stores (OME-Zarr: level 0) opened, not loaded: the
+    engine reads them slice by slice (:mod:`src_models.lazy`).
     """
     path = Path(path)
+    if is_zarr(path):
+        return ImageSet(_open_zarr(path), None, path)
     if path.is_dir():
         files = _folder_files(path)
         return ImageSet([read_file(f)[0] for f in files], [f.stem for f in files], path)
@@ -126,7 +149,7 @@ def read_images(path: str | Path) -> ImageSet:
         raise ValueError(f"{path} does not exist")
     if path.suffix.lower() not in STACK_SUFFIXES:
         raise ValueError(f"{path}: give a TIFF/NPY stack or a folder of images")
-    stack, axes = read_file(path)
+    stack, axes = read_file(path, mapped=True)
     if stack.ndim == 2 or _is_one_colour_image(stack, axes):
         stack = stack[None]
     return ImageSet(stack, None, path)
@@ -152,10 +175,12 @@ def read_labels(path: str | Path, images: ImageSet) -> np.ndarray | list[np.ndar
     images have no mask. A mask file given for an image must not be empty.
     """
     path = Path(path)
+    if images.is_stack and is_zarr(path):
+        return _open_zarr(path)
     if images.is_stack:
         if not path.is_file():
             raise ValueError(f"{path}: a stack input needs a label stack file of the same shape")
-        labels = read_file(path)[0]
+        labels = read_file(path, mapped=True)[0]
         if labels.ndim == 2:
             labels = labels[None]
         return labels  # dtype kept: inputs.prepare checks the values before any cast

@@ -1,6 +1,7 @@
 """Refuse a run whose estimated peak memory exceeds what the machine has available.
 
-The estimate (bytes) adds: the normalised float32 copy of every slice, the cached features
+The estimate (bytes) adds: the normalised float32 copy of every slice (of the slices in flight
+for a lazy input, :mod:`src_models.lazy`), the cached features
 of every slice (at most the feature cache's cap), the transient buffers of one slice (feature
 computation and prediction) and the per-slice outputs (labels + confidence). Feature sizes
 follow each backend's options (:func:`feature_bytes`). It is an estimate, not a bound: set
@@ -74,6 +75,7 @@ def estimate(
     backend: Any,
     cache_bytes: int,
     raw_bytes: int = 0,
+    lazy: bool = False,
 ) -> dict[str, int]:
     """Estimated peak bytes of a run, by part.
 
@@ -82,7 +84,15 @@ def estimate(
         backend: the backend that will run (its options size the features).
         cache_bytes: cap of the feature cache.
         raw_bytes: bytes of the input still to be read (0 when it is already in memory).
+        lazy: the input is read per slice: images and outputs are held for the slices in
+            flight (at most the intensity sample, ``lazy.SAMPLE_SLICES``), not for all.
     """
+    if lazy:  # the features of every slice, everything else for the slices in flight
+        from src_models.lazy import SAMPLE_SLICES
+
+        shown = shapes[:SAMPLE_SLICES]
+        features = estimate(shapes, backend, cache_bytes, raw_bytes)["features"]
+        return estimate(shown, backend, cache_bytes, raw_bytes) | {"features": features}
     channels = max((int(s[-1]) for s in shapes if len(s) == 3), default=1)
     pixels = [int(s[0]) * int(s[1]) for s in shapes]
     largest = max(range(len(shapes)), key=lambda i: pixels[i]) if shapes else 0
@@ -110,11 +120,13 @@ def check_memory(
     cache_bytes: int,
     raw_bytes: int = 0,
     available: int | None = None,
+    lazy: bool = False,
 ) -> int:
     """Raise ``MemoryError`` with one line (the estimate and what to do) when the run's
-    estimated peak exceeds the available memory; returns the estimate in bytes."""
+    estimated peak exceeds the available memory; returns the estimate in bytes (``lazy``:
+    see :func:`estimate`)."""
     shapes = [s for s in shapes if len(s) >= 2]  # malformed ones are refused by prepare
-    parts = estimate(shapes, backend, cache_bytes, raw_bytes)
+    parts = estimate(shapes, backend, cache_bytes, raw_bytes, lazy)
     total = sum(parts.values())
     if os.environ.get(SKIP_ENV, "") not in ("", "0"):
         return total

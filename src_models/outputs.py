@@ -154,7 +154,8 @@ def check_output(
         inputs: paths read by the command (an output may not be one or hold one).
         others: the command's other outputs (they may not coincide).
         flag: the option name used in messages.
-        owner: ``path -> None | reason`` for file types :func:`file_problem` does not know.
+        owner: ``path -> None | reason`` for outputs :func:`file_problem` and
+            :func:`folder_problem` do not know (e.g. a zarr store, ``zarr_out.store_problem``).
 
     Raises:
         ValueError: one line naming ``out`` and saying what to do.
@@ -192,7 +193,7 @@ def _check_existing(
             f"{flag} {out} exists: choose another name, or pass --overwrite to replace an "
             "earlier napari-incontext output"
         )
-    problem = folder_problem(path) if kind == "folder" else (owner or file_problem)(path)
+    problem = (owner or (folder_problem if kind == "folder" else file_problem))(path)
     if problem:
         raise ValueError(
             f"{flag} {out} is not replaced: {problem}. Choose another name or move it away"

@@ -15,9 +15,14 @@ HELP = "propagate example labels to every slice of a stack or every image of a f
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", help="TIFF/NPY stack, or a folder of 2D images")
+    parser.add_argument("image", help="TIFF/NPY/zarr stack, or a folder of 2D images")
     parser.add_argument("--labels", required=True, help="label stack, or folder of example masks")
-    parser.add_argument("--out", required=True, help="output TIFF stack or folder")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output TIFF stack or folder; a stack's *.zarr is written slice by slice and a "
+        "rerun resumes it",
+    )
     add_backend_arguments(parser)
     parser.add_argument("--timings", default=None, help="write per-slice seconds as JSON here")
     parser.add_argument(
@@ -62,14 +67,18 @@ def add_unpainted_arguments(parser: argparse.ArgumentParser) -> None:
 
 def channels_last(images: Any, channel_axis: int | None) -> tuple[Any, int | None]:
     """The images with ``--channel-axis`` moved last (one (C, Y, X) file is one image),
-    and the axis to tell the engine (-1 once moved, None when not given)."""
+    and the axis to tell the engine (-1 once moved, None when not given). A stack read per
+    slice (a memmap, a zarr array) stays one: nothing is read here."""
     from src_models.channels import move_channel_axis
+    from src_models.lazy import is_lazy, stack_view
 
     if channel_axis is None:
         return images, None
     if isinstance(images, np.ndarray) and images.ndim == 3:  # one multichannel image
         images = images[None]
         channel_axis += 1 if channel_axis >= 0 else 0
+    if is_lazy(images):
+        return stack_view(images, channel_axis), -1
     return move_channel_axis(images, channel_axis), -1
 
 
@@ -94,19 +103,27 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     for flag, value in (("image", args.image), ("--labels", args.labels)):
         if not str(value).strip():
             raise ValueError(f"{flag} is empty: give a file or folder")
+    from src_models.io import is_zarr
+    from src_models.zarr_out import store_problem
+
     image, labels = Path(args.image).expanduser(), Path(args.labels).expanduser()
     if image.exists() and labels.exists() and image.resolve() == labels.resolve():
         raise ValueError(f"--labels {args.labels} is the image itself: give the label file")
-    stack = not image.is_dir()
-    if stack and Path(args.out).suffix.lower() not in (".tif", ".tiff") and str(args.out).strip():
-        raise ValueError(f"--out {args.out}: a stack's labels are a TIFF, name it *.tif")
+    stack = not image.is_dir() or is_zarr(image)
+    suffix = Path(args.out).suffix.lower()
+    if stack and suffix not in (".tif", ".tiff", ".zarr") and str(args.out).strip():
+        raise ValueError(
+            f"--out {args.out}: a stack's labels are a TIFF, name it *.tif (or *.zarr)"
+        )
+    zarr_out = stack and suffix == ".zarr"
     inputs = [args.image, args.labels]
     out = check_output(
         args.out,
-        overwrite=args.overwrite,
-        kind="file" if stack else "folder",
+        overwrite=args.overwrite or zarr_out,  # ours is resumed (or replaced with --overwrite)
+        kind="folder" if zarr_out or not stack else "file",
         inputs=inputs,
         others=[args.timings] if args.timings is not None else [],
+        owner=store_problem if zarr_out else None,
     )
     timings = None
     if args.timings is not None:
@@ -121,34 +138,77 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return out, timings
 
 
+def _store_key(args: argparse.Namespace, images: Any, labels: Any) -> str:
+    """The key of a zarr output: the inputs and every option of the run."""
+    from src_models.zarr_out import run_key
+
+    image = Path(args.image).resolve()
+    stat = image.stat() if image.is_file() else None
+    record = {
+        "image": str(image),
+        "stat": [stat.st_size, stat.st_mtime_ns] if stat else None,
+        "shape": list(images.shape),
+        "dtype": str(images.dtype),
+        "labels": str(Path(args.labels).resolve()),
+        "options": {k: v for k, v in vars(args).items() if k not in _NOT_KEYED},
+    }
+    return run_key(record, labels)
+
+
+_NOT_KEYED = {"out", "overwrite", "quiet", "timings", "func", "command"}
+
+
+def _final(n: int, pixels: Any, labels: Any, proposals: dict[int, np.ndarray]) -> list[np.ndarray]:
+    """Every slice of the TIFF/folder output: its proposal, else its labels, else zeros."""
+    out = []
+    for i in range(n):
+        found = proposals.get(i)
+        if found is None:
+            given = labels[i]
+            found = np.zeros(np.shape(pixels[i])[:2], np.uint8) if given is None else given
+        out.append(np.asarray(found))
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from src_models.atomic import write_json
     from src_models.engine import propagate
+    from src_models.inputs import user_dtype
     from src_models.io import read_images, read_labels, write_labels
+    from src_models.zarr_out import done_slices, open_proposals, write_proposals
 
     out, timings = check_paths(args)
     images = read_images(args.image)
     labels = read_labels(args.labels, images)
     pixels, axis = channels_last(images.images, args.channel_axis)
     backend = backend_from_args(args)
-    n = len(pixels)
-    result: list[np.ndarray | None] = [
-        np.asarray(lab) if lab is not None else None for lab in labels
-    ]
-    rows = []
-    bar = None
-    run = propagate(
+    n = len(pixels) if images.names is not None else int(pixels.shape[0])
+    done = None
+    stack: Any = labels  # a stack's labels: an array, memmap or zarr array
+    if images.is_stack and out.suffix.lower() == ".zarr":
+        key = _store_key(args, images.images, stack)  # the options: --unpainted etc. too
+        done = done_slices(out, tuple(stack.shape), key, args.overwrite)
+    results = propagate(
         pixels,
         labels,
         backend,
         link=args.link,
+        targets=None if done is None else [i for i in range(n) if i not in done],
         unpainted=args.unpainted,
         background_id=args.background_id,
         channel_axis=axis,
     )
-    for res in run:
+    if done is not None:
+        dtype = user_dtype([np.empty(0, stack.dtype)], np.iinfo(np.int64).max)
+        results = write_proposals(
+            results, lambda: open_proposals(out, stack, dtype, key, args.overwrite)
+        )
+    proposals: dict[int, np.ndarray] = {}
+    rows = []
+    bar = None
+    for res in results:
         if bar is None:  # created after validation, so a bad input prints one line only
             bar = tqdm(
                 total=res.total,
@@ -158,16 +218,15 @@ def run(args: argparse.Namespace) -> int:
                 disable=args.quiet,
             )
         bar.update(1)
-        result[res.index] = res.labels
+        if done is None:
+            proposals[res.index] = res.labels
         rows.append({"index": res.index, "score": res.score, **res.timings})
     if bar is not None:
         bar.close()
-    final = [
-        r if r is not None else np.zeros(np.shape(pixels[i])[:2], np.uint8)
-        for i, r in enumerate(result)
-    ]
-    write_labels(out, final, images.names)
+    if done is None:
+        write_labels(out, _final(n, pixels, labels, proposals), images.names)
     if timings is not None:
         write_json(timings, timing_report(rows))
-    print(f"wrote {out} ({n} slices, {len(rows)} proposed)", file=sys.stderr)
+    resumed = f", {len(done)} resumed" if done is not None else ""
+    print(f"wrote {out} ({n} slices, {len(rows)} proposed{resumed})", file=sys.stderr)
     return 0

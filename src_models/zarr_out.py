@@ -1,0 +1,162 @@
+"""Proposals written into a chunked zarr store as they come, resumable after an interruption.
+
+The store is one (N, Y, X) integer array, one chunk per slice, created atomically
+(:func:`src_models.atomic.write_folder`: our manifest marks the folder as ours) with the
+example slices already in it. Its attributes hold our marker, the key of the run's inputs
+and options, and ``done``: the slices written so far, updated after each slice's data, so a
+slice listed there is complete. A restart with the same key skips them; a store with another
+key is replaced only with ``--overwrite``; a store that is not ours is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Generator, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from src_models.atomic import MANIFEST, WRITTEN_BY, write_folder
+from src_models.types import SliceResult
+
+ZARR_ENTRIES = {MANIFEST, "zarr.json", "c"}
+
+
+def is_zarr_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == ".zarr"
+
+
+def store_problem(path: Path) -> str | None:
+    """None when ``path`` is a proposals store this tool created (for ``check_output``)."""
+    import zarr
+
+    try:
+        marked = json.loads((path / MANIFEST).read_text()).get("written_by") == WRITTEN_BY
+        attrs = dict(zarr.open_array(str(path), mode="r").attrs)
+    except Exception:  # unreadable: not a store of ours
+        return "it was not written by napari-incontext (no marker of ours in it)"
+    if not marked or attrs.get("written_by") != WRITTEN_BY:
+        return "it was not written by napari-incontext"
+    extra = sorted({p.name for p in path.iterdir()} - ZARR_ENTRIES)
+    if extra:
+        return f"it holds files napari-incontext did not write ({', '.join(extra[:3])})"
+    return None
+
+
+def run_key(record: dict[str, Any], labels: Any) -> str:
+    """A key of a run: ``record`` (paths, shapes, options; JSON-able) and the labels' pixels,
+    read one slice at a time."""
+    h = hashlib.blake2b(json.dumps(record, sort_keys=True, default=str).encode(), digest_size=16)
+    for i in range(int(labels.shape[0])):
+        h.update(np.ascontiguousarray(labels[i]).tobytes())
+    return h.hexdigest()
+
+
+class ZarrProposals:
+    """An open proposals store; :meth:`write` adds one slice and records it as done."""
+
+    def __init__(self, path: Path, mode: Literal["r", "r+"] = "r+") -> None:
+        import zarr
+
+        self.path = path
+        self.array = zarr.open_array(str(path), mode=mode)
+        done: Any = self.array.attrs.get("done", [])
+        self.done: set[int] = {int(i) for i in done}
+
+    @property
+    def key(self) -> str:
+        return str(self.array.attrs.get("key", ""))
+
+    def write(self, index: int, labels: np.ndarray) -> None:
+        """Slice ``index``'s data first, then ``done``: a crash between them rewrites it."""
+        self.array[index] = np.asarray(labels).astype(self.array.dtype, copy=False)
+        self.done.add(index)
+        self.array.attrs["done"] = sorted(self.done)
+
+
+def _create(temp: Path, shape: tuple[int, ...], dtype: np.dtype, key: str) -> None:
+    import zarr
+
+    array = zarr.create_array(
+        str(temp / "x"),  # zarr wants an empty folder; moved up below
+        shape=shape,
+        dtype=dtype,
+        chunks=(1, *shape[1:]),
+        fill_value=0,
+        zarr_format=3,
+    )
+    array.attrs.update({"written_by": WRITTEN_BY, "key": key, "done": []})
+    for entry in (temp / "x").iterdir():
+        entry.rename(temp / entry.name)
+    (temp / "x").rmdir()
+
+
+def _mismatch(path: Path) -> ValueError:
+    return ValueError(
+        f"--out {path} holds proposals of other inputs or options: pass --overwrite to "
+        "replace it, or choose another name"
+    )
+
+
+def done_slices(path: Path, shape: tuple[int, ...], key: str, overwrite: bool) -> set[int]:
+    """The slices an earlier run with the same ``key`` wrote to ``path`` (empty when it is
+    missing or empty, or will be replaced); writes nothing, so a run can check this before
+    its inputs are validated. ``ValueError`` for a store of another key without
+    ``overwrite``."""
+    if not (path.is_dir() and any(path.iterdir())):
+        return set()
+    store = ZarrProposals(path, mode="r")
+    if store.key == key and store.array.shape == shape:
+        return store.done
+    if not overwrite:
+        raise _mismatch(path)
+    return set()
+
+
+def open_proposals(
+    path: Path, labels: Any, dtype: np.dtype, key: str, overwrite: bool
+) -> ZarrProposals:
+    """The store at ``path`` to resume (same ``key``) or a new one; either way it holds the
+    example slices of ``labels`` not yet proposed (rewritten each time: a cut-short first
+    write is finished).
+
+    ``path`` must have passed ``check_output(..., owner=store_problem)``: it is missing,
+    empty or ours. Raises ``ValueError`` when it holds a run of other inputs and
+    ``overwrite`` is off.
+    """
+    shape = tuple(int(s) for s in labels.shape)
+    store = ZarrProposals(path) if path.is_dir() and any(path.iterdir()) else None
+    if store is not None and (store.key != key or store.array.shape != shape):
+        if not overwrite:
+            raise _mismatch(path)
+        store = None
+    if store is None:
+        write_folder(path, lambda temp: _create(temp, shape, dtype, key))
+        store = ZarrProposals(path)
+    for i in range(shape[0]):  # the examples, as the TIFF output holds them
+        if i in store.done:  # proposed already (scribble mode proposes its examples too)
+            continue
+        lab = np.asarray(labels[i])
+        if lab.any():
+            store.array[i] = lab.astype(store.array.dtype)
+    return store
+
+
+def write_proposals(
+    results: Iterable[SliceResult], open_store: Callable[[], ZarrProposals]
+) -> Generator[SliceResult, None, None]:
+    """Write each result into the store as it comes, then pass it on.
+
+    The store is opened (created, its examples written) with the first result, once the
+    engine has accepted the inputs, or at the end of a run that proposed nothing; a run
+    refused before any result writes nothing.
+    """
+    store = None
+    for res in results:
+        store = open_store() if store is None else store
+        store.write(res.index, res.labels)
+        yield res
+    if store is None:
+        open_store()
