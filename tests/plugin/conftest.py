@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, make_dataclass
 
@@ -50,6 +51,24 @@ class CountingBackend(ClassicBackend):
         if self.fail_predict:
             raise RuntimeError("predict exploded (test backend)")
         return super().predict(features, shape, timer)
+
+
+def hold_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> threading.Event:
+    """Make every test backend's feature computation after the first ``calls`` wait (GIL
+    released, like a model forward) until the returned event is set: a run is then
+    deterministically in flight, however loaded the machine is."""
+    release = threading.Event()
+    count = [0]
+    original = CountingBackend.compute_features
+
+    def held(self: CountingBackend, image: np.ndarray, timer: Timer = NULL_TIMER) -> np.ndarray:
+        count[0] += 1
+        if count[0] > calls:
+            release.wait(60)
+        return original(self, image, timer)
+
+    monkeypatch.setattr(CountingBackend, "compute_features", held)
+    return release
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import time
 import numpy as np
 from qtpy.QtCore import QTimer
 
+from tests.plugin.conftest import hold_after
 from tests.plugin.plugin_helpers import (
     N_SLICES,
     choose_backend,
@@ -81,8 +82,11 @@ def test_table_sorted_lowest_confidence_first_and_click_moves(qtbot, viewer_widg
     assert viewer.dims.current_step[0] == target
 
 
-def test_cancel_stops_mid_run_and_keeps_layers_consistent(qtbot, viewer_widget, stack, built):
+def test_cancel_stops_mid_run_and_keeps_layers_consistent(
+    qtbot, viewer_widget, stack, built, monkeypatch
+):
     viewer, widget = viewer_widget
+    release = hold_after(monkeypatch, 2)  # the example and the first target, then wait
     choose_backend(widget, "slow")
     controls = widget.controls
     controls.run_button.click()
@@ -91,6 +95,7 @@ def test_cancel_stops_mid_run_and_keeps_layers_consistent(qtbot, viewer_widget, 
     assert widget.runner.worker.pbar.total == N_SLICES - 1  # napari progress, a step a slice
     qtbot.waitUntil(lambda: _filled(viewer) >= 1, timeout=30_000)
     controls.cancel_button.click()
+    release.set()  # the slice in flight finishes; the run stops at its next step
     wait_idle(qtbot, widget, 30_000)
 
     proposed = [i for i in range(N_SLICES) if widget.session.status(i) == "proposed"]
@@ -145,16 +150,21 @@ def test_object_ids_are_preserved(qtbot, viewer_widget, stack):
     assert ids == {0, 5, 9}
 
 
-def test_gui_stays_responsive_during_a_run(qtbot, viewer_widget):
+def test_gui_stays_responsive_during_a_run(qtbot, viewer_widget, monkeypatch):
     viewer, widget = viewer_widget
-    choose_backend(widget, "slow")  # 0.15 s per slice in compute_features: about 1 s in all
+    release = hold_after(monkeypatch, 2)  # the run waits in a "model forward" after one result
+    choose_backend(widget, "slow")
     stamps: list[float] = []
     first_result: list[float] = []
     _spy_results(widget, lambda _r: first_result or first_result.append(time.perf_counter()))
     timer = QTimer()
     timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
     timer.start(10)
-    run_and_wait(qtbot, widget)
+    widget.controls.run_button.click()
+    qtbot.waitUntil(lambda: bool(first_result), timeout=60_000)
+    qtbot.waitUntil(lambda: sum(t >= first_result[0] for t in stamps) > 30, timeout=30_000)
+    release.set()
+    wait_idle(qtbot, widget)
     timer.stop()
 
     after = [t for t in stamps if first_result and t >= first_result[0]]
