@@ -100,17 +100,19 @@ class FeatureCache:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
-        """One run: scan resistance and pins apply inside, pins are released after."""
+        """One run: scan resistance and pins apply inside, pins are released after. A run
+        started while one is going (a second generator on the same cache) joins it."""
+        if self._run:
+            yield
+            return
         self._runs += 1
-        outer, self._run = self._run, self._runs
+        self._run = self._runs
         self._run_bytes = self._disk_run_bytes = 0
-        self._pinned.clear()
         try:
             yield
         finally:
-            if self._run == self._runs:
-                self._pinned.clear()
-            self._run = outer
+            self._pinned.clear()
+            self._run = 0
 
     def get_or_compute(
         self,

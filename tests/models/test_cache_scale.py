@@ -72,6 +72,13 @@ def test_examples_are_pinned_and_the_runs_slices_are_not_evicted() -> None:
         cache.get_or_compute("k", x, compute)  # nor x
         assert cache.get_or_compute("k", a, compute)[1] and cache.get_or_compute("k", b, compute)[1]
     assert computed == [0, 1, 2, 3, 4, 0] and len(cache) == 2
+    with cache.running():
+        cache.get_or_compute("k", c, compute)  # evicts a, not used by this run
+        with cache.running():  # a second run on the same cache joins the first
+            cache.get_or_compute("k", b, compute)
+            cache.get_or_compute("k", y, compute)  # full of this run's: y is not kept
+    assert len(cache) == 2 and computed[-2:] == [4, 1]
+    assert cache.get_or_compute("k", c, compute)[1] and cache.get_or_compute("k", b, compute)[1]
     tiny = FeatureCache(max_bytes=64)
     with tiny.running():
         tiny.get_or_compute("k", b, compute)
@@ -112,11 +119,16 @@ def test_disk_tier_round_trip(value: object, tmp_path: Path) -> None:
         assert np.array_equal(got, value) and got.dtype == np.float16
 
 
-def test_unsupported_features_stay_in_memory_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "value",
+    [{1: object()}, torch.zeros(2, dtype=torch.bfloat16), np.array([None])],
+    ids=["object", "bfloat16", "object-dtype"],
+)
+def test_unsupported_features_stay_in_memory_only(value: object, tmp_path: Path) -> None:
     disk = DiskCache("features", tmp_path)
     cache = FeatureCache(disk=disk)
-    value, hit = cache.get_or_compute("k", np.zeros(3), lambda _: {1: object()})
-    assert not hit and disk.entries() == []
+    got, hit = cache.get_or_compute("k", np.zeros(3), lambda _: value)
+    assert not hit and got is value and disk.entries() == []
     assert cache.get_or_compute("k", np.zeros(3), lambda _: None)[0] is value
 
 
