@@ -1,7 +1,7 @@
 """Feature-cache benchmark (issue 14, point 3): the cached re-run after a correction at N slices.
 
 Builds a synthetic memory-mapped uint16 stack of N slices (the 16-slice synthetic stack
-repeated, each repeat shifted by one pixel so that every slice's content differs), with the
+repeated, each repeat shifted by one more pixel so that every slice's content differs), with the
 labels of the middle slice as the example, and runs classic on every other slice. The re-run
 adds one corrected slice (the middle one's neighbour, from the ground truth) as an example,
 so the head is refitted and every other slice is proposed again. The memory cap is a share
@@ -40,13 +40,14 @@ def build(folder: Path, n: int, size: int) -> tuple[np.ndarray, np.ndarray, np.n
     base, truth = synthetic_stack(n_slices=BASE, size=size)
     images = np.lib.format.open_memmap(folder / "image.npy", "w+", base.dtype, (n, size, size))
     for i in range(n):
-        images[i] = np.roll(base[i % BASE], i // BASE, axis=1)
+        images[i] = np.roll(base[i % BASE], divmod(i // BASE, size), axis=(0, 1))
     images.flush()
     middle = n // 2
     first = np.zeros((n, size, size), np.uint8)
     first[middle] = example_labels(truth, middle % BASE)[middle % BASE]
     second = first.copy()
-    second[middle + 1] = np.roll(truth[(middle + 1) % BASE], (middle + 1) // BASE, axis=1)
+    shift = divmod((middle + 1) // BASE, size)
+    second[middle + 1] = np.roll(truth[(middle + 1) % BASE], shift, axis=(0, 1))
     return np.load(folder / "image.npy", mmap_mode="r"), first, second
 
 
@@ -87,16 +88,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.keep) as temp:
         images, first, second = build(Path(temp), args.n, args.size)
         memory = FeatureCache(cap)
-        rows.append(("memory", "first run", run(images, first, backend, memory)))
-        rows.append(("memory", "re-run", run(images, second, backend, memory)))
         disk = DiskCache("features", temp, max_bytes=2 * need)
-        both = FeatureCache(cap, disk)
-        rows.append(("memory + disk", "first run", run(images, first, backend, both)))
-        rows.append(("memory + disk", "re-run", run(images, second, backend, both)))
-        fresh = FeatureCache(cap, disk)
-        rows.append(("memory + disk", "re-run, new session", run(images, second, backend, fresh)))
-        for case, what, r in rows:
-            print(case, what, r, file=sys.stderr)
+        both, fresh = FeatureCache(cap, disk), FeatureCache(cap, disk)
+        for case, what, cache, labels in (
+            ("memory", "first run", memory, first),
+            ("memory", "re-run", memory, second),
+            ("memory + disk", "first run", both, first),
+            ("memory + disk", "re-run", both, second),
+            ("memory + disk", "re-run, new session", fresh, second),
+        ):
+            rows.append((case, what, run(images, labels, backend, cache)))
+            print(case, what, rows[-1][2], file=sys.stderr, flush=True)
     print(
         f"{platform.processor() or platform.machine()}, {platform.python_version()}, classic "
         f"(default options), N = {args.n} slices of {args.size}², features {need / 1e9:.2f} GB, "
