@@ -12,13 +12,13 @@ from typing import Literal
 import numpy as np
 
 from src_models.backends.base import Backend
-from src_models.cache import FeatureCache, model_tag
+from src_models.cache import CacheTooSmallWarning, FeatureCache, model_tag
 from src_models.channels import move_channel_axis
 from src_models.hashing import content_key
 from src_models.inputs import ImageInput, LabelInput, Prepared, joint_ids, prepare
 from src_models.lazy import is_lazy, prepare_lazy, stack_view
 from src_models.linking import link_to_neighbour, neighbour_toward_examples
-from src_models.memory import check_memory, shapes_of
+from src_models.memory import cache_shortfall, check_memory, shapes_of
 from src_models.scoring import ReviewScorer
 from src_models.scribbles import (
     DEFAULT_BACKGROUND_ID,
@@ -110,15 +110,16 @@ class FitMemo:
 
 
 def _features(
-    backend: Backend, cache: FeatureCache, image: np.ndarray
+    backend: Backend, cache: FeatureCache, image: np.ndarray, pin: bool = False
 ) -> tuple[object, dict[str, float]]:
     """Features of one slice (from the cache when its pixels were seen) and their timings:
-    ``features`` (seconds in all), ``cached`` (1.0 on a hit) and the backend's stages."""
+    ``features`` (seconds in all), ``cached`` (1.0 on a hit) and the backend's stages.
+    ``pin``: an example's, kept in the cache for the rest of the run."""
     backend.check_open()
     timer = Timer()
     start = time.perf_counter()
     features, hit = cache.get_or_compute(
-        backend.feature_key, image, lambda im: backend.compute_features(im, timer)
+        backend.feature_key, image, lambda im: backend.compute_features(im, timer), pin
     )
     timings = {"features": time.perf_counter() - start, "cached": float(hit)}
     return features, timings | timer.seconds
@@ -176,7 +177,7 @@ def fit_examples(
     if memo is not None and memo.key == key:
         return {"fit": 0.0, "fit_reused": 1.0}
     examples = [
-        Example(i, _features(backend, cache, image)[0], labels, weight)
+        Example(i, _features(backend, cache, image, pin=True)[0], labels, weight)
         for i, image, labels, weight in items
     ]
     timer = Timer()
@@ -213,7 +214,7 @@ def _dense_examples(
     references that scoring and linking compare the other slices with (strokes are not)."""
     out = {}
     for i in data.examples:
-        features = _features(backend, cache, data.images[i])[0]
+        features = _features(backend, cache, data.images[i], pin=True)[0]
         out[i] = backend.predict(features, data.images[i].shape[:2], Timer())
     return out
 
@@ -319,66 +320,70 @@ def propagate(
         One :class:`SliceResult` per target. Closing the generator stops the run at once.
     """
     cache = FeatureCache() if cache is None else cache
-    check_unpainted(unpainted, background_id)
-    lazy = is_lazy(images)
-    shown = stack_view(images, channel_axis) if lazy else move_channel_axis(images, channel_axis)
-    check_memory(shapes_of(shown), backend, cache.max_bytes, lazy=lazy)
-    data = (prepare_lazy if lazy else prepare)(
-        images, labels, extra is None, unpainted, background_id, channel_axis
-    )
-    if warn_sparse and not data.sparse and (message := sparse_message(_example_labels(data))):
-        warnings.warn(message, SparseExamplesWarning, stacklevel=2)
-    more = None
-    if extra is not None:
-        data, more = joint_ids(data, prepare(extra.images, extra.labels))
-    stack = not isinstance(images, (list, tuple))
-    order = propagation_order(len(data.images), data.examples, targets, data.sparse)
-    fit_timings = fit_examples(
-        backend, data, cache, weights, more, extra.weights if extra else (), memo
-    )
-    dense = _dense_examples(backend, cache, data) if data.sparse else {}
-    finished = _Finished(
-        {i: dense[i][0] if dense else data.labels[i] for i in data.examples}, order
-    )
-    # stacks only: a backend with a video path (SEGIC's forward_vos) hears of the neighbour
-    video = stack and callable(getattr(backend, "observe_neighbour", None))
-    scorer = ReviewScorer(
-        finished or {-1 - j: lab for j, lab in enumerate(more.labels if more else [])}, stack
-    )
-    blocked: dict[tuple[int, int], int] = {}
-    for done, index in enumerate(_unblocked(order, data.examples, blocked), start=1):
-        image = data.images[index]
-        features, timings = _features(backend, cache, image)
-        if video and index not in dense:
-            _observe_neighbour(backend, cache, data, index, finished)
-        timer = Timer()
-        start = time.perf_counter()
-        if index in dense:
-            lab, conf = dense[index]
-        else:
-            lab, conf = backend.predict(features, image.shape[:2], timer)
-        if link and data.examples and index not in dense:
-            with timer("link"):
-                lab, conf = link_to_neighbour(
-                    index, lab, conf, finished, data.examples, link_radius
-                )
-        finished.add(index, lab)
-        with timer("review"):
-            review = scorer(index, lab, conf)
-        timings |= {"head": time.perf_counter() - start} | timer.seconds
-        if done == 1:
-            timings |= fit_timings
-        if stop_below is not None and stack and data.examples and review.score < stop_below:
-            e = nearest_example(index, data.examples)
-            blocked.setdefault((e, int(np.sign(index - e))), abs(index - e))
-        yield SliceResult(
-            index,
-            data.ids.to_user(lab),  # backends see ids 1..K; the user gets their own ids
-            conf,
-            review.score,
-            timings,
-            done,
-            len(order),
-            review.reasons,
-            review.confidence,
+    with cache.running():  # scan resistance and pinned examples for this run
+        check_unpainted(unpainted, background_id)
+        lazy = is_lazy(images)
+        view = stack_view if lazy else move_channel_axis
+        shown = view(images, channel_axis)
+        check_memory(shapes_of(shown), backend, cache.max_bytes, lazy=lazy)
+        data = (prepare_lazy if lazy else prepare)(
+            images, labels, extra is None, unpainted, background_id, channel_axis
         )
+        if warn_sparse and not data.sparse and (message := sparse_message(_example_labels(data))):
+            warnings.warn(message, SparseExamplesWarning, stacklevel=2)
+        more = None
+        if extra is not None:
+            data, more = joint_ids(data, prepare(extra.images, extra.labels))
+        stack = not isinstance(images, (list, tuple))
+        order = propagation_order(len(data.images), data.examples, targets, data.sparse)
+        if message := cache_shortfall(shapes_of(shown), [*data.examples, *order], backend, cache):
+            warnings.warn(message, CacheTooSmallWarning, stacklevel=2)
+        fit_timings = fit_examples(
+            backend, data, cache, weights, more, extra.weights if extra else (), memo
+        )
+        dense = _dense_examples(backend, cache, data) if data.sparse else {}
+        finished = _Finished(
+            {i: dense[i][0] if dense else data.labels[i] for i in data.examples}, order
+        )
+        # stacks only: a backend with a video path (SEGIC's forward_vos) hears of the neighbour
+        video = stack and callable(getattr(backend, "observe_neighbour", None))
+        scorer = ReviewScorer(
+            finished or {-1 - j: lab for j, lab in enumerate(more.labels if more else [])}, stack
+        )
+        blocked: dict[tuple[int, int], int] = {}
+        for done, index in enumerate(_unblocked(order, data.examples, blocked), start=1):
+            image = data.images[index]
+            features, timings = _features(backend, cache, image)
+            if video and index not in dense:
+                _observe_neighbour(backend, cache, data, index, finished)
+            timer = Timer()
+            start = time.perf_counter()
+            if index in dense:
+                lab, conf = dense[index]
+            else:
+                lab, conf = backend.predict(features, image.shape[:2], timer)
+            if link and data.examples and index not in dense:
+                with timer("link"):
+                    lab, conf = link_to_neighbour(
+                        index, lab, conf, finished, data.examples, link_radius
+                    )
+            finished.add(index, lab)
+            with timer("review"):
+                review = scorer(index, lab, conf)
+            timings |= {"head": time.perf_counter() - start} | timer.seconds
+            if done == 1:
+                timings |= fit_timings
+            if stop_below is not None and stack and data.examples and review.score < stop_below:
+                e = nearest_example(index, data.examples)
+                blocked.setdefault((e, int(np.sign(index - e))), abs(index - e))
+            yield SliceResult(
+                index,
+                data.ids.to_user(lab),  # backends see ids 1..K; the user gets their own ids
+                conf,
+                review.score,
+                timings,
+                done,
+                len(order),
+                review.reasons,
+                review.confidence,
+            )

@@ -10,6 +10,7 @@ follow each backend's options (:func:`feature_bytes`). It is an estimate, not a 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Sequence
@@ -140,3 +141,28 @@ def check_memory(
             f"classic with texture=false); set {SKIP_ENV}=1 to try anyway"
         )
     return total
+
+
+def cache_shortfall(
+    shapes: Sequence[tuple[int, ...]], used: Sequence[int], backend: Any, cache: Any
+) -> str | None:
+    """A one-line warning when the features of the slices ``used`` by a run (indices into
+    ``shapes``) will not fit ``cache`` (a :class:`~src_models.cache.FeatureCache`, memory and
+    disk tiers together), with the numbers and what to do; None when they fit."""
+    shapes = [s for s in shapes if len(s) >= 2]
+    used = sorted({i for i in used if 0 <= i < len(shapes)})
+    channels = max((int(s[-1]) for s in shapes if len(s) == 3), default=1)
+    sizes = [feature_bytes(backend, (shapes[i][0], shapes[i][1]), channels)[0] for i in used]
+    disk = getattr(cache, "disk", None)
+    holds = int(cache.max_bytes) + (int(disk.max_bytes) if disk is not None else 0)
+    if sum(sizes) <= holds:
+        return None
+    fits = sum(1 for total in itertools.accumulate(sizes) if total <= holds)
+    where = "memory + disk" if disk is not None else "memory"
+    return (
+        f"the features of {len(used)} slices need about {human(sum(sizes))} but the feature "
+        f"cache holds {human(holds)} ({where}): a re-run will recompute about "
+        f"{len(used) - fits} slices; raise the cap (FeatureCache(max_bytes=...), CLI "
+        "--feature-cache-gb) or add a disk tier (FeatureCache(disk=DiskCache(...)), CLI "
+        "--feature-cache-dir and --feature-cache-disk-gb)"
+    )

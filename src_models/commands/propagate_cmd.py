@@ -41,8 +41,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "channel; the model backends see 3 (1: repeated, 2: c0, c1, mean, 3+: the first "
         "three, or --option channels=I,J,K)",
     )
+    add_cache_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """--feature-cache-gb, --feature-cache-dir and --feature-cache-disk-gb."""
+    parser.add_argument(
+        "--feature-cache-gb", type=float, default=4.0, help="memory for features (GB)"
+    )
+    parser.add_argument(
+        "--feature-cache-dir",
+        default=None,
+        help="keep features on disk in DIR/features too, so a re-run of the same stack "
+        "with the same options reads them instead of recomputing (classic: across runs; "
+        "model backends: within one run)",
+    )
+    parser.add_argument(
+        "--feature-cache-disk-gb", type=float, default=20.0, help="disk for features (GB)"
+    )
+
+
+def feature_cache(args: argparse.Namespace) -> Any:
+    """The run's :class:`~src_models.cache.FeatureCache` from the --feature-cache-* options."""
+    from src_models.cache import FeatureCache
+    from src_models.disk_cache import DiskCache
+
+    for flag in ("feature_cache_gb", "feature_cache_disk_gb"):
+        if not getattr(args, flag) >= 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0")
+    disk = None
+    if args.feature_cache_dir is not None:
+        cap = int(args.feature_cache_disk_gb * 1e9)
+        disk = DiskCache("features", args.feature_cache_dir, max_bytes=cap)
+    return FeatureCache(int(args.feature_cache_gb * 1e9), disk)
 
 
 def add_unpainted_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +189,7 @@ def _store_key(args: argparse.Namespace, images: Any, labels: Any) -> str:
 
 
 _NOT_KEYED = {"out", "overwrite", "quiet", "timings", "func", "command"}
+_NOT_KEYED |= {"feature_cache_gb", "feature_cache_dir", "feature_cache_disk_gb"}
 
 
 def _final(n: int, pixels: Any, labels: Any, proposals: dict[int, np.ndarray]) -> list[np.ndarray]:
@@ -180,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
     from src_models.zarr_out import done_slices, open_proposals, write_proposals
 
     out, timings = check_paths(args)
+    cache = feature_cache(args)
     images = read_images(args.image)
     labels = read_labels(args.labels, images)
     pixels, axis = channels_last(images.images, args.channel_axis)
@@ -194,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         pixels,
         labels,
         backend,
+        cache=cache,
         link=args.link,
         targets=None if done is None else [i for i in range(n) if i not in done],
         unpainted=args.unpainted,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from src_models.backends.classic import ClassicBackend
-from src_models.cache import FeatureCache
+from src_models.cache import CacheTooSmallWarning, FeatureCache
 from src_models.engine import FitMemo, propagate, propagation_order, select_targets
 from src_models.sample_data import example_labels, synthetic_stack
 from src_models.timing import NULL_TIMER, Timer
@@ -82,7 +82,8 @@ def test_cache_respects_its_size_cap(stack: tuple[np.ndarray, np.ndarray]) -> No
     image, truth = stack
     one_slice = ClassicBackend().compute_features(np.zeros((64, 64, 1), np.float32)).nbytes
     cache = FeatureCache(max_bytes=3 * one_slice)
-    list(propagate(image, example_labels(truth, 3), ClassicBackend(), cache=cache))
+    with pytest.warns(CacheTooSmallWarning, match="recompute about 5 slices"):
+        list(propagate(image, example_labels(truth, 3), ClassicBackend(), cache=cache))
     assert len(cache) == 3 and cache.size_bytes <= 3 * one_slice
 
 
