@@ -15,12 +15,12 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
-    QLineEdit,
     QPushButton,
     QSpinBox,
     QWidget,
 )
 
+from napari_incontext._options_form import OptionsForm
 from napari_incontext._session import ACCEPTED_WEIGHTS, BackendChoice
 from src_models import registry
 from src_models.engine import DIRECTIONS, WEAK_SHARE
@@ -86,8 +86,11 @@ class RunControls(QWidget):
         for name in registry.BACKENDS:
             self.backend_combo.addItem(name, name)
         self.device_combo.addItems(DEVICES)
-        self.options_edit = QLineEdit()
-        self.options_edit.setPlaceholderText("key=value ... (backend options)")
+        self.options_form = OptionsForm()
+        self.backend_combo.currentIndexChanged.connect(
+            lambda _i: self.options_form.show_backend(self.backend_combo.currentData())
+        )
+        self.options_form.show_backend(self.backend_combo.currentData())
         self.channels_check = QCheckBox("all channels of this image")
         self.channels_check.setToolTip(
             "use every image layer of the same shape as a channel (the layers napari makes "
@@ -156,7 +159,7 @@ class RunControls(QWidget):
         form.addRow("labels", self.labels_combo)
         form.addRow("backend", self.backend_combo)
         form.addRow("device", self.device_combo)
-        form.addRow("options", self.options_edit)
+        form.addRow("options", self.options_form)
         form.addRow("unpainted pixels", row(self.unpainted_combo, self.background_spin))
         form.addRow("", self.link_check)
         form.addRow("slices", row(self.first_spin, self.last_spin, self.direction_combo))
@@ -186,11 +189,10 @@ class RunControls(QWidget):
         self.cancel_button.setEnabled(running)
 
     def settings(self) -> RunSettings:
-        """The run settings; ``ValueError`` for bad options."""
-        from src_models.config import parse_pairs
-
-        options: dict[str, Any] = dict(parse_pairs(self.options_edit.text().split()))
-        options.setdefault("device", self.device_combo.currentText())
+        """The run settings; ``ValueError`` for bad options (checked by ``build_config``)."""
+        self.options_form.config()
+        options: dict[str, Any] = self.options_form.options()
+        options["device"] = self.device_combo.currentText()
         return RunSettings(
             self.backend_combo.currentData(),
             options,

@@ -311,7 +311,7 @@ class InContextWidget(QWidget):
             return
         try:
             action()
-        except LayerGone as error:
+        except (LayerGone, ValueError) as error:
             show_error(str(error))
 
     def changed(self) -> None:
