@@ -58,7 +58,7 @@ def collect(
 
 def save_current_examples(widget: InContextWidget, folder: str) -> None:
     workspace, session = widget.workspace, widget.session
-    settings = widget.controls.settings()
+    settings = widget.controls.settings(for_run=False)
     indices = example_indices(session)
     weights = session.weights(indices)
 
