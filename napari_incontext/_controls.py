@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_incontext._options_form import OptionsForm
+from napari_incontext._progress import RunProgress
 from napari_incontext._session import ACCEPTED_WEIGHTS, BackendChoice, backend_choices
 from napari_incontext._weights_panel import WeightsPanel
 from src_models import registry
@@ -154,6 +155,7 @@ class RunControls(QWidget):
             "Run this slice", "propose only the slice on screen (reuses the fitted head)"
         )
         self.cancel_button = button("Cancel", "stop after the slice being computed; Run resumes")
+        self.progress = RunProgress()
         for widget in (self.run_button, self.run_slice_button):
             widget.setProperty("tip", widget.toolTip())
         self.options_form.show_backend(self.backend_combo.currentData())
@@ -175,6 +177,7 @@ class RunControls(QWidget):
         form.addRow("", row(self.stop_check, self.stop_spin))
         form.addRow("accepted are", self.accepted_combo)
         form.addRow(row(self.run_button, self.run_slice_button, self.cancel_button))
+        form.addRow(self.progress)
 
     def show_backend_choices(self, choices: list[BackendChoice]) -> None:
         """Mark backends without weights / needing a GPU in the backend menu."""
