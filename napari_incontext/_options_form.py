@@ -25,7 +25,7 @@ from magicgui.widgets import (
     Widget,
 )
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from src_models import registry
 from src_models.config import OptionInfo, build_config, convert, option_table
@@ -33,6 +33,7 @@ from src_models.config import OptionInfo, build_config, convert, option_table
 INT_LIMIT = 2**31 - 1
 FLOAT_LIMIT = 1e12
 SAM_REFINE = ("none", "vit_b", "vit_l", "vit_h")
+FORM_HEIGHT = 240  # pixels; a longer form scrolls inside the dock instead of squashing
 
 
 def _tooltip(info: OptionInfo) -> str:
@@ -62,7 +63,7 @@ def option_widget(info: OptionInfo) -> Widget:
         choices = ((None,) if info.optional else ()) + tuple(info.choices)
         widget = ComboBox(choices=choices, value=info.default)
     elif info.base is bool and not info.optional:
-        widget = CheckBox(value=info.default)
+        widget = CheckBox(value=info.default, text=info.name)
     elif info.base is int and not info.optional:
         widget = SpinBox(value=info.default, min=-INT_LIMIT, max=INT_LIMIT)
     elif info.base is float and not info.optional:
@@ -70,7 +71,9 @@ def option_widget(info: OptionInfo) -> Widget:
     else:  # strings and optional numbers: text, empty = none
         widget = LineEdit(value="" if info.default is None else str(info.default))
         widget.native.setPlaceholderText("none" if info.optional else info.type)
-    widget.name, widget.label, widget.tooltip = info.name, info.name, _tooltip(info)
+    widget.name, widget.tooltip = info.name, _tooltip(info)
+    if not isinstance(widget, CheckBox):  # a check box shows its name as its text
+        widget.label = info.name
     return widget
 
 
@@ -128,9 +131,17 @@ class OptionsForm(QWidget):
         self.extras.native.layout().setContentsMargins(0, 0, 0, 0)
         for widget in (self.weights_file, self.sam_refine):
             widget.changed.connect(self.changed.emit)
-        self._layout = QVBoxLayout(self)
+        self.forms_box = QWidget()
+        self._layout = QVBoxLayout(self.forms_box)
         self._layout.setContentsMargins(0, 0, 0, 0)
-        self._layout.addWidget(self.extras.native)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setWidget(self.forms_box)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll)
+        layout.addWidget(self.extras.native)
 
     def show_backend(self, name: str) -> None:
         """Show the form of backend ``name`` (built on first use); hide the others."""
@@ -138,10 +149,12 @@ class OptionsForm(QWidget):
             form = BackendForm(name)
             form.container.changed.connect(self.changed.emit)
             self.forms[name] = form
-            self._layout.insertWidget(0, form.container.native)
+            self._layout.addWidget(form.container.native)
         self.current = self.forms[name]
         for form in self.forms.values():
             form.container.native.setVisible(form is self.current)
+        hint = self.current.container.native.sizeHint().height()
+        self.scroll.setFixedHeight(min(hint + 4, FORM_HEIGHT))
         self.takes_weights = "weights" in registry.get_info(name).weight_slots
         self.weights_file.visible = self.takes_weights
         self.changed.emit()

@@ -33,8 +33,7 @@ class RunProgress(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.bar = QProgressBar()
-        self.bar.setFormat("%v / %m slices")
-        self.bar.setRange(0, 1)
+        self.bar.setFormat("no run yet")
         self.bar.setValue(0)
         self.info = QLabel("")
         self.info.setToolTip("estimated time left; after a run: its wall-clock seconds per slice")
@@ -49,6 +48,7 @@ class RunProgress(QWidget):
     def start(self, total: int) -> None:
         """A run of ``total`` slices begins (the clock includes loading the model)."""
         self.done, self.total, self.started = 0, total, time.perf_counter()
+        self.bar.setFormat("%v / %m slices")
         self.bar.setRange(0, max(total, 1))
         self.bar.setValue(0)
         self.info.setText("ETA after the first slice")

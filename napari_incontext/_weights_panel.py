@@ -20,8 +20,8 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
 
 from napari_incontext._workers import start_function
-from src_models import registry
-from src_models.weights import WeightsSpec, cache_dir, find_local, get_spec, missing_message
+from src_models import registry, weights
+from src_models.weights import WeightsSpec, find_local, get_spec, missing_message
 
 Report = Callable[[int, int, Any], None]
 
@@ -58,8 +58,9 @@ def fetch(names: list[str], report: Report) -> list[Path]:
 
 
 def _size(specs: list[WeightsSpec]) -> str:
-    sizes = [s.size for s in specs]
-    return f"{sum(sizes) / 1e6:,.0f} MB" if all(sizes) else "size unknown"  # type: ignore[arg-type]
+    if not all(s.size for s in specs):
+        return "size unknown"
+    return f"{sum(s.size or 0 for s in specs) / 1e6:,.1f} MB"
 
 
 class WeightsPanel(QWidget):
@@ -114,7 +115,7 @@ class WeightsPanel(QWidget):
         if self.missing:
             files = ", ".join(s.file_name for s in self.missing)
             reason = f"{name} needs {files}: Get weights… downloads it or says where to put it"
-            return f"weights missing: {files} (put them in {cache_dir()})", reason
+            return f"weights missing: {files} (put them in {weights.cache_dir()})", reason
         found = [f"{Path(file).name} (your file)"] if file else []
         found += [f"{s.file_name}" for s in specs]
         return ("weights: " + (f"ready ({', '.join(found)})" if found else "none needed")), ""
@@ -134,8 +135,9 @@ class WeightsPanel(QWidget):
         answer = QMessageBox.question(
             self,
             "Get weights",
-            f"Download {files} ({_size(specs)}) into {cache_dir()}? Each file is checked (size, "
-            "sha256, loadable) before it is used.\n\nOffline: copy the files there, or into "
+            f"Download {files} ({_size(specs)}) into {weights.cache_dir()}? Each file is "
+            "checked (size, sha256, loadable) before it is used.\n\nOffline: copy the files "
+            "there, or into "
             "the folder named by $NAPARI_INCONTEXT_WEIGHTS, and choose the backend again.",
         )
         if answer == QMessageBox.Yes:
