@@ -15,13 +15,15 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
-    QLineEdit,
     QPushButton,
     QSpinBox,
     QWidget,
 )
 
-from napari_incontext._session import ACCEPTED_WEIGHTS, BackendChoice
+from napari_incontext._options_form import OptionsForm
+from napari_incontext._progress import RunProgress
+from napari_incontext._session import ACCEPTED_WEIGHTS, BackendChoice, backend_choices
+from napari_incontext._weights_panel import WeightsPanel
 from src_models import registry
 from src_models.engine import DIRECTIONS, WEAK_SHARE
 from src_models.scribbles import DEFAULT_BACKGROUND_ID, SPARSE_SHARE, UNPAINTED
@@ -86,8 +88,15 @@ class RunControls(QWidget):
         for name in registry.BACKENDS:
             self.backend_combo.addItem(name, name)
         self.device_combo.addItems(DEVICES)
-        self.options_edit = QLineEdit()
-        self.options_edit.setPlaceholderText("key=value ... (backend options)")
+        self.options_form = OptionsForm()
+        self.backend_combo.currentIndexChanged.connect(
+            lambda _i: self.options_form.show_backend(self.backend_combo.currentData())
+        )
+        self.weights_panel = WeightsPanel()
+        self.options_form.changed.connect(self.update_weights)
+        self.weights_panel.ready_changed.connect(self._enable_run)
+        self.weights_panel.downloaded.connect(self._after_download)
+        self._running = False
         self.channels_check = QCheckBox("all channels of this image")
         self.channels_check.setToolTip(
             "use every image layer of the same shape as a channel (the layers napari makes "
@@ -146,6 +155,10 @@ class RunControls(QWidget):
             "Run this slice", "propose only the slice on screen (reuses the fitted head)"
         )
         self.cancel_button = button("Cancel", "stop after the slice being computed; Run resumes")
+        self.progress = RunProgress()
+        for widget in (self.run_button, self.run_slice_button):
+            widget.setProperty("tip", widget.toolTip())
+        self.options_form.show_backend(self.backend_combo.currentData())
         self._layout()
 
     def _layout(self) -> None:
@@ -156,13 +169,15 @@ class RunControls(QWidget):
         form.addRow("labels", self.labels_combo)
         form.addRow("backend", self.backend_combo)
         form.addRow("device", self.device_combo)
-        form.addRow("options", self.options_edit)
+        form.addRow("options", self.options_form)
+        form.addRow("weights", self.weights_panel)
         form.addRow("unpainted pixels", row(self.unpainted_combo, self.background_spin))
         form.addRow("", self.link_check)
         form.addRow("slices", row(self.first_spin, self.last_spin, self.direction_combo))
         form.addRow("", row(self.stop_check, self.stop_spin))
         form.addRow("accepted are", self.accepted_combo)
         form.addRow(row(self.run_button, self.run_slice_button, self.cancel_button))
+        form.addRow(self.progress)
 
     def show_backend_choices(self, choices: list[BackendChoice]) -> None:
         """Mark backends without weights / needing a GPU in the backend menu."""
@@ -181,16 +196,37 @@ class RunControls(QWidget):
         self.last_spin.setValue(max(n - 1, 0))
 
     def set_running(self, running: bool) -> None:
-        self.run_button.setEnabled(not running)
-        self.run_slice_button.setEnabled(not running)
+        self._running = running
+        self._enable_run()
         self.cancel_button.setEnabled(running)
 
-    def settings(self) -> RunSettings:
-        """The run settings; ``ValueError`` for bad options."""
-        from src_models.config import parse_pairs
+    def update_weights(self) -> None:
+        """Show the chosen backend's weights status (options invalid: the run says why)."""
+        try:
+            config, options = self.options_form.config(), self.options_form.options()
+        except ValueError:
+            config, options = None, {}
+        self.weights_panel.show_for(self.backend_combo.currentData(), config, options)
 
-        options: dict[str, Any] = dict(parse_pairs(self.options_edit.text().split()))
-        options.setdefault("device", self.device_combo.currentText())
+    def _enable_run(self) -> None:
+        """Run needs an idle widget and a backend that can work (its tooltip says why not)."""
+        reason = self.weights_panel.reason
+        for widget in (self.run_button, self.run_slice_button):
+            widget.setEnabled(not self._running and not reason)
+            widget.setToolTip(f"disabled: {reason}" if reason else widget.property("tip"))
+
+    def _after_download(self) -> None:
+        self.show_backend_choices(backend_choices())
+        self.update_weights()
+
+    def settings(self, for_run: bool = True) -> RunSettings:
+        """The run settings; ``ValueError`` for bad options (checked by ``build_config``) and,
+        ``for_run``, when the backend cannot work yet (missing weights)."""
+        self.options_form.config()
+        if for_run and self.weights_panel.reason:
+            raise ValueError(self.weights_panel.reason)
+        options: dict[str, Any] = self.options_form.options()
+        options["device"] = self.device_combo.currentText()
         return RunSettings(
             self.backend_combo.currentData(),
             options,

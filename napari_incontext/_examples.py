@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 
 from napari_incontext._persist import load_examples, save_examples
 from napari_incontext._session import ACCEPTED, EDITED, EXAMPLE, Session
@@ -58,7 +58,7 @@ def collect(
 
 def save_current_examples(widget: InContextWidget, folder: str) -> None:
     workspace, session = widget.workspace, widget.session
-    settings = widget.controls.settings()
+    settings = widget.controls.settings(for_run=False)
     indices = example_indices(session)
     weights = session.weights(indices)
 
@@ -77,7 +77,12 @@ def load_into(widget: InContextWidget, folder: str) -> None:
         combo = widget.controls.backend_combo
         if combo.findData(backend) >= 0:
             combo.setCurrentIndex(combo.findData(backend))
-        widget.controls.options_edit.setText(" ".join(f"{k}={v}" for k, v in options.items()))
+        options = dict(options)
+        widget.controls.device_combo.setCurrentText(str(options.pop("device", "auto")))
+        try:
+            widget.controls.options_form.set_values(options)
+        except ValueError as error:
+            show_warning(f"the saved options were not restored: {error}")
         widget.review.status_label.setText(
             f"{len(examples.images)} example(s) loaded ({backend}): Run labels this stack "
             "with them (paint here too to add examples)"

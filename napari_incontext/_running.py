@@ -16,6 +16,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_incontext._controls import RunSettings
 from napari_incontext._layers import Workspace
+from napari_incontext._progress import RunProgress
 from napari_incontext._session import Session
 from napari_incontext._workers import Run, Scan, start_run, start_scan
 from src_models.engine import select_targets
@@ -45,7 +46,8 @@ class Runner:
         session: the review state (statuses, cache, backend, fitted-head memo).
         on_result: main-thread slot per finished slice.
         on_finished: main-thread slot after success, cancel or error.
-        on_status: a line for the widget's status label.
+        on_status: a line for the widget's status label (how the run ended, too).
+        progress: the widget's progress bar and ETA line.
     """
 
     def __init__(
@@ -54,8 +56,11 @@ class Runner:
         on_result: Callable[[SliceResult], None],
         on_finished: Callable[[], None],
         on_status: Callable[[str], None],
+        progress: RunProgress,
     ) -> None:
         self.session = session
+        self.progress = progress
+        self.error: str | None = None
         self.on_result, self.on_finished, self.on_status = on_result, on_finished, on_status
         self.scanner: FunctionWorker | None = None
         self.worker: GeneratorWorker | None = None
@@ -72,18 +77,19 @@ class Runner:
             return
         readers = {i: workspace.slice_reader(i) for i in range(len(workspace))}
         folder = None if workspace.is_set else source_folder(workspace.image.get())
-        self._cancelled = False
+        self._cancelled, self.error = False, None
         self.on_status("reading your labels…")
         self.scanner = start_scan(
             readers,
             set(self.session.baseline),
             folder,
             on_done=functools.partial(self._scanned, workspace, settings, only),
-            on_error=lambda _error: self._end_scan(),
+            on_error=self._end_scan,
         )
 
-    def _end_scan(self) -> None:
+    def _end_scan(self, error: Exception) -> None:
         self.scanner = None
+        self.on_status(f"failed before the first slice: {error}")
         self.on_finished()
 
     def _scanned(
@@ -95,6 +101,7 @@ class Runner:
                 self._launch(workspace, settings, only, scan)
         except ValueError as error:
             show_error(str(error))
+            self.on_status(f"not started: {error}")
         if self.worker is None:
             self.on_finished()
 
@@ -129,6 +136,7 @@ class Runner:
         targets = self._targets(workspace, settings, only, key, examples)
         if not targets:
             show_info("nothing left to propose here: every chosen slice has a proposal or labels")
+            self.on_status("nothing left to propose: every chosen slice has a proposal or labels")
             return
         if only is None and session.resume.get("key") != key:
             session.resume = {"key": key, "done": set()}
@@ -167,15 +175,22 @@ class Runner:
             desc=f"{settings.backend}: proposing",
             on_result=self._result,
             on_finished=self._finished,
+            on_error=self._failed,
         )
+        self.progress.start(len(targets))
 
     def _result(self, result: SliceResult) -> None:
         if "done" in self.session.resume:
             self.session.resume["done"].add(result.index)
+        self.progress.step(result.done, result.total)
         self.on_result(result)
+
+    def _failed(self, error: Exception) -> None:
+        self.error = str(error)
 
     def _finished(self) -> None:
         self.worker = None
+        self.on_status(self.progress.finish(self._cancelled, self.error))
         self.on_finished()
 
     def cancel(self) -> None:

@@ -45,7 +45,9 @@ class InContextWidget(QWidget):
         self.review = ReviewPanel(self.session, self.goto)
         self.review.table.set_names(lambda: self.workspace.names() if self._is_set() else None)
         self.acceptor = Acceptor(self.session, self.changed)
-        self.runner = Runner(self.session, self._on_result, self._on_finished, self._status)
+        self.runner = Runner(
+            self.session, self._on_result, self._on_finished, self._status, self.controls.progress
+        )
         self.follower = EditFollower(self)
         self._timers = {
             "step": self._timer(100, self._update_objects),
@@ -214,8 +216,6 @@ class InContextWidget(QWidget):
     def _on_finished(self) -> None:
         self._update_buttons()
         self.changed()
-        if not self.runner.busy:
-            self._status("Review: lowest score first; accept, reject or correct.")
 
     def _update_buttons(self) -> None:
         self.controls.set_running(self.runner.busy)
@@ -311,7 +311,7 @@ class InContextWidget(QWidget):
             return
         try:
             action()
-        except LayerGone as error:
+        except (LayerGone, ValueError) as error:
             show_error(str(error))
 
     def changed(self) -> None:

@@ -108,7 +108,9 @@ def drive(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict[str, fl
     labels[middle] = np.tile(truth[middle], (reps, reps))[: args.size, : args.size]
     viewer.add_labels(labels, name="examples")
     _, widget = viewer.window.add_plugin_dock_widget("napari-incontext", "In-context annotation")
-    widget.controls.options_edit.setText(args.options)
+    from src_models.config import parse_pairs
+
+    widget.controls.options_form.set_values(parse_pairs(args.options.split()))
     ticks = Ticks()
     spin(app, 1.0)
     gc.collect()

@@ -40,6 +40,7 @@ CHUNK = 1 << 20
 TIMEOUT_S = 30.0
 MAX_UNKNOWN_SIZE = 20 * 10**9  # no size from the spec or the server: stop here
 Opener = Callable[[str], Any]
+Report = Callable[[int, int | None], None]  # (bytes received, bytes expected or None)
 
 
 def downloads_allowed() -> bool:
@@ -78,8 +79,16 @@ def _expected_size(spec: WeightsSpec, response: Any) -> int | None:
     return size
 
 
-def _receive(response: Any, part: Path, expected: int | None, progress: bool, desc: str) -> int:
-    """Copy the response into ``part`` (fsynced); bytes written. Stops past ``expected``."""
+def _receive(
+    response: Any,
+    part: Path,
+    expected: int | None,
+    progress: bool,
+    desc: str,
+    report: Report | None = None,
+) -> int:
+    """Copy the response into ``part`` (fsynced); bytes written. Stops past ``expected``;
+    ``report(received, expected)`` after every block (the widget's progress bar)."""
     from tqdm import tqdm
 
     limit = expected if expected is not None else MAX_UNKNOWN_SIZE
@@ -99,6 +108,8 @@ def _receive(response: Any, part: Path, expected: int | None, progress: bool, de
             handle.write(block)
             nbytes += len(block)
             bar.update(len(block))
+            if report is not None:
+                report(nbytes, expected)
             if nbytes > limit:
                 raise RuntimeError(
                     f"the server sent more than the expected {limit:,} bytes; nothing was kept"
@@ -143,7 +154,11 @@ def clean_stale_parts(target: Path) -> None:
 
 
 def stream_to_file(
-    spec: WeightsSpec, target: Path, opener: Opener = default_opener, progress: bool = True
+    spec: WeightsSpec,
+    target: Path,
+    opener: Opener = default_opener,
+    progress: bool = True,
+    report: Report | None = None,
 ) -> Path:
     """Download ``spec`` to ``target`` atomically and verified (see the module docstring).
 
@@ -152,6 +167,7 @@ def stream_to_file(
         target: final path of the file.
         opener: ``url -> response`` with ``read(n)`` and optional ``headers``/``close``.
         progress: show a tqdm bar on stderr.
+        report: called with (bytes received, bytes expected or None) after every block.
     """
     url = _source_url(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +176,7 @@ def stream_to_file(
     response = opener(url)
     try:
         expected = _expected_size(spec, response)
-        nbytes = _receive(response, part, expected, progress, spec.file_name)
+        nbytes = _receive(response, part, expected, progress, spec.file_name, report)
         _check_file(spec, part, nbytes, expected)
         os.replace(part, target)
     finally:
@@ -194,6 +210,7 @@ def download(
     directory: Path | None = None,
     opener: Opener = default_opener,
     progress: bool = True,
+    report: Report | None = None,
 ) -> Path:
     """Fetch ``spec`` into the user cache dir (or ``directory``) and return its path.
 
@@ -211,7 +228,7 @@ def download(
     target = folder / spec.file_name
     url = _source_url(spec)
     try:
-        return stream_to_file(spec, target, opener, progress)
+        return stream_to_file(spec, target, opener, progress, report)
     except RuntimeError:
         raise
     except (OSError, ValueError, http.client.HTTPException) as error:  # URLError: an OSError

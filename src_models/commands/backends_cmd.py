@@ -14,16 +14,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def options_table(name: str) -> str:
-    """Markdown table of a backend's options: name, type, default, help."""
+def config_table(config: type) -> str:
+    """Markdown table of a config dataclass: option, type, default, help (one row a field)."""
     from src_models.config import option_table
-    from src_models.registry import get_info
 
     rows = ["| option | type | default | what it does |", "|---|---|---|---|"]
-    for info in option_table(get_info(name).config):
+    for info in option_table(config):
         default = "none" if info.default is None else info.default
         rows.append(f"| `{info.name}` | {info.type} | `{default}` | {info.help} |")
     return "\n".join(rows)
+
+
+def options_table(name: str) -> str:
+    """Markdown table of a backend's options (the README's "Backend options" section too)."""
+    from src_models.registry import get_info
+
+    return config_table(get_info(name).config)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -146,3 +146,14 @@ def test_timer_accumulates_stages_and_the_null_timer_records_nothing() -> None:
     with NULL_TIMER("stage"):
         pass
     assert NULL_TIMER.seconds == {}
+
+
+def test_the_readme_documents_every_backends_options_from_the_same_table() -> None:
+    from pathlib import Path
+
+    from src_models.commands.backends_cmd import options_table
+    from src_models.registry import BACKENDS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for name in BACKENDS:  # exactly what `napari-incontext backends --options NAME` prints
+        assert f"### `{name}`\n\n{options_table(name)}\n" in readme, name

@@ -54,7 +54,7 @@ def test_proposals_are_outlines_and_edits_in_them_are_kept(qtbot, viewer_widget,
     corrected = layer.data[TARGET].copy()
     assert widget.session.proposal_edits == {TARGET}
 
-    widget.controls.options_edit.setText("delay=0.0")  # new options: a full new run
+    widget.controls.options_form.widget("delay").value = 0.001  # new options: a full new run
     run_and_wait(qtbot, widget)
     np.testing.assert_array_equal(layer.data[TARGET], corrected)  # not overwritten
     widget.goto(TARGET)

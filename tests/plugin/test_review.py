@@ -140,7 +140,7 @@ def test_rerun_uses_accepted_and_edited_slices_and_the_cache(qtbot, viewer_widge
 def test_changing_backend_options_rebuilds_but_keeps_the_cache(qtbot, viewer_widget, built):
     viewer, widget = viewer_widget
     run_and_wait(qtbot, widget)
-    widget.controls.options_edit.setText("delay=0.0")
+    widget.controls.options_form.widget("delay").value = 0.001
     run_and_wait(qtbot, widget)
     assert len(built) == 2 and built[1] is not built[0]
     assert built[1].computed == 0  # same feature_key: every slice came from the cache

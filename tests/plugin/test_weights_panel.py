@@ -1,0 +1,145 @@
+"""Weights where the user is: status before a run, Get weights…, Run disabled until ready.
+
+A fake registry entry needs a fake checkpoint; downloads go through the real
+``weights_download.download`` (size, sha256 and probe-load checks, atomic rename) with a fake
+opener: never the internet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+import torch
+from qtpy.QtWidgets import QMessageBox
+
+from src_models import registry, weights, weights_download
+from src_models.hashing import file_sha256
+from src_models.registry import BackendInfo
+from tests.plugin.conftest import CountingConfig
+from tests.plugin.plugin_helpers import choose_backend, dock
+
+FAKE = "dinov2_fake"
+
+
+@pytest.fixture
+def fake_weights(tmp_path, monkeypatch):
+    """A backend "needy" that needs checkpoint dinov2_fake (absent), and the bytes of a
+    valid file for it; the weights folders are empty temporary ones."""
+    monkeypatch.setattr(weights, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.delenv(weights.ENV_DIR, raising=False)
+    monkeypatch.delenv(weights_download.OFFLINE_ENV, raising=False)
+    source = tmp_path / "source.pth"
+    torch.save({"w": torch.zeros(3)}, source)
+    payload = source.read_bytes()
+    spec = weights.WeightsSpec(
+        FAKE, f"{FAKE}.pth", url="https://example.invalid/f.pth", size=len(payload)
+    )
+    monkeypatch.setitem(
+        weights.WEIGHTS, FAKE, dataclasses.replace(spec, sha256=file_sha256(source))
+    )
+    info = BackendInfo(
+        "needy",
+        "needs weights",
+        CountingConfig,
+        lambda c, **k: None,
+        ("weights",),
+        lambda c: [FAKE],
+    )
+    monkeypatch.setitem(registry.BACKENDS, "needy", info)
+    return payload
+
+
+@pytest.fixture
+def needy(qtbot, make_napari_viewer, fake_weights, test_backends):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    choose_backend(widget, "needy")
+    return widget
+
+
+def _serve(monkeypatch, payload: bytes, reports: list) -> None:
+    """``download`` answers with ``payload`` instead of the network, recording the progress."""
+    real = weights_download.download
+
+    def fake(name, **kwargs):
+        report = kwargs.pop("report")
+
+        def both(done, total):
+            reports.append((done, total))
+            report(done, total)
+
+        return real(name, opener=lambda url: io.BytesIO(payload), report=both, **kwargs)
+
+    monkeypatch.setattr(weights_download, "download", fake)
+
+
+def test_missing_weights_disable_run_until_get_weights_downloads_them(
+    qtbot, needy, fake_weights, monkeypatch, tmp_path
+):
+    widget, panel = needy, needy.controls.weights_panel
+    run = widget.controls.run_button
+    assert f"{FAKE}.pth" in panel.status_label.text() and "missing" in panel.status_label.text()
+    assert not run.isEnabled() and f"needs {FAKE}.pth" in run.toolTip()
+    assert not panel.get_button.isHidden()
+
+    asked, reports = [], []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: asked.append(a[2]) or QMessageBox.Yes)
+    _serve(monkeypatch, fake_weights, reports)
+    panel.get_button.click()
+    assert str(tmp_path / "cache") in asked[0]  # says where the file goes
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=30_000)
+    assert (tmp_path / "cache" / f"{FAKE}.pth").read_bytes() == fake_weights
+    assert reports[-1] == (len(fake_weights), len(fake_weights))  # the progress bar was fed
+    assert "ready" in panel.status_label.text() and panel.get_button.isHidden()
+    assert run.isEnabled() and "disabled" not in run.toolTip()
+    assert "no weights" not in widget.controls.backend_combo.currentText()
+
+
+def test_a_bad_download_keeps_nothing_and_run_stays_disabled(
+    qtbot, needy, fake_weights, monkeypatch, tmp_path
+):
+    panel = needy.controls.weights_panel
+    errors: list[str] = []
+    monkeypatch.setattr("napari_incontext._weights_panel.show_error", errors.append)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.Yes)
+    _serve(monkeypatch, fake_weights[:-5], [])  # cut short: the size check refuses it
+    panel.get_button.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=30_000)
+    assert errors and "expected" in errors[0]
+    assert not (tmp_path / "cache" / f"{FAKE}.pth").exists()
+    assert not needy.controls.run_button.isEnabled()
+
+
+@pytest.mark.parametrize("why", ["gated", "offline"])
+def test_weights_that_cannot_be_downloaded_are_explained(qtbot, needy, monkeypatch, tmp_path, why):
+    if why == "gated":
+        spec = dataclasses.replace(weights.WEIGHTS[FAKE], gated=True, how_to_get="Ask Meta.")
+        monkeypatch.setitem(weights.WEIGHTS, FAKE, spec)
+    else:
+        monkeypatch.setenv(weights_download.OFFLINE_ENV, "1")
+    shown = []
+    monkeypatch.setattr(QMessageBox, "information", lambda *a: shown.append(a[2]))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: pytest.fail("nothing to ask"))
+    monkeypatch.setattr(weights_download, "download", lambda *a, **k: pytest.fail("no download"))
+    needy.controls.weights_panel.get_button.click()
+    assert f"{FAKE}.pth" in shown[0] and str(tmp_path / "cache") in shown[0]
+
+
+def test_a_weights_file_of_your_own_replaces_the_lookup(qtbot, needy, tmp_path):
+    form, panel = needy.controls.options_form, needy.controls.weights_panel
+    form.weights_file.value = tmp_path / "nope.pth"
+    assert "does not exist" in needy.controls.run_button.toolTip()
+    mine = tmp_path / "mine.pth"
+    mine.write_bytes(b"x")
+    form.weights_file.value = mine
+    assert "mine.pth (your file)" in panel.status_label.text()
+    assert needy.controls.run_button.isEnabled()
+    assert form.options()["weights"] == str(mine)
+
+
+def test_backends_without_weights_are_ready(qtbot, needy):
+    choose_backend(needy, "classic")
+    assert needy.controls.weights_panel.status_label.text() == "weights: none needed"
+    assert needy.controls.run_button.isEnabled()
