@@ -3,12 +3,14 @@ fits, near-equality with the untiled run, bounded feature calls, the memory chec
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from src_models.backends.classic import ClassicBackend
+from src_models.backends.configs import SamRefineConfig
 from src_models.cache import FeatureCache
 from src_models.config import build_config
 from src_models.engine import propagate
@@ -74,6 +76,8 @@ def test_defaults_per_backend_and_options_checked() -> None:
     assert tile_options(_classic(tile_size=512, tile_overlap=32)) == (512, 32)
     assert tile_options(TINY["dinov2"]({})) == (4 * 56, 28)
     assert grid_for(_classic(tile_size=64), (64, 64, 1)) is None
+    wrapper = SimpleNamespace(config=SamRefineConfig(), inner=_classic(tile_size=300))
+    assert tile_options(wrapper) == (300, 37)  # sam_refine: the inner backend's options
     with pytest.raises(ValueError, match="tile_overlap"):
         _classic(tile_size=64, tile_overlap=40)
 
