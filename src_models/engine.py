@@ -27,6 +27,7 @@ from src_models.scribbles import (
     check_unpainted,
     sparse_message,
 )
+from src_models.tiling import example_pieces, grid_for, tiled_predict
 from src_models.timing import Timer
 from src_models.types import Example, ExtraExamples, SliceResult
 
@@ -176,9 +177,10 @@ def fit_examples(
     key = _fit_key(backend, items) if memo is not None else None
     if memo is not None and memo.key == key:
         return {"fit": 0.0, "fit_reused": 1.0}
-    examples = [
-        Example(i, _features(backend, cache, image, pin=True)[0], labels, weight)
+    examples = [  # an example larger than a tile: its painted tiles (src_models.tiling)
+        Example(i, _features(backend, cache, piece, pin=True)[0], piece_labels, weight)
         for i, image, labels, weight in items
+        for piece, piece_labels in example_pieces(backend, image, labels)
     ]
     timer = Timer()
     start = time.perf_counter()
@@ -207,16 +209,28 @@ def _observe_neighbour(
     )
 
 
+def _predict(
+    backend: Backend, cache: FeatureCache, image: np.ndarray, timer: Timer, pin: bool = False
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """(labels, confidence, feature timings) of one slice; in blended tiles when it is larger
+    than the backend's tile (:mod:`src_models.tiling`), else whole (the untiled path)."""
+    grid = grid_for(backend, image.shape)
+    if grid is None:
+        features, timings = _features(backend, cache, image, pin)
+        return *backend.predict(features, image.shape[:2], timer), timings
+    return tiled_predict(
+        backend, image, grid, lambda tile: _features(backend, cache, tile, pin), timer
+    )
+
+
 def _dense_examples(
     backend: Backend, cache: FeatureCache, data: Prepared
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Scribble mode: the fitted head's (labels, confidence) on each scribbled slice, the
     references that scoring and linking compare the other slices with (strokes are not)."""
-    out = {}
-    for i in data.examples:
-        features = _features(backend, cache, data.images[i], pin=True)[0]
-        out[i] = backend.predict(features, data.images[i].shape[:2], Timer())
-    return out
+    return {
+        i: _predict(backend, cache, data.images[i], Timer(), pin=True)[:2] for i in data.examples
+    }
 
 
 def _example_labels(data: Prepared) -> list[np.ndarray | None]:
@@ -353,15 +367,16 @@ def propagate(
         blocked: dict[tuple[int, int], int] = {}
         for done, index in enumerate(_unblocked(order, data.examples, blocked), start=1):
             image = data.images[index]
-            features, timings = _features(backend, cache, image)
-            if video and index not in dense:
-                _observe_neighbour(backend, cache, data, index, finished)
             timer = Timer()
-            start = time.perf_counter()
             if index in dense:
-                lab, conf = dense[index]
-            else:
-                lab, conf = backend.predict(features, image.shape[:2], timer)
+                (lab, conf), timings = dense[index], {"features": 0.0, "cached": 1.0}
+                start = time.perf_counter()
+            else:  # a tiled slice is decoded like an image (no video path)
+                if video and grid_for(backend, image.shape) is None:
+                    _observe_neighbour(backend, cache, data, index, finished)
+                start = time.perf_counter()
+                lab, conf, timings = _predict(backend, cache, image, timer)
+                start += timings.get("features", 0.0)  # "head" below counts the head only
             if link and data.examples and index not in dense:
                 with timer("link"):
                     lab, conf = link_to_neighbour(

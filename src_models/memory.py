@@ -3,9 +3,10 @@
 The estimate (bytes) adds: the normalised float32 copy of every slice (of the slices in flight
 for a lazy input, :mod:`src_models.lazy`), the cached features
 of every slice (at most the feature cache's cap), the transient buffers of one slice (feature
-computation and prediction) and the per-slice outputs (labels + confidence). Feature sizes
-follow each backend's options (:func:`feature_bytes`). It is an estimate, not a bound: set
-``NAPARI_INCONTEXT_NO_MEMORY_CHECK=1`` to run anyway.
+computation and prediction; of one tile for a slice larger than the backend's tile, plus the
+blending band, :mod:`src_models.tiling`) and the per-slice outputs (labels + confidence).
+Feature sizes follow each backend's options (:func:`feature_bytes`). It is an estimate, not a
+bound: set ``NAPARI_INCONTEXT_NO_MEMORY_CHECK=1`` to run anyway.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from src_models.tiling import grid_for
+
 SKIP_ENV = "NAPARI_INCONTEXT_NO_MEMORY_CHECK"
 GB = 1e9
 _WIDTH = {"vits": 384, "vitb": 768, "vitl": 1024, "vitg": 1536}
 _OUTPUT_BYTES_PER_PIXEL = 16  # compact + user labels, confidence, probabilities' argmax
 _PREDICT_BYTES_PER_PIXEL = 48  # per-class probabilities at full size, a few float32 copies
+_VOTE_MAPS = 4  # tiled slices: float32 vote maps (weight, background and two ids) of a band
 
 
 def human(nbytes: float) -> str:
@@ -96,16 +100,29 @@ def estimate(
         return estimate(shown, backend, cache_bytes, raw_bytes) | {"features": features}
     channels = max((int(s[-1]) for s in shapes if len(s) == 3), default=1)
     pixels = [int(s[0]) * int(s[1]) for s in shapes]
-    largest = max(range(len(shapes)), key=lambda i: pixels[i]) if shapes else 0
-    per_slice = [feature_bytes(backend, (s[0], s[1]), channels) for s in shapes]
-    transient = per_slice[largest][1] if shapes else 0
+    per_slice = [_slice_bytes(backend, (int(s[0]), int(s[1])), channels) for s in shapes]
     return {
         "input": raw_bytes,
         "images": sum(pixels) * channels * 4 + (max(pixels, default=0) * channels * 8),
-        "features": min(sum(c for c, _ in per_slice), cache_bytes) + transient,
+        "features": min(sum(c for c, _, _ in per_slice), cache_bytes)
+        + max((t for _, t, _ in per_slice), default=0),
         "outputs": sum(pixels) * _OUTPUT_BYTES_PER_PIXEL
-        + max(pixels, default=0) * _PREDICT_BYTES_PER_PIXEL,
+        + max((p for _, _, p in per_slice), default=0),
     }
+
+
+def _slice_bytes(backend: Any, shape: tuple[int, int], channels: int) -> tuple[int, int, int]:
+    """(cached feature bytes, transient feature bytes, transient prediction bytes) of one
+    slice; a slice larger than the backend's tile counts its tiles (:mod:`src_models.tiling`)
+    and the tile-row band of blending votes."""
+    grid = grid_for(backend, shape)
+    if grid is None:
+        cached, transient = feature_bytes(backend, shape, channels)
+        return cached, transient, shape[0] * shape[1] * _PREDICT_BYTES_PER_PIXEL
+    tile = (min(grid.tile, shape[0]), min(grid.tile, shape[1]))
+    cached, transient = feature_bytes(backend, tile, channels)
+    votes = _VOTE_MAPS * 4 * (tile[0] + grid.tile) * shape[1]
+    return cached * len(grid), transient, tile[0] * tile[1] * _PREDICT_BYTES_PER_PIXEL + votes
 
 
 def shapes_of(images: Any) -> list[tuple[int, ...]]:

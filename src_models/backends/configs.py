@@ -19,7 +19,29 @@ SamModel = Literal["vit_b", "vit_l", "vit_h"]
 
 
 @dataclass(frozen=True)
-class ClassicConfig:
+class TilingOption:
+    """The options of every backend for images larger than it works on (:mod:`src_models.tiling`).
+
+    Attributes:
+        tile_size: an image with a side longer than this is processed in overlapping tiles of
+            this side, blended (none = the backend's default: classic 2048, the model
+            backends 4 × their input size).
+        tile_overlap: overlap of neighbouring tiles in pixels, below tile_size / 2 (none =
+            tile_size / 8).
+    """
+
+    tile_size: int | None = None
+    tile_overlap: int | None = None
+
+    def __post_init__(self) -> None:
+        check_range("tile_size", self.tile_size, 16, None)
+        check_range("tile_overlap", self.tile_overlap, 0, None)
+        if self.tile_size is not None and self.tile_overlap is not None:
+            check_range("tile_overlap", self.tile_overlap, 0, (self.tile_size - 1) // 2)
+
+
+@dataclass(frozen=True)
+class ClassicConfig(TilingOption):
     """Hyperparameters of the classic backend.
 
     Attributes:
@@ -51,6 +73,7 @@ class ClassicConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(sigma_min=self.sigma_min, max_depth=self.max_depth)
         check_range("sigma_max", self.sigma_max, self.sigma_min, None)
         check_range("n_estimators", self.n_estimators, 1, 10_000)
@@ -60,7 +83,7 @@ class ClassicConfig:
 
 
 @dataclass(frozen=True)
-class ChannelsOption:
+class ChannelsOption(TilingOption):
     """The option of every backend with a 3-channel backbone (:mod:`src_models.channels`).
 
     Attributes:
@@ -72,6 +95,7 @@ class ChannelsOption:
     channels: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         parse_channels(self.channels)
 
     @property
