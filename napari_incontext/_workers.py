@@ -125,6 +125,7 @@ def _scan_guarded(readers: Mapping[int, Any], wanted: set[int], folder: Path | N
 
 
 SPARE_POOL_THREADS = 2
+_IN_FLIGHT: set[Any] = set()  # our workers started and not finished
 
 
 def start_in_pool(worker: FunctionWorker | GeneratorWorker) -> None:
@@ -134,12 +135,16 @@ def start_in_pool(worker: FunctionWorker | GeneratorWorker) -> None:
     image conversions (napari's progress-bar spinner, icon scaling) split work onto that pool
     and wait for it on the main thread while it holds the GIL; if GIL-hungry workers filled
     the pool, the viewer would deadlock (seen on a 2-core machine: a run plus the memory
-    release after a cancel).
+    release after a cancel). superqt starts a worker a few ms after ``start()``, so the
+    pool's active count lags: our workers in flight are counted on top of it (an
+    overestimate at worst, which only allows a thread more).
     """
     from qtpy.QtCore import QThreadPool
 
+    _IN_FLIGHT.add(worker)
+    worker.finished.connect(lambda: _IN_FLIGHT.discard(worker))
     pool = QThreadPool.globalInstance()
-    needed = pool.activeThreadCount() + 1 + SPARE_POOL_THREADS
+    needed = pool.activeThreadCount() + len(_IN_FLIGHT) + SPARE_POOL_THREADS
     if pool.maxThreadCount() < needed:
         pool.setMaxThreadCount(needed)
     worker.start()

@@ -136,12 +136,14 @@ def test_workers_leave_threads_of_qt_pool_free_for_qt(qtbot) -> None:
             self.done.set()
 
     pool = QThreadPool.globalInstance()
+    qtbot.waitUntil(lambda: pool.activeThreadCount() == 0, timeout=30_000)  # earlier tests'
     before = pool.maxThreadCount()
     pool.setMaxThreadCount(2)  # a 2-core machine
     gate, qt_work = threading.Event(), threading.Event()
     try:
         for _ in range(2):
             start_function(gate.wait, 30, on_done=lambda _r: None)
+        qtbot.waitUntil(lambda: pool.activeThreadCount() == 2, timeout=10_000)
         assert pool.maxThreadCount() - pool.activeThreadCount() >= SPARE_POOL_THREADS
         pool.start(Mark(qt_work))  # what Qt's own conversion does
         assert qt_work.wait(10), "Qt's pool work did not run while two workers were busy"
