@@ -217,6 +217,12 @@ def _dense_examples(
     return out
 
 
+def _choose(backend: Backend, data: Prepared, stack: bool) -> dict[str, float]:
+    """Let a backend with automatic options (``classic``) decide them from the data."""
+    choose = getattr(backend, "choose", None)
+    return choose(data.images, stack) if callable(choose) else {}
+
+
 def _unblocked(
     order: list[int], examples: Sequence[int], blocked: dict[tuple[int, int], int]
 ) -> Iterator[int]:
@@ -238,7 +244,7 @@ def propagate(
     *,
     cache: FeatureCache | None = None,
     targets: Sequence[int] | None = None,
-    link: bool = False,
+    link: bool | Literal["auto"] = "auto",
     link_radius: int | None = None,
     weights: Mapping[int, float] | None = None,
     extra: ExtraExamples | None = None,
@@ -261,7 +267,8 @@ def propagate(
         targets: slice indices to predict (default: every slice that is not an example).
         link: for stacks (Z or T) only: keep, per label id, only the parts of a proposal that
             touch the same id on the neighbouring slice toward the examples (see
-            :mod:`src_models.linking`), so nothing appears that continues no object.
+            :mod:`src_models.linking`), so nothing appears that continues no object. "auto":
+            the backend's choice when it makes one (``classic``: on for stacks), else off.
         link_radius: how far an object may move between slices, in pixels (default 3% of
             the slice's larger side).
         weights: slice index → example weight in [0, 1] (default 1 for every example slice;
@@ -297,9 +304,13 @@ def propagate(
         data, more = joint_ids(data, prepare(extra.images, extra.labels))
     stack = not isinstance(images, (list, tuple))
     order = propagation_order(len(data.images), data.examples, targets, data.sparse)
+    chosen = _choose(backend, data, stack)
+    link = bool(chosen.get("link", 0.0)) if link == "auto" else link
     fit_timings = fit_examples(
         backend, data, cache, weights, more, extra.weights if extra else (), memo
     )
+    # the backend's automatic choices, reported with the first slice's timings
+    fit_timings |= {f"auto_{k}": v for k, v in getattr(backend, "choices", chosen).items()}
     dense = _dense_examples(backend, cache, data) if data.sparse else {}
     finished = {i: dense[i][0] if dense else data.labels[i] for i in data.examples}
     # stacks only: a backend with a video path (SEGIC's forward_vos) hears of the neighbour
