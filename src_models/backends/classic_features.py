@@ -18,6 +18,8 @@ from scipy import ndimage as ndi
 # at σ ≥ 2·factor, a ``factor``× downsampled image still has ≥ 2 px per σ
 _COARSE = ((8.0, 4), (3.0, 2))
 FILTERS = ("gauss", "log", "gradient", "dog", "structure", "hessian")
+# features per scale and channel with every filter (the two eigenvalue filters give 2 each)
+FEATURES_PER_SCALE = 8
 
 
 def ilastik_scales(sigma_min: float, sigma_max: float) -> list[float]:

@@ -98,3 +98,12 @@ def test_explicit_options_are_not_overridden() -> None:
     config = ClassicConfig(per_slice=False, position=False, sigma_max=1.6, n_estimators=4)
     first = next(propagate(list(image), list(example_labels(truth, 0)), ClassicBackend(config)))
     assert "auto_per_slice" not in first.timings and "auto_position" not in first.timings
+
+
+def test_memory_estimate_counts_the_ilastik_bank() -> None:
+    from src_models.memory import feature_bytes
+
+    backend = ClassicBackend()
+    image = np.zeros((30, 40, 3), np.float32)
+    cached, _ = feature_bytes(backend, (30, 40), 3)
+    assert cached == pixel_features(image, backend.config).nbytes
