@@ -239,6 +239,24 @@ def _example_labels(data: Prepared) -> list[np.ndarray | None]:
     return [data.labels[i] if i in examples else None for i in range(len(data.labels))]
 
 
+AUTO_WINDOW = 64  # slices a backend's automatic choices look at (around the first example)
+
+
+def _choose(backend: Backend, data: Prepared, stack: bool, lazy: bool) -> dict[str, float]:
+    """Let a backend with automatic options (``classic``) decide them from the data: up to
+    :data:`AUTO_WINDOW` consecutive slices around the first example; a lazy stack only from
+    its example slices (nothing else is read for it)."""
+    choose = getattr(backend, "choose", None)
+    if not callable(choose):
+        return {}
+    if lazy:
+        return dict(choose([data.images[i] for i in data.examples], stack))
+    n = len(data.images)
+    first = data.examples[0] if data.examples else 0
+    lo = max(0, min(first - AUTO_WINDOW // 2, n - AUTO_WINDOW))
+    return dict(choose([data.images[i] for i in range(lo, min(n, lo + AUTO_WINDOW))], stack))
+
+
 def _unblocked(
     order: list[int], examples: Sequence[int], blocked: dict[tuple[int, int], int]
 ) -> Iterator[int]:
@@ -285,7 +303,7 @@ def propagate(
     *,
     cache: FeatureCache | None = None,
     targets: Sequence[int] | None = None,
-    link: bool = False,
+    link: bool | Literal["auto"] = "auto",
     link_radius: int | None = None,
     weights: Mapping[int, float] | None = None,
     extra: ExtraExamples | None = None,
@@ -308,7 +326,8 @@ def propagate(
         targets: slice indices to predict (default: every slice that is not an example).
         link: for stacks (Z or T) only: keep, per label id, only the parts of a proposal that
             touch the same id on the neighbouring slice toward the examples (see
-            :mod:`src_models.linking`), so nothing appears that continues no object.
+            :mod:`src_models.linking`), so nothing appears that continues no object. "auto":
+            the backend's choice when it makes one (``classic``: on for stacks), else off.
         link_radius: how far an object may move between slices, in pixels (default 3% of
             the slice's larger side).
         weights: slice index → example weight in [0, 1] (default 1 for every example slice;
@@ -350,11 +369,15 @@ def propagate(
             data, more = joint_ids(data, prepare(extra.images, extra.labels))
         stack = not isinstance(images, (list, tuple))
         order = propagation_order(len(data.images), data.examples, targets, data.sparse)
+        chosen = _choose(backend, data, stack, lazy)
+        link = bool(chosen.get("link", 0.0)) if link == "auto" else link
         if message := cache_shortfall(shapes_of(shown), [*data.examples, *order], backend, cache):
             warnings.warn(message, CacheTooSmallWarning, stacklevel=2)
         fit_timings = fit_examples(
             backend, data, cache, weights, more, extra.weights if extra else (), memo
         )
+        # the backend's automatic choices, reported with the first slice's timings
+        fit_timings |= {f"auto_{k}": v for k, v in getattr(backend, "choices", chosen).items()}
         dense = _dense_examples(backend, cache, data) if data.sparse else {}
         finished = _Finished(
             {i: dense[i][0] if dense else data.labels[i] for i in data.examples}, order

@@ -9,6 +9,13 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from src_models.backends.base import BackendBase, labels_from_probs, object_ids, trusted
+from src_models.backends.classic_auto import (
+    CONTINUOUS,
+    choose_per_slice,
+    continuity,
+    position_helps,
+)
+from src_models.backends.classic_features import filter_bank, ilastik_scales, to_lab
 from src_models.backends.configs import ClassicConfig
 from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
@@ -21,11 +28,16 @@ def pixel_features(image: np.ndarray, config: ClassicConfig) -> np.ndarray:
     """Multiscale intensity, edge and texture features.
 
     Args:
-        image: (H, W, C) float32.
+        image: (H, W, C) float32, any C; with ``features="ilastik"`` 3 channels are taken
+            as RGB and converted to Lab.
 
     Returns:
         (H, W, F) float16 (halves the cache; the forest does not need more precision).
     """
+    if config.features == "ilastik":
+        if image.shape[-1] == 3:
+            image = to_lab(image)
+        return filter_bank(image, ilastik_scales(config.sigma_min, config.sigma_max))
     from skimage.feature import multiscale_basic_features
 
     feats = multiscale_basic_features(
@@ -60,53 +72,108 @@ class ClassicBackend(BackendBase):
         self.config = config or ClassicConfig()
         self._forest: RandomForestClassifier | None = None
         self._classes = np.zeros(0, np.int64)
+        # the options left to "auto" (None), as decided by choose() and fit(); off until then
+        self.choices: dict[str, float] = {}
+
+    def _option(self, name: str) -> bool:
+        value = getattr(self.config, name)
+        return bool(self.choices.get(name, False) if value is None else value)
 
     @property
     def feature_key(self) -> str:
         c = self.config
-        return f"classic:{c.sigma_min}:{c.sigma_max}:{c.texture}:{c.per_slice}"
+        return (
+            f"classic:{c.features}:{c.sigma_min}:{c.sigma_max}:{c.texture}:"
+            f"{self._option('per_slice')}"
+        )
+
+    def choose(self, images: Sequence[np.ndarray], stack: bool) -> dict[str, float]:
+        """Decide the data-dependent options before any feature is computed.
+
+        Args:
+            images: the run's (H, W, C) float32 slices or images.
+            stack: True for a Z/T stack, False for a set of separate images.
+
+        Returns:
+            What was decided (1.0 = on): ``per_slice`` (if left to auto), ``link`` (used by
+            the engine's ``link="auto"``), the measured ``drift`` and ``continuity``;
+            :meth:`fit` adds ``position`` (if left to auto). Kept in :attr:`choices` for the
+            run's output (the engine adds them to the first slice's timings as ``auto_*``).
+        """
+        per_slice, drift = choose_per_slice(images, stack)
+        smooth = continuity(images) if stack else 0.0
+        self.choices = {"link": float(smooth >= CONTINUOUS), "drift": drift, "continuity": smooth}
+        if self.config.per_slice is None:
+            self.choices["per_slice"] = float(per_slice)
+        return dict(self.choices)
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> np.ndarray:
         self.check_open()
-        if self.config.per_slice:
+        if self._option("per_slice"):
             image = (image - image.mean((0, 1))) / np.maximum(image.std((0, 1)), 1e-6)
         return pixel_features(image, self.config)
 
-    def _design(self, features: np.ndarray) -> np.ndarray:
+    def _design(self, features: np.ndarray, position: bool | None = None) -> np.ndarray:
         x = features.astype(np.float32)
-        if self.config.position:
+        if self._option("position") if position is None else position:
             x = np.concatenate([x, _positions(features.shape[:2])], axis=-1)
         return x.reshape(-1, x.shape[-1])
 
-    def _sample(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _sample(
+        self, examples: Sequence[Example], position: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sampled pixels of every example: (N, F) features, (N,) labels, (N,) weights."""
+        parts = self._sample_each(examples, position)
+        x, y, w = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        return x, y, w
+
+    def _sample_each(
+        self, examples: Sequence[Example], position: bool | None
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Pixels sampled per example and class: features, labels and sample weights.
 
         A weak example counts twice less: the sample budget is shared in proportion to the
         weights (many weak examples cannot crowd out a painted one), and its pixels carry
-        its weight as sample weight in the forest.
+        its weight as sample weight in the forest. With ``balance``, a class with fewer
+        sampled pixels than the example's largest class has its pixels weighted up (at most
+        ``max_boost`` times) so that every class of an example weighs about the same; not
+        on scribbled examples, where the strokes' lengths say nothing of the classes' sizes.
         """
-        rng = np.random.default_rng(self.config.seed)
-        xs, ys, ws = [], [], []
+        c = self.config
+        rng = np.random.default_rng(c.seed)
         total = sum(ex.weight for ex in examples)
+        out = []
         for ex in examples:
-            per_example = max(1, round(self.config.samples_per_class * ex.weight / total))
-            x = self._design(ex.features)
+            per_example = max(1, round(c.samples_per_class * ex.weight / total))
+            x = self._design(ex.features, position)
             y = ex.labels.reshape(-1)
-            for cls in np.unique(y[y >= 0]):  # -1: unpainted in scribble mode, never used
-                idx = np.flatnonzero(y == cls)
-                idx = rng.choice(idx, min(per_example, len(idx)), replace=False)
+            classes = np.unique(y[y >= 0])  # -1: unpainted in scribble mode, never used
+            pixels = [np.flatnonzero(y == cls) for cls in classes]
+            taken = [rng.choice(i, min(per_example, len(i)), replace=False) for i in pixels]
+            largest = max(len(idx) for idx in taken)
+            # strokes (-1 = unpainted): their lengths say nothing about the classes' sizes
+            dense = c.balance and not (y < 0).any()
+            xs, ys, ws = [], [], []
+            for idx in taken:
+                boost = min(largest / len(idx), c.max_boost) if dense else 1.0
                 xs.append(x[idx])
                 ys.append(y[idx])
-                ws.append(np.full(len(idx), ex.weight, np.float32))
-        return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
+                ws.append(np.full(len(idx), ex.weight * boost, np.float32))
+            out.append((np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)))
+        return out
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         from sklearn.ensemble import RandomForestClassifier
 
         examples = trusted(examples)
         object_ids(examples)  # validates that there is at least one label array
-        x, y, w = self._sample(examples)
         c = self.config
+        if c.position is None:
+            with timer("choose"):
+                samples = self._sample_each(examples, position=True)
+                helps = position_helps([s[:2] for s in samples], c.seed)
+                self.choices["position"] = float(helps)
+        x, y, w = self._sample(examples)
         self._forest = RandomForestClassifier(
             n_estimators=c.n_estimators,
             max_depth=c.max_depth,

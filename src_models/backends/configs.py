@@ -45,26 +45,42 @@ class ClassicConfig(TilingOption):
     """Hyperparameters of the classic backend.
 
     Attributes:
+        features: "ilastik" (Gaussian, LoG, gradient, DoG, structure-tensor and Hessian
+            eigenvalues at ilastik's scales, :mod:`~src_models.backends.classic_features`;
+            RGB in Lab) or "basic" (scikit-image's ``multiscale_basic_features``, the
+            pre-0.x default).
         sigma_min: smallest Gaussian scale of the filter bank (pixels).
         sigma_max: largest Gaussian scale of the filter bank (pixels).
-        texture: add Hessian-eigenvalue texture features (slower, usually better).
+        texture: add Hessian-eigenvalue texture features ("basic" only; "ilastik" always has
+            them).
         position: add normalised (y, x) coordinates as features; helps stacks whose object
-            stays in place (MRI, EM sections), hurts sets of unrelated images.
+            stays in place (MRI, EM sections), hurts sets of unrelated images. None = decide
+            from the examples (:mod:`~src_models.backends.classic_auto`).
         per_slice: standardise every slice (zero mean, unit variance per channel) before the
-            filters; for stacks whose brightness drifts between slices (serial-section EM).
+            filters; for stacks whose brightness drifts between slices (serial-section EM)
+            and sets of unrelated images. None = decide from the data.
+        balance: weigh the sampled pixels so that every class of an example weighs the same
+            (a small object is not drowned by the background), the boost capped at
+            ``max_boost``; False = every sampled pixel weighs the same. Dense examples only
+            (scribbled ones are never balanced).
+        max_boost: largest weight of one pixel of a small class relative to one of the
+            example's largest class.
         n_estimators: number of trees of the random forest.
         max_depth: depth limit of each tree (none = unlimited).
         min_samples_leaf: smallest leaf of each tree.
-        samples_per_class: at most this many training pixels per label id (balanced).
+        samples_per_class: at most this many training pixels per label id.
         smooth_sigma: Gaussian smoothing of class probabilities before the argmax (0 = none).
         seed: random seed of the sampling and the forest.
     """
 
-    sigma_min: float = 1.0
-    sigma_max: float = 16.0
+    features: Literal["ilastik", "basic"] = "ilastik"
+    sigma_min: float = 0.7
+    sigma_max: float = 10.0
     texture: bool = True
-    position: bool = False
-    per_slice: bool = False
+    position: bool | None = None
+    per_slice: bool | None = None
+    balance: bool = True
+    max_boost: float = 20.0
     n_estimators: int = 32
     max_depth: int | None = 16
     min_samples_leaf: int = 2
@@ -80,6 +96,7 @@ class ClassicConfig(TilingOption):
         check_range("min_samples_leaf", self.min_samples_leaf, 1, None)
         check_range("samples_per_class", self.samples_per_class, 1, None)
         check_range("smooth_sigma", self.smooth_sigma, 0, None)
+        check_range("max_boost", self.max_boost, 1, None)
 
 
 @dataclass(frozen=True)

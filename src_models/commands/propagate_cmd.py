@@ -27,10 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timings", default=None, help="write per-slice seconds as JSON here")
     parser.add_argument(
         "--link",
-        action="store_true",
+        action="store_const",
+        const=True,
+        default="auto",
         help="stacks only: keep the parts of a proposal that touch the same id on the "
-        "neighbouring slice (drops look-alikes away from the object)",
+        "neighbouring slice (drops look-alikes away from the object); default: the "
+        "backend decides (classic: on for continuous stacks)",
     )
+    parser.add_argument("--no-link", dest="link", action="store_const", const=False)
     add_unpainted_arguments(parser)
     parser.add_argument(
         "--channel-axis",
@@ -126,6 +130,13 @@ def timing_report(results: list[dict[str, Any]]) -> dict[str, Any]:
     if mean["backbone"] > 0:
         report["total_over_backbone"] = (mean["features"] + mean["head"]) / mean["backbone"]
     return report
+
+
+def _choices(timings: dict[str, float]) -> str:
+    """The backend's automatic choices (``auto_*`` timings), e.g. "link=on, per_slice=off"."""
+    auto = {k[5:]: v for k, v in timings.items() if k.startswith("auto_")}
+    flags = ("link", "per_slice", "position")
+    return ", ".join(f"{k}={'on' if v else 'off'}" for k, v in auto.items() if k in flags)
 
 
 def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -257,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
         if done is None:
             proposals[res.index] = res.labels
         rows.append({"index": res.index, "score": res.score, **res.timings})
+        if len(rows) == 1 and (auto := _choices(res.timings)):
+            print(f"{backend.name} chose {auto}", file=sys.stderr)
     if bar is not None:
         bar.close()
     if done is None:

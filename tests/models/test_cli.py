@@ -38,7 +38,7 @@ def folder_files(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
     return images, masks, truth
 
 
-def test_propagate_a_stack_with_timings(stack_files, tmp_path: Path) -> None:
+def test_propagate_a_stack_with_timings(stack_files, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     image, labels, truth = stack_files
     out, timings = tmp_path / "out.tif", tmp_path / "t.json"
     code = main(
@@ -62,6 +62,12 @@ def test_propagate_a_stack_with_timings(stack_files, tmp_path: Path) -> None:
     report = json.loads(timings.read_text())
     assert sorted(r["index"] for r in report["slices"]) == [0, 1, 3, 4]
     assert report["mean_seconds"]["features"] > 0
+    # classic's automatic choices: one stderr line, and in the first slice's timings
+    first = report["slices"][0]
+    assert {"auto_link", "auto_per_slice", "auto_position"} <= set(first)
+    on = {True: "on", False: "off"}
+    line = f"classic chose link={on[bool(first['auto_link'])]}"
+    assert line in capsys.readouterr().err
 
 
 def test_propagate_a_folder_mirrors_it(folder_files, tmp_path: Path) -> None:

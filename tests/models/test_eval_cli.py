@@ -264,7 +264,7 @@ def test_eval_command_is_registered_and_writes_json(tmp_path: Path, capsys) -> N
             "--backend",
             "classic",
             "--option",
-            "n_estimators=5",
+            "n_estimators=16",
             "--out",
             str(out),
             "--quiet",

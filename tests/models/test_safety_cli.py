@@ -453,7 +453,7 @@ def test_device_on_a_cpu_only_backend_is_one_warning_line(
     assert (
         err[0] == "napari-incontext: warning: classic runs on the CPU only: device cuda is ignored"
     )
-    assert len(err) == 2 and err[1].startswith("wrote ")
+    assert len(err) == 3 and err[1].startswith("classic chose ") and err[2].startswith("wrote ")
 
 
 # --------------------------------------------------------------------------- errors anywhere

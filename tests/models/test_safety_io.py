@@ -146,8 +146,10 @@ def test_memory_estimate_grows_with_the_features_of_the_backend() -> None:
     from src_models.memory import estimate
 
     shapes = [(2000, 2000)] * 10
-    light = estimate(shapes, ClassicBackend(ClassicConfig(texture=False, sigma_max=2)), 2**40)
-    heavy = estimate(shapes, ClassicBackend(ClassicConfig(texture=True, sigma_max=16)), 2**40)
+    basic = {"features": "basic", "sigma_min": 1.0}
+    light = ClassicBackend(ClassicConfig(**basic, texture=False, sigma_max=2))
+    heavy = ClassicBackend(ClassicConfig(**basic, texture=True, sigma_max=16))
+    light, heavy = estimate(shapes, light, 2**40), estimate(shapes, heavy, 2**40)
     assert heavy["features"] > 4 * light["features"]
     capped = estimate(shapes, ClassicBackend(ClassicConfig()), 10**6)
     assert capped["features"] < heavy["features"]  # the feature cache cap bounds the total

@@ -152,7 +152,7 @@ def test_dense_mode_warns_about_examples_that_look_like_scribbles(scribbled) -> 
     assert sparse_message([None, truth[3]]) is None
 
 
-FAST = ["--option", "sigma_max=4", "--option", "texture=false", "--option", "n_estimators=4"]
+FAST = ["--option", "sigma_max=4", "--option", "texture=false", "--option", "n_estimators=16"]
 
 
 def test_cli_scribbles_give_a_mask_on_every_slice(scribbled, tmp_path, capsys) -> None:  # noqa: ANN001

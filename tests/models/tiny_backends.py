@@ -71,7 +71,8 @@ def _config(name: str, options: dict[str, Any], **defaults: Any) -> Any:
 def classic(options: dict[str, Any]) -> Backend:
     from src_models.backends.classic import ClassicBackend
 
-    fast = {"sigma_max": 4.0, "texture": False, "n_estimators": 4, "samples_per_class": 500}
+    # 16 trees: with 4, the 32-feature ilastik bank's random splits are too noisy
+    fast = {"sigma_max": 4.0, "texture": False, "n_estimators": 16, "samples_per_class": 500}
     return ClassicBackend(_config("classic", options, **fast))
 
 
