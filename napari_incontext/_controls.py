@@ -184,7 +184,7 @@ class RunControls(QWidget):
         for choice in choices:
             index = self.backend_combo.findData(choice.name)
             self.backend_combo.setItemText(index, choice.label)
-            self.backend_combo.setItemData(index, choice.description, Qt.ToolTipRole)
+            self.backend_combo.setItemData(index, choice.description, Qt.ItemDataRole.ToolTipRole)
 
     def set_length(self, n: int) -> None:
         """Slices 0..n-1 can be chosen; a new length selects the whole range."""

@@ -136,7 +136,7 @@ class OptionsForm(QWidget):
         self._layout.setContentsMargins(0, 0, 0, 0)
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.scroll.setWidget(self.forms_box)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

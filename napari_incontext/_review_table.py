@@ -39,8 +39,10 @@ class ReviewModel(QAbstractTableModel):
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+    def headerData(
+        self, section: int, orientation: Any, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:  # noqa: N802
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return COLUMNS[section]
         return None
 
@@ -54,12 +56,12 @@ class ReviewModel(QAbstractTableModel):
             return state.status + (" (proposal edited)" if index in self.edited else "")
         return ", ".join(state.reasons)
 
-    def data(self, index: QModelIndex, role: int = Qt.DisplayRole) -> Any:
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        if role in (Qt.DisplayRole, Qt.ToolTipRole):
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return self.text(index.row(), index.column())
-        if role == Qt.UserRole:
+        if role == Qt.ItemDataRole.UserRole:
             return self.rows[index.row()][0]
         return None
 
@@ -72,11 +74,11 @@ class ReviewTable(QTableView):
         self.session = session
         self.model_ = ReviewModel()
         self.setModel(self.model_)
-        self.setSelectionBehavior(QTableView.SelectRows)
-        self.setEditTriggers(QTableView.NoEditTriggers)
+        self.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
         self.verticalHeader().setVisible(False)
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
         self.clicked.connect(lambda index: on_click(int(self.model_.rows[index.row()][0])))
         self._names: Callable[[], Sequence[str] | None] = lambda: None

@@ -140,7 +140,7 @@ class WeightsPanel(QWidget):
             "there, or into "
             "the folder named by $NAPARI_INCONTEXT_WEIGHTS, and choose the backend again.",
         )
-        if answer == QMessageBox.Yes:
+        if answer == QMessageBox.StandardButton.Yes:
             self._start([s.name for s in specs])
 
     def _start(self, names: list[str]) -> None:

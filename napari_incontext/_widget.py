@@ -235,7 +235,7 @@ class InContextWidget(QWidget):
 
     def event(self, event: QEvent) -> bool:
         """Napari removing the widget (its dock's ×) cancels the run and frees the keys."""
-        if event.type() == QEvent.ParentChange:
+        if event.type() == QEvent.Type.ParentChange:
             if self.parent() is None:
                 self.cancel()
                 self._persist()
@@ -342,15 +342,16 @@ class InContextWidget(QWidget):
     def _ask_replace(self, earlier: list) -> bool | None:
         """Replace our earlier outputs (True), save under new names (False) or cancel (None)."""
         names = ", ".join(p.name for p in earlier)
+        Button = QMessageBox.StandardButton  # scoped: PyQt6 has no QMessageBox.Yes
         answer = QMessageBox.question(
             self,
             "Replace earlier save?",
             f"{names} in this folder came from an earlier save. Replace them? "
             "(No saves next to them under new names.)",
-            QMessageBox.Yes | QMessageBox.No | QMessageBox.Cancel,
-            QMessageBox.No,
+            Button.Yes | Button.No | Button.Cancel,
+            Button.No,
         )
-        return None if answer == QMessageBox.Cancel else answer == QMessageBox.Yes
+        return None if answer == Button.Cancel else answer == Button.Yes
 
     def save(self, folder: str, replace: bool | None = None) -> None:
         """Save into ``folder`` in a worker; never replaces files napari-incontext did not

@@ -45,7 +45,8 @@ def test_npe2_finds_the_installed_manifest() -> None:
 def test_importing_the_package_loads_no_qt() -> None:
     code = (
         "import sys, napari_incontext; "
-        "bad = [m for m in ('qtpy', 'PyQt5', 'napari', 'magicgui') if m in sys.modules]; "
+        "bad = [m for m in ('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari', 'magicgui')"
+        " if m in sys.modules]; "
         "print(bad); sys.exit(bool(bad))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -26,6 +26,8 @@ from tests.plugin.plugin_helpers import (
 )
 from tests.safety_helpers import snapshot
 
+Button = QMessageBox.StandardButton  # scoped enums: PyQt6 has no QMessageBox.Yes
+
 
 @pytest.fixture
 def ran(qtbot, viewer_widget):
@@ -79,13 +81,13 @@ def test_save_keeps_a_users_masks_folder(qtbot, make_napari_viewer, stack, test_
 
 @pytest.mark.parametrize(
     ("button", "expect"),
-    [(QMessageBox.Yes, "replaced"), (QMessageBox.No, "beside"), (QMessageBox.Cancel, "nothing")],
+    [(Button.Yes, "replaced"), (Button.No, "beside"), (Button.Cancel, "nothing")],
 )
 def test_a_second_save_asks_before_replacing_the_first(
     qtbot, ran, tmp_path, monkeypatch, button, expect
 ) -> None:
     viewer, widget = ran
-    asked = _answer(monkeypatch, QMessageBox.Yes)
+    asked = _answer(monkeypatch, Button.Yes)
     widget.save(str(tmp_path))
     wait_idle(qtbot, widget)
     assert asked == []  # nothing to replace the first time
@@ -121,7 +123,7 @@ def test_save_into_a_file_is_an_error_that_writes_nothing(
 
 def test_an_edited_earlier_save_is_not_ours_any_more(qtbot, ran, tmp_path, monkeypatch) -> None:
     viewer, widget = ran
-    _answer(monkeypatch, QMessageBox.Yes)
+    _answer(monkeypatch, Button.Yes)
     widget.save(str(tmp_path))
     wait_idle(qtbot, widget)
     data = tifffile.imread(tmp_path / LABELS_FILE)
@@ -130,7 +132,7 @@ def test_an_edited_earlier_save_is_not_ours_any_more(qtbot, ran, tmp_path, monke
         description = tif.pages[0].description
     tifffile.imwrite(tmp_path / LABELS_FILE, data, metadata=None, description=description)
     before = snapshot(tmp_path)
-    asked = _answer(monkeypatch, QMessageBox.Yes)
+    asked = _answer(monkeypatch, Button.Yes)
     widget.save(str(tmp_path))
     wait_idle(qtbot, widget)
     assert asked == []  # nothing of ours to replace: the edited file is kept, no question

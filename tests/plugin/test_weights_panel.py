@@ -85,7 +85,9 @@ def test_missing_weights_disable_run_until_get_weights_downloads_them(
     assert not panel.get_button.isHidden()
 
     asked, reports = [], []
-    monkeypatch.setattr(QMessageBox, "question", lambda *a: asked.append(a[2]) or QMessageBox.Yes)
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda *a: asked.append(a[2]) or QMessageBox.StandardButton.Yes
+    )
     _serve(monkeypatch, fake_weights, reports)
     panel.get_button.click()
     assert str(tmp_path / "cache") in asked[0]  # says where the file goes
@@ -103,7 +105,7 @@ def test_a_bad_download_keeps_nothing_and_run_stays_disabled(
     panel = needy.controls.weights_panel
     errors: list[str] = []
     monkeypatch.setattr("napari_incontext._weights_panel.show_error", errors.append)
-    monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.Yes)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.StandardButton.Yes)
     _serve(monkeypatch, fake_weights[:-5], [])  # cut short: the size check refuses it
     panel.get_button.click()
     qtbot.waitUntil(lambda: panel.worker is None, timeout=30_000)
