@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import pickle
 import uuid
 import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -83,6 +84,18 @@ def propose_slice(head: Head, index: int, image: np.ndarray) -> SliceResult:
     )
 
 
+def check_shippable(backend: Backend) -> None:
+    """``RuntimeError`` unless ``backend`` survives a pickle round trip, as shipping it to the
+    workers needs (classic does; the dinov2 backends do not yet: their patched ViT method)."""
+    try:
+        pickle.loads(pickle.dumps(backend))
+    except Exception as err:
+        raise RuntimeError(
+            f"backend {backend.name} cannot be sent to dask workers ({type(err).__name__}: "
+            f"{err}): run it without --scheduler, or use classic"
+        ) from err
+
+
 def _given(head: Head) -> Head:
     return head
 
@@ -126,6 +139,7 @@ def propagate_distributed(
         dense = _dense_examples(backend, cache, data) if data.sparse else {}
         refs = {i: dense[i][0] if dense else data.labels[i] for i in data.examples}
         store = open_store()
+    check_shippable(backend)
     run = uuid.uuid4().hex[:8]
     head = Head(
         backend, data.ids, ReviewScorer(refs, stack=False), str(store.path), store.array.dtype

@@ -20,7 +20,7 @@ from src_models.zarr_out import ZarrProposals, open_proposals
 distributed = pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 
-from src_models.distributed import propagate_distributed  # noqa: E402
+from src_models.distributed import check_shippable, propagate_distributed  # noqa: E402
 
 N, EXAMPLE = 10, 4
 
@@ -123,3 +123,11 @@ def test_cli_scheduler_local_and_its_refusals(
         err = capsys.readouterr().err.strip()
         assert "--scheduler" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_backend_that_does_not_pickle_is_refused_with_a_message() -> None:
+    backend = ClassicBackend()
+    backend.hook = lambda: None  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="cannot be sent to dask workers"):
+        check_shippable(backend)
+    check_shippable(ClassicBackend())
