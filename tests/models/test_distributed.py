@@ -118,6 +118,10 @@ def test_cli_scheduler_local_and_its_refusals(
     )
     np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], local)
     assert f"{N - 1} proposed, 0 resumed" in capsys.readouterr().err
+    assert (
+        main([*base, "--out", str(out), "--quiet", "--scheduler", "local", "--workers", "1"]) == 0
+    )
+    assert f"0 proposed, {N - 1} resumed" in capsys.readouterr().err  # a rerun resumes
     for extra in (["--out", str(tmp_path / "o.tif")], ["--out", str(out), "--link"]):
         assert main([*base, *extra, "--scheduler", "local"]) == 2
         err = capsys.readouterr().err.strip()
