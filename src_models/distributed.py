@@ -142,7 +142,11 @@ def propagate_distributed(
     check_shippable(backend)
     run = uuid.uuid4().hex[:8]
     head = Head(
-        backend, data.ids, ReviewScorer(refs, stack=False), str(store.path), store.array.dtype
+        backend,
+        data.ids,
+        ReviewScorer(refs, stack=False),
+        str(store.path.resolve()),
+        store.array.dtype,
     )
     # a task rather than client.scatter: scattered data that a dying worker held can cancel
     # the tasks needing it; a task's result is recomputed from its spec (held by the scheduler)
