@@ -296,6 +296,40 @@ class _Finished(dict[int, np.ndarray]):
                 self.pop(used, None)
 
 
+def prepare_run(
+    images: ImageInput,
+    labels: LabelInput,
+    backend: Backend,
+    cache: FeatureCache,
+    targets: Sequence[int] | None,
+    extra: ExtraExamples | None,
+    unpainted: Unpainted,
+    background_id: int,
+    warn_sparse: bool,
+    channel_axis: int | None,
+) -> tuple[Prepared, Prepared | None, list[int]]:
+    """Validate and prepare a run's inputs (see :func:`propagate` for the arguments):
+    the prepared slices, the prepared ``extra`` examples (or None) and the targets in
+    propagation order. Checks memory and warns of sparse examples and a small cache."""
+    check_unpainted(unpainted, background_id)
+    lazy = is_lazy(images)
+    view = stack_view if lazy else move_channel_axis
+    shown = view(images, channel_axis)
+    check_memory(shapes_of(shown), backend, cache.max_bytes, lazy=lazy)
+    data = (prepare_lazy if lazy else prepare)(
+        images, labels, extra is None, unpainted, background_id, channel_axis
+    )
+    if warn_sparse and not data.sparse and (message := sparse_message(_example_labels(data))):
+        warnings.warn(message, SparseExamplesWarning, stacklevel=3)
+    more = None
+    if extra is not None:
+        data, more = joint_ids(data, prepare(extra.images, extra.labels))
+    order = propagation_order(len(data.images), data.examples, targets, data.sparse)
+    if message := cache_shortfall(shapes_of(shown), [*data.examples, *order], backend, cache):
+        warnings.warn(message, CacheTooSmallWarning, stacklevel=3)
+    return data, more, order
+
+
 def propagate(
     images: ImageInput,
     labels: LabelInput,
@@ -354,25 +388,21 @@ def propagate(
     """
     cache = FeatureCache() if cache is None else cache
     with cache.running():  # scan resistance and pinned examples for this run
-        check_unpainted(unpainted, background_id)
-        lazy = is_lazy(images)
-        view = stack_view if lazy else move_channel_axis
-        shown = view(images, channel_axis)
-        check_memory(shapes_of(shown), backend, cache.max_bytes, lazy=lazy)
-        data = (prepare_lazy if lazy else prepare)(
-            images, labels, extra is None, unpainted, background_id, channel_axis
+        data, more, order = prepare_run(
+            images,
+            labels,
+            backend,
+            cache,
+            targets,
+            extra,
+            unpainted,
+            background_id,
+            warn_sparse,
+            channel_axis,
         )
-        if warn_sparse and not data.sparse and (message := sparse_message(_example_labels(data))):
-            warnings.warn(message, SparseExamplesWarning, stacklevel=2)
-        more = None
-        if extra is not None:
-            data, more = joint_ids(data, prepare(extra.images, extra.labels))
         stack = not isinstance(images, (list, tuple))
-        order = propagation_order(len(data.images), data.examples, targets, data.sparse)
-        chosen = _choose(backend, data, stack, lazy)
+        chosen = _choose(backend, data, stack, is_lazy(images))
         link = bool(chosen.get("link", 0.0)) if link == "auto" else link
-        if message := cache_shortfall(shapes_of(shown), [*data.examples, *order], backend, cache):
-            warnings.warn(message, CacheTooSmallWarning, stacklevel=2)
         fit_timings = fit_examples(
             backend, data, cache, weights, more, extra.weights if extra else (), memo
         )

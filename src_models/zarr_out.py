@@ -72,6 +72,10 @@ class ZarrProposals:
     def write(self, index: int, labels: np.ndarray) -> None:
         """Slice ``index``'s data first, then ``done``: a crash between them rewrites it."""
         self.array[index] = np.asarray(labels).astype(self.array.dtype, copy=False)
+        self.mark_done(index)
+
+    def mark_done(self, index: int) -> None:
+        """Record slice ``index`` as complete (its data must be written already)."""
         self.done.add(index)
         self.array.attrs["done"] = sorted(self.done)
 

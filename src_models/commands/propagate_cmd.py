@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "three, or --option channels=I,J,K)",
     )
     add_cache_arguments(parser)
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="run the slices as dask.distributed tasks (stacks with --out *.zarr only): "
+        "'local' starts --workers processes here, or a scheduler address tcp://HOST:PORT; "
+        "proposals are scored against the examples, no --link",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="with --scheduler local: worker processes"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -160,6 +171,11 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
             f"--out {args.out}: a stack's labels are a TIFF, name it *.tif (or *.zarr)"
         )
     zarr_out = stack and suffix == ".zarr"
+    if getattr(args, "scheduler", None) is not None:
+        if not zarr_out:
+            raise ValueError("--scheduler needs a stack and --out *.zarr (the workers write it)")
+        if args.link is True:  # "auto": a distributed run does not link
+            raise ValueError("--link needs a local run's order: drop --link or --scheduler")
     inputs = [args.image, args.labels]
     out = check_output(
         args.out,
@@ -216,10 +232,6 @@ def _final(n: int, pixels: Any, labels: Any, proposals: dict[int, np.ndarray]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from src_models.atomic import write_json
-    from src_models.engine import propagate
     from src_models.inputs import user_dtype
     from src_models.io import read_images, read_labels, write_labels
     from src_models.zarr_out import done_slices, open_proposals, write_proposals
@@ -231,12 +243,60 @@ def run(args: argparse.Namespace) -> int:
     pixels, axis = channels_last(images.images, args.channel_axis)
     backend = backend_from_args(args)
     n = len(pixels) if images.names is not None else int(pixels.shape[0])
-    done = None
+    if not (images.is_stack and out.suffix.lower() == ".zarr"):
+        results = _local(args, pixels, labels, backend, cache, None, axis)
+        proposals, count = _report(args, results, backend.name, timings, keep=True)
+        write_labels(out, _final(n, pixels, labels, proposals), images.names)
+        print(f"wrote {out} ({n} slices, {count} proposed)", file=sys.stderr)
+        return 0
     stack: Any = labels  # a stack's labels: an array, memmap or zarr array
-    if images.is_stack and out.suffix.lower() == ".zarr":
-        key = _store_key(args, images.images, stack)  # the options: --unpainted etc. too
-        done = done_slices(out, tuple(stack.shape), key, args.overwrite)
-    results = propagate(
+    key = _store_key(args, images.images, stack)  # the options: --unpainted etc. too
+    done = done_slices(out, tuple(stack.shape), key, args.overwrite)
+    dtype = user_dtype([np.empty(0, stack.dtype)], np.iinfo(np.int64).max)
+
+    def open_store() -> Any:
+        return open_proposals(out, stack, dtype, key, args.overwrite)
+
+    with contextlib.ExitStack() as scope:
+        if args.scheduler is None:
+            results = write_proposals(
+                _local(args, pixels, labels, backend, cache, done, axis), open_store
+            )
+        else:
+            from src_models.distributed import connect, propagate_distributed
+
+            client = scope.enter_context(connect(args.scheduler, args.workers))
+            results = propagate_distributed(
+                pixels,
+                labels,
+                backend,
+                client,
+                open_store,
+                cache=cache,
+                targets=[i for i in range(n) if i not in done],
+                unpainted=args.unpainted,
+                background_id=args.background_id,
+                channel_axis=axis,
+            )
+        count = _report(args, results, backend.name, timings, keep=False)[1]
+    print(f"wrote {out} ({n} slices, {count} proposed, {len(done)} resumed)", file=sys.stderr)
+    return 0
+
+
+def _local(
+    args: argparse.Namespace,
+    pixels: Any,
+    labels: Any,
+    backend: Any,
+    cache: Any,
+    done: set[int] | None,
+    axis: int | None,
+) -> Any:
+    """The local run (:func:`src_models.engine.propagate`) of the slices not ``done``."""
+    from src_models.engine import propagate
+
+    n = len(pixels) if not hasattr(pixels, "shape") else int(pixels.shape[0])
+    return propagate(
         pixels,
         labels,
         backend,
@@ -247,35 +307,37 @@ def run(args: argparse.Namespace) -> int:
         background_id=args.background_id,
         channel_axis=axis,
     )
-    if done is not None:
-        dtype = user_dtype([np.empty(0, stack.dtype)], np.iinfo(np.int64).max)
-        results = write_proposals(
-            results, lambda: open_proposals(out, stack, dtype, key, args.overwrite)
-        )
+
+
+def _report(
+    args: argparse.Namespace,
+    results: Any,
+    desc: str,
+    timings: Path | None,
+    keep: bool,
+) -> tuple[dict[int, np.ndarray], int]:
+    """Consume the run with a progress bar; write the timings. Returns the proposals (when
+    ``keep``) and how many slices were proposed."""
+    from tqdm import tqdm
+
+    from src_models.atomic import write_json
+
     proposals: dict[int, np.ndarray] = {}
     rows = []
     bar = None
     for res in results:
         if bar is None:  # created after validation, so a bad input prints one line only
             bar = tqdm(
-                total=res.total,
-                desc=backend.name,
-                unit="slice",
-                file=sys.stderr,
-                disable=args.quiet,
+                total=res.total, desc=desc, unit="slice", file=sys.stderr, disable=args.quiet
             )
         bar.update(1)
-        if done is None:
+        if keep:
             proposals[res.index] = res.labels
         rows.append({"index": res.index, "score": res.score, **res.timings})
         if len(rows) == 1 and (auto := _choices(res.timings)):
-            print(f"{backend.name} chose {auto}", file=sys.stderr)
+            print(f"{desc} chose {auto}", file=sys.stderr)
     if bar is not None:
         bar.close()
-    if done is None:
-        write_labels(out, _final(n, pixels, labels, proposals), images.names)
     if timings is not None:
         write_json(timings, timing_report(rows))
-    resumed = f", {len(done)} resumed" if done is not None else ""
-    print(f"wrote {out} ({n} slices, {len(rows)} proposed{resumed})", file=sys.stderr)
-    return 0
+    return proposals, len(rows)
