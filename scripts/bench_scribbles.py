@@ -181,10 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     bodies = {}
     for name in args.datasets:
-        cases = load_isbi(data, args.slices) if name == "isbi" else None
-        if name == "davis":
-            cases = load_davis(data, args.sequences, args.frames, args.step)
-        assert cases is not None
+        cases = (
+            load_isbi(data, args.slices)
+            if name == "isbi"
+            else load_davis(data, args.sequences, args.frames, args.step)
+        )
         bodies[name] = table(name, rows(list(cases), args.strokes))
         print(f"{name}\n{bodies[name]}", flush=True)
     seconds = time.perf_counter() - start
