@@ -170,8 +170,10 @@ def test_the_warning_gives_the_numbers(tmp_path: Path) -> None:
     with pytest.warns(CacheTooSmallWarning) as caught:
         list(propagate(image, labels, ClassicBackend(), cache=cache))
     message = str(caught[0].message)
-    assert "features of 8 slices need about 327.7 kB" in message  # 8 × 32² × 20 × 2 bytes
-    assert "holds 81.9 kB (memory)" in message and "recompute about 6 slices" in message
+    one = one_slice_bytes(32)  # 32² × features × 2 bytes
+    assert f"features of 8 slices need about {8 * one / 1000:.1f} kB" in message
+    assert f"holds {2 * one / 1000:.1f} kB (memory)" in message
+    assert "recompute about 6 slices" in message
     disk = DiskCache("features", tmp_path, max_bytes=10**7)
     with warnings.catch_warnings():  # memory + disk hold them: no warning
         warnings.simplefilter("error", CacheTooSmallWarning)

@@ -130,7 +130,7 @@ def test_sam_refine_options_are_split_and_validated() -> None:
 
 def test_cli_option_typo_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["backends", "--options", "classic"]) == 0
-    assert "| `per_slice` | bool | `False` |" in capsys.readouterr().out
+    assert "| `per_slice` | bool or none | `none` |" in capsys.readouterr().out
     assert cli.main(["backends", "--options", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown backend 'nope'" in err

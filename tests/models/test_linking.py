@@ -46,7 +46,7 @@ def test_link_drops_proposals_that_continue_no_object() -> None:
     image, truth = _blob_and_newcomer()
     labels = np.zeros_like(truth)
     labels[1] = truth[1]
-    free = {r.index: r.labels for r in propagate(image, labels, ClassicBackend())}
+    free = {r.index: r.labels for r in propagate(image, labels, ClassicBackend(), link=False)}
     linked = {r.index: r.labels for r in propagate(image, labels, ClassicBackend(), link=True)}
     assert free[6][44:58, 40:54].mean() > 0.9  # the per-slice classifier takes the newcomer
     assert not linked[6][44:58, 40:54].any()  # linking does not
