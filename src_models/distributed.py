@@ -1,6 +1,6 @@
 """Distributed batch labelling: a run's per-slice work as dask.distributed tasks.
 
-The client prepares the inputs and fits the head once (:func:`~src_models.engine.fit_examples`),
+The client prepares the inputs and fits the head once (:func:`~src_models.engine.fit_run`),
 then ships the fitted backend to every worker once (as the result of one task, so it must pickle:
 classic does; a torch backend pickles its weights with it). Each target slice is one task:
 features, prediction, review score, and the write of that slice's chunk into the shared zarr
@@ -31,7 +31,7 @@ import numpy as np
 
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
-from src_models.engine import _choose, _dense_examples, _predict, fit_examples, prepare_run
+from src_models.engine import fit_run, predict_slice, prepare_run
 from src_models.inputs import ImageInput, LabelIds, LabelInput
 from src_models.lazy import is_lazy
 from src_models.scoring import ReviewScorer, score_proposal
@@ -74,7 +74,7 @@ def propose_slice(head: Head, index: int, image: np.ndarray) -> SliceResult:
     timer = Timer()
     with warnings.catch_warnings():  # one thread per worker is what we want
         warnings.filterwarnings("ignore", "Inside a Dask worker", UserWarning)
-        lab, conf, timings = _predict(head.backend, FeatureCache(0), image, timer)
+        lab, conf, timings = predict_slice(head.backend, FeatureCache(0), image, timer)
     reference = head.scorer.reference(index)
     review = score_proposal(lab, conf, reference, reference, head.scorer.config)
     user = head.ids.to_user(lab)
@@ -136,9 +136,7 @@ def propagate_distributed(
             images, labels, backend, cache, targets, None, unpainted, background_id, True,
             channel_axis,
         )  # fmt: skip
-        _choose(backend, data, True, is_lazy(images))  # classic's automatic options, as locally
-        fit_timings = fit_examples(backend, data, cache)
-        dense = _dense_examples(backend, cache, data) if data.sparse else {}
+        _, fit_timings, dense = fit_run(backend, data, cache, True, is_lazy(images))
         refs = {i: dense[i][0] if dense else data.labels[i] for i in data.examples}
         store = open_store()
     check_shippable(backend)

@@ -209,7 +209,7 @@ def _observe_neighbour(
     )
 
 
-def _predict(
+def predict_slice(
     backend: Backend, cache: FeatureCache, image: np.ndarray, timer: Timer, pin: bool = False
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """(labels, confidence, feature timings) of one slice; in blended tiles when it is larger
@@ -229,7 +229,8 @@ def _dense_examples(
     """Scribble mode: the fitted head's (labels, confidence) on each scribbled slice, the
     references that scoring and linking compare the other slices with (strokes are not)."""
     return {
-        i: _predict(backend, cache, data.images[i], Timer(), pin=True)[:2] for i in data.examples
+        i: predict_slice(backend, cache, data.images[i], Timer(), pin=True)[:2]
+        for i in data.examples
     }
 
 
@@ -255,6 +256,34 @@ def _choose(backend: Backend, data: Prepared, stack: bool, lazy: bool) -> dict[s
     first = data.examples[0] if data.examples else 0
     lo = max(0, min(first - AUTO_WINDOW // 2, n - AUTO_WINDOW))
     return dict(choose([data.images[i] for i in range(lo, min(n, lo + AUTO_WINDOW))], stack))
+
+
+def fit_run(
+    backend: Backend,
+    data: Prepared,
+    cache: FeatureCache,
+    stack: bool,
+    lazy: bool,
+    weights: Mapping[int, float] | None = None,
+    more: Prepared | None = None,
+    extra: ExtraExamples | None = None,
+    memo: FitMemo | None = None,
+) -> tuple[dict[str, float], dict[str, float], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """What a run does before its first target (local or distributed): the backend's
+    automatic choices, the fit, and in scribble mode the examples' dense references.
+
+    Returns:
+        (choices, fit timings with the choices as ``auto_*``, slice → (labels, confidence)
+        of each scribbled example; empty in dense mode).
+    """
+    chosen = _choose(backend, data, stack, lazy)
+    fit_timings = fit_examples(
+        backend, data, cache, weights, more, extra.weights if extra else (), memo
+    )
+    # the backend's automatic choices, reported with the first slice's timings
+    fit_timings |= {f"auto_{k}": v for k, v in getattr(backend, "choices", chosen).items()}
+    dense = _dense_examples(backend, cache, data) if data.sparse else {}
+    return chosen, fit_timings, dense
 
 
 def _unblocked(
@@ -401,14 +430,10 @@ def propagate(
             channel_axis,
         )
         stack = not isinstance(images, (list, tuple))
-        chosen = _choose(backend, data, stack, is_lazy(images))
-        link = bool(chosen.get("link", 0.0)) if link == "auto" else link
-        fit_timings = fit_examples(
-            backend, data, cache, weights, more, extra.weights if extra else (), memo
+        chosen, fit_timings, dense = fit_run(
+            backend, data, cache, stack, is_lazy(images), weights, more, extra, memo
         )
-        # the backend's automatic choices, reported with the first slice's timings
-        fit_timings |= {f"auto_{k}": v for k, v in getattr(backend, "choices", chosen).items()}
-        dense = _dense_examples(backend, cache, data) if data.sparse else {}
+        link = bool(chosen.get("link", 0.0)) if link == "auto" else link
         finished = _Finished(
             {i: dense[i][0] if dense else data.labels[i] for i in data.examples}, order
         )
@@ -428,7 +453,7 @@ def propagate(
                 if video and grid_for(backend, image.shape) is None:
                     _observe_neighbour(backend, cache, data, index, finished)
                 start = time.perf_counter()
-                lab, conf, timings = _predict(backend, cache, image, timer)
+                lab, conf, timings = predict_slice(backend, cache, image, timer)
                 start += timings.get("features", 0.0)  # "head" below counts the head only
             if link and data.examples and index not in dense:
                 with timer("link"):
