@@ -25,7 +25,7 @@ from napari_incontext._progress import RunProgress
 from napari_incontext._session import ACCEPTED_WEIGHTS, BackendChoice, backend_choices
 from napari_incontext._weights_panel import WeightsPanel
 from src_models import registry
-from src_models.engine import DIRECTIONS, WEAK_SHARE
+from src_models.order import DIRECTIONS, WEAK_SHARE
 from src_models.scribbles import DEFAULT_BACKGROUND_ID, SPARSE_SHARE, UNPAINTED
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -19,7 +19,7 @@ from napari_incontext._layers import Workspace
 from napari_incontext._progress import RunProgress
 from napari_incontext._session import Session
 from napari_incontext._workers import Run, Scan, start_run, start_scan
-from src_models.engine import select_targets
+from src_models.order import select_targets
 from src_models.scribbles import sparse_message
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ from typing import Any
 from napari_incontext._compat import block_triton_if_unsafe
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
-from src_models.engine import WEAK_SHARE, FitMemo, weak_weight
+from src_models.engine import FitMemo
+from src_models.order import WEAK_SHARE, weak_weight
 from src_models.types import ExtraExamples, SliceResult
 
 EXAMPLE = "example"
@@ -28,7 +29,7 @@ PARTIAL = "partly accepted"
 STATUSES = (EXAMPLE, PROPOSED, ACCEPTED, REJECTED, EDITED, PARTIAL)
 LABELLED = (EXAMPLE, ACCEPTED, EDITED, PARTIAL)  # statuses of slices whose labels are examples
 # How slices accepted without an edit count as examples in the next run: "weak" = together
-# at most WEAK_SHARE of the painted or corrected slices (engine.weak_weight).
+# at most WEAK_SHARE of the painted or corrected slices (order.weak_weight).
 ACCEPTED_WEIGHTS = ("weak", "full", "excluded")
 STATE_VERSION = 1
 

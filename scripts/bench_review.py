@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from src_models.engine import WEAK_SHARE, weak_weight
 from src_models.evaluation.datasets import Stack, load_datasets
 from src_models.evaluation.protocols import drain, one_shot, propagate_stack
 from src_models.evaluation.report import format_value, write_block
 from src_models.evaluation.review import accept_then_rerun, score_quality
 from src_models.evaluation.runner import annotator_stack
+from src_models.order import WEAK_SHARE, weak_weight
 from src_models.registry import build_backend
 from src_models.scoring import ACCEPT_THRESHOLD
 
@@ -146,7 +146,7 @@ def block(data: Path, threshold: float, old: float, seconds: float, tables: list
             "proposals below the median, before and after the re-run. *full* is the old "
             "behaviour (accepted = painted, weight 1); *weak* is the widget's default: the "
             f"accepted slices together weigh {WEAK_SHARE:g} of the painted example "
-            "(`engine.weak_weight`); *excluded* leaves them out. An accepted proposal that is "
+            "(`order.weak_weight`); *excluded* leaves them out. An accepted proposal that is "
             "empty holds no label and is no example under any policy.",
             "",
             tables[1],

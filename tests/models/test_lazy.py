@@ -137,7 +137,8 @@ def test_the_memory_estimate_of_a_lazy_stack_does_not_grow_with_its_length() -> 
 
 
 def test_the_engine_keeps_only_the_proposals_a_later_slice_needs() -> None:
-    from src_models.engine import _Finished, propagation_order
+    from src_models.engine import _Finished
+    from src_models.order import propagation_order
 
     order = propagation_order(200, [100])
     finished = _Finished({100: np.ones((2, 2), np.int32)}, order)
