@@ -1,14 +1,14 @@
 """Distributed batch labelling: a run's per-slice work as dask.distributed tasks.
 
 The client prepares the inputs and fits the head once (:func:`~src_models.engine.fit_run`),
-then ships the fitted backend to every worker once (as the result of one task, so it must pickle:
-classic does; a torch backend pickles its weights with it). Each target slice is one task:
-features, prediction, review score, and the write of that slice's chunk into the shared zarr
-output (:mod:`src_models.zarr_out`, one chunk per slice, so tasks never share a chunk). Only
-the client updates the store's ``done`` attribute, after a task's result arrives: a slice is
-listed once, after its data is complete. A task lost with its worker is rerun elsewhere by
-the scheduler, a task that raises is retried (``retries``); a rerun rewrites the same chunk
-with the same labels.
+then ships the fitted backend to every worker once (as the result of one task, so it must
+pickle: classic and the model backends do; a torch backend pickles its weights with it). Each
+target slice is one task: features, prediction, review score, and the write of that slice's
+chunk into the shared zarr output (:mod:`src_models.zarr_out`, one chunk per slice, so tasks
+never share a chunk). Only the client updates the store's ``done`` attribute, after a task's
+result arrives: a slice is listed once, after its data is complete. A task lost with its
+worker is rerun elsewhere by the scheduler, a task that raises is retried (``retries``); a
+rerun rewrites the same chunk with the same labels.
 
 What differs from :func:`~src_models.engine.propagate`: slices are independent, so there is
 no linking and no video path, and proposals are scored against the examples (as for an
@@ -87,13 +87,13 @@ def propose_slice(head: Head, index: int, image: np.ndarray) -> SliceResult:
 
 def check_shippable(backend: Backend) -> None:
     """``RuntimeError`` unless ``backend`` survives a pickle round trip, as shipping it to the
-    workers needs (classic does; the dinov2 backends do not yet: their patched ViT method)."""
+    workers needs (every registered backend does; a wrapper holding e.g. a lambda does not)."""
     try:
         pickle.loads(pickle.dumps(backend))
     except Exception as err:
         raise RuntimeError(
             f"backend {backend.name} cannot be sent to dask workers ({type(err).__name__}: "
-            f"{err}): run it without --scheduler, or use classic"
+            f"{err}): run it without --scheduler"
         ) from err
 
 

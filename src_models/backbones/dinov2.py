@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +33,7 @@ def official_pos_embed(self: Any, x: torch.Tensor) -> torch.Tensor:
     The official ``interpolate_pos_encoding`` resizes the 37×37 table by bicubic
     interpolation with ``scale_factor = (n + offset) / 37`` (offset 0.1, no antialias for the
     plain models; size-based with antialias for the ``_reg`` models), where timm resizes to
-    a size with antialias. Bound to a timm DINOv2 ViT by :func:`create_dinov2`.
+    a size with antialias. Set on a timm DINOv2 ViT by :func:`create_dinov2` (as a partial).
 
     Args:
         x: (B, H, W, C) patch embeddings (``dynamic_img_size`` layout).
@@ -92,7 +92,8 @@ def create_dinov2(size: str, registers: bool = False, **overrides: Any) -> Visio
     # the official torch.hub settings: plain models 0.1 / no antialias, _reg models 0 / antialias
     model.dinov2_interpolate_offset = 0.0 if registers else 0.1
     model.dinov2_interpolate_antialias = registers
-    model._pos_embed = MethodType(official_pos_embed, model)
+    # a partial, not a bound method: it pickles (distributed runs ship the model to workers)
+    model._pos_embed = partial(official_pos_embed, model)
     return model
 
 
