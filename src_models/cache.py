@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -126,28 +126,55 @@ class FeatureCache:
         Args:
             pin: keep these features for the rest of the run, whatever the cap (examples).
         """
-        key = (feature_key, content_key(image))
-        if self._run and pin:
-            self._pinned.add(key)
+        return self.get_or_compute_many(feature_key, [image], lambda ims: [compute(ims[0])], pin)[0]
+
+    def get_or_compute_many(
+        self,
+        feature_key: str,
+        images: Sequence[np.ndarray],
+        compute: Callable[[list[np.ndarray]], list[Any]],
+        pin: bool = False,
+    ) -> list[tuple[Any, bool]]:
+        """:meth:`get_or_compute` of several images: ``compute`` runs once, on the images
+        (each content once) that missed both tiers; each result is stored like one of
+        :meth:`get_or_compute`. Returns (features, hit) per image, in order."""
+        keys = [(feature_key, content_key(image)) for image in images]
+        found: dict[tuple[str, str], tuple[Any, bool]] = {}
+        todo: dict[tuple[str, str], np.ndarray] = {}
+        for key, image in zip(keys, images, strict=True):
+            if self._run and pin:
+                self._pinned.add(key)
+            if key in found or key in todo:
+                continue
+            value = self._lookup(key)
+            if value is None:
+                todo[key] = image
+            else:
+                found[key] = (value, True)
+        for key, value in zip(todo, compute(list(todo.values())) if todo else [], strict=True):
+            self._disk_put(key, value)
+            self.misses += 1
+            self._insert(key, value)
+            found[key] = (value, False)
+        return [found[key] for key in keys]
+
+    def _lookup(self, key: tuple[str, str]) -> Any:
+        """The value of ``key`` from memory or disk (counted as a hit), else None."""
         entry = self._items.get(key)
         if entry is not None:
             self._items.move_to_end(key)
             self._use(entry)
             self.hits += 1
-            return entry.value, True
+            return entry.value
         if self._last is not None and self._last[0] == key:
             self.hits += 1
-            return self._last[1], True
+            return self._last[1]
         value = self._disk_get(key)
-        hit = value is not None
-        if value is None:
-            value = compute(image)
-            self._disk_put(key, value)
-        self.hits += hit
-        self.disk_hits += hit
-        self.misses += not hit
-        self._insert(key, value)
-        return value, hit
+        if value is not None:
+            self.hits += 1
+            self.disk_hits += 1
+            self._insert(key, value)
+        return value
 
     def _use(self, entry: _Entry) -> None:
         if self._run and entry.run != self._run:

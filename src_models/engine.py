@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import warnings
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from src_models.backends.base import Backend
+from src_models.batching import Batches, Ready
 from src_models.cache import CacheTooSmallWarning, FeatureCache, model_tag
 from src_models.channels import move_channel_axis
 from src_models.hashing import content_key
@@ -19,7 +22,7 @@ from src_models.inputs import ImageInput, LabelInput, Prepared, joint_ids, prepa
 from src_models.lazy import is_lazy, prepare_lazy, stack_view
 from src_models.linking import link_to_neighbour, neighbour_toward_examples
 from src_models.memory import cache_shortfall, check_memory, shapes_of
-from src_models.order import nearest_example, propagation_order
+from src_models.order import nearest_example, propagation_order, unblocked
 from src_models.scoring import ReviewScorer
 from src_models.scribbles import (
     DEFAULT_BACKGROUND_ID,
@@ -145,13 +148,19 @@ def _observe_neighbour(
 
 
 def predict_slice(
-    backend: Backend, cache: FeatureCache, image: np.ndarray, timer: Timer, pin: bool = False
+    backend: Backend,
+    cache: FeatureCache,
+    image: np.ndarray,
+    timer: Timer,
+    pin: bool = False,
+    ready: Ready | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """(labels, confidence, feature timings) of one slice; in blended tiles when it is larger
-    than the backend's tile (:mod:`src_models.tiling`), else whole (the untiled path)."""
+    than the backend's tile (:mod:`src_models.tiling`), else whole (the untiled path, from
+    ``ready`` features when a batch computed them, :mod:`src_models.batching`)."""
     grid = grid_for(backend, image.shape)
     if grid is None:
-        features, timings = _features(backend, cache, image, pin)
+        features, timings = ready or _features(backend, cache, image, pin)
         return *backend.predict(features, image.shape[:2], timer), timings
     return tiled_predict(
         backend, image, grid, lambda tile: _features(backend, cache, tile, pin), timer
@@ -219,20 +228,6 @@ def fit_run(
     fit_timings |= {f"auto_{k}": v for k, v in getattr(backend, "choices", chosen).items()}
     dense = _dense_examples(backend, cache, data) if data.sparse else {}
     return chosen, fit_timings, dense
-
-
-def _unblocked(
-    order: list[int], examples: Sequence[int], blocked: dict[tuple[int, int], int]
-) -> Iterator[int]:
-    """``order`` without the slices beyond a stop: ``blocked`` maps (example, side) to the
-    distance from that example where the run stopped on that side."""
-    for index in order:
-        if examples:
-            e = nearest_example(index, examples)
-            stop = blocked.get((e, int(np.sign(index - e))))
-            if stop is not None and abs(index - e) > stop:
-                continue
-        yield index
 
 
 class _Finished(dict[int, np.ndarray]):
@@ -351,7 +346,7 @@ def propagate(
         One :class:`SliceResult` per target. Closing the generator stops the run at once.
     """
     cache = FeatureCache() if cache is None else cache
-    with cache.running():  # scan resistance and pinned examples for this run
+    with cache.running(), ExitStack() as closing:  # scan resistance, pinned examples
         data, more, order = prepare_run(
             images,
             labels,
@@ -378,8 +373,10 @@ def propagate(
             finished or {-1 - j: lab for j, lab in enumerate(more.labels if more else [])}, stack
         )
         blocked: dict[tuple[int, int], int] = {}
-        for done, index in enumerate(_unblocked(order, data.examples, blocked), start=1):
-            image = data.images[index]
+        keep = functools.partial(unblocked, examples=data.examples, blocked=blocked)
+        # the targets' features in batches, the next batch read in the background meanwhile
+        batches = closing.enter_context(Batches(backend, cache, data.images, order, keep, dense))
+        for done, (index, image, ready) in enumerate(batches, start=1):
             timer = Timer()
             if index in dense:
                 (lab, conf), timings = dense[index], {"features": 0.0, "cached": 1.0}
@@ -388,8 +385,8 @@ def propagate(
                 if video and grid_for(backend, image.shape) is None:
                     _observe_neighbour(backend, cache, data, index, finished)
                 start = time.perf_counter()
-                lab, conf, timings = predict_slice(backend, cache, image, timer)
-                start += timings.get("features", 0.0)  # "head" below counts the head only
+                lab, conf, timings = predict_slice(backend, cache, image, timer, ready=ready)
+                start += 0.0 if ready else timings["features"]  # "head" counts the head only
             if link and data.examples and index not in dense:
                 with timer("link"):
                     lab, conf = link_to_neighbour(

@@ -72,3 +72,13 @@ def weak_weight(share: float, verified: int, accepted: int) -> float:
     if accepted == 0:
         return share
     return min(share, share * max(verified, 1) / accepted)
+
+
+def unblocked(index: int, examples: Sequence[int], blocked: dict[tuple[int, int], int]) -> bool:
+    """False for a slice beyond a stop: ``blocked`` maps (example, side) to the distance from
+    that example where the run stopped on that side."""
+    if examples:
+        e = nearest_example(index, examples)
+        stop = blocked.get((e, int(np.sign(index - e))))
+        return stop is None or abs(index - e) <= stop
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -194,12 +195,20 @@ class PatchEncoder(TimedEncoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)
 
-    @torch.inference_mode()
     def __call__(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> np.ndarray:
         """(H, W, C) float32 → (h, w, D) float32 unit-norm tokens."""
-        x = to_model_input(image, self.input_size, self.patch)
+        return self.encode_batch([image], timer)[0]
+
+    @torch.inference_mode()
+    def encode_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[np.ndarray]:
+        """:meth:`__call__` of several images, those of one input size in one forward."""
+        inputs = [to_model_input(image, self.input_size, self.patch) for image in images]
+        out = self.timed_forward_batch(inputs, timer)
+        return [self._tokens(o, x) for o, x in zip(out, inputs, strict=True)]
+
+    def _tokens(self, out: torch.Tensor, x: torch.Tensor) -> np.ndarray:
         grid = (x.shape[2] // self.patch, x.shape[3] // self.patch)
-        tokens = self.timed_forward(x, timer)
-        tokens = tokens[0, self.model.num_prefix_tokens :].float()
-        tokens = F.normalize(tokens, dim=-1)
+        tokens = F.normalize(out[0, self.model.num_prefix_tokens :].float(), dim=-1)
         return tokens.reshape(*grid, -1).cpu().numpy()

@@ -5,6 +5,7 @@ subclass :class:`TimedEncoder` and only say how to run their model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -57,3 +58,25 @@ class TimedEncoder:
         x = x.to(self.device, self.dtype)
         with timer(self.stage, self.device):
             return self.forward(x)
+
+    @torch.inference_mode()
+    def timed_forward_batch(self, inputs: Sequence[torch.Tensor], timer: Timer) -> list[Any]:
+        """:meth:`timed_forward` on (1, ...) inputs, those of one shape in one batch.
+
+        Returns:
+            Per input, in order, its rows of the forward's output (a (1, ...) tensor).
+        """
+        out: list[Any] = [None] * len(inputs)
+        for indices in same_shape_groups([tuple(x.shape) for x in inputs]):
+            result = self.timed_forward(torch.cat([inputs[i] for i in indices]), timer)
+            for row, i in enumerate(indices):
+                out[i] = result[row : row + 1]
+        return out
+
+
+def same_shape_groups(shapes: Sequence[tuple[int, ...]]) -> list[list[int]]:
+    """Indices of ``shapes`` grouped by equal shape, groups in order of first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, shape in enumerate(shapes):
+        groups.setdefault(shape, []).append(i)
+    return list(groups.values())

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from src_models.device import default_batch_size
 from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example
 
@@ -51,6 +52,14 @@ class Backend(Protocol):
             An opaque object the head understands; a numpy array, a torch tensor, or a
             dataclass / tuple / dict of them, so the cache can size it.
         """
+        ...
+
+    def compute_features_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[Any]:
+        """``compute_features`` of several images, in order; the model backends run the images
+        of one input size in one backbone forward (:class:`BackendBase`: one at a time).
+        ``timer`` records the whole batch's stages."""
         ...
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
@@ -92,6 +101,23 @@ class BackendBase:
     name: str = "backend"
     _models: tuple[str, ...] = ()
     closed: bool = False
+
+    def compute_features_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[Any]:
+        """One ``compute_features`` call per image (a backend without batched forwards)."""
+        compute = self.compute_features  # type: ignore[attr-defined]
+        return [compute(image, timer) for image in images]
+
+    @property
+    def batch_size(self) -> int:
+        """Slices per backbone forward: the config's ``batch_size``, else the default of the
+        device the models run on (:func:`~src_models.device.default_batch_size`)."""
+        chosen = getattr(getattr(self, "config", None), "batch_size", None)
+        if chosen is not None:
+            return int(chosen)
+        devices = [getattr(getattr(self, attr, None), "device", None) for attr in self._models]
+        return default_batch_size([str(getattr(d, "type", d)) for d in devices if d is not None])
 
     def close(self) -> None:
         self.closed = True

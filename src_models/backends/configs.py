@@ -101,19 +101,24 @@ class ClassicConfig(TilingOption):
 
 @dataclass(frozen=True)
 class ChannelsOption(TilingOption):
-    """The option of every backend with a 3-channel backbone (:mod:`src_models.channels`).
+    """The options of every backend with a 3-channel backbone: channels
+    (:mod:`src_models.channels`) and batching (:mod:`src_models.batching`).
 
     Attributes:
         channels: three channel indices shown to the backbone as RGB, e.g. 0,1,2 (none = the
             rule: one channel repeated; two → c0, c1 and their mean; three or more → the
             first three).
+        batch_size: slices per backbone forward, 1 to 256; the next batch's slices are read
+            in the background meanwhile (none = 8 on a CUDA GPU, 1 on CPU and MPS).
     """
 
     channels: str | None = None
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         parse_channels(self.channels)
+        check_range("batch_size", self.batch_size, 1, 256)
 
     @property
     def chosen_channels(self) -> tuple[int, ...] | None:

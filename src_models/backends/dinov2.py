@@ -53,9 +53,18 @@ class Dinov2Backend(BackendBase):
         return f"dinov2:{c.backbone}:{c.input_size}:{enc.dtype}:{model}:{c.channels}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> PatchFeatures:
+        return self.compute_features_batch([image], timer)[0]
+
+    def compute_features_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[PatchFeatures]:
         self.check_open()
-        rgb = to_three(image, self.config.chosen_channels)
-        return PatchFeatures(self.encoder(rgb, timer), image.mean(-1).astype(np.float16))
+        channels = self.config.chosen_channels
+        tokens = self.encoder.encode_batch([to_three(image, channels) for image in images], timer)
+        return [
+            PatchFeatures(t, image.mean(-1).astype(np.float16))
+            for t, image in zip(tokens, images, strict=True)
+        ]
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         examples = trusted(examples)

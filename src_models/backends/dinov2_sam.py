@@ -88,10 +88,16 @@ class DinoSamBackend(BackendBase):
         return f"dinov2-sam:{dino}:{sam}:{c.channels}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> DinoSamFeatures:
+        return self.compute_features_batch([image], timer)[0]
+
+    def compute_features_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[DinoSamFeatures]:
         self.check_open()
-        rgb = to_three(image, self.config.chosen_channels)
-        tokens = None if self.dino is None else self.dino(rgb, timer)
-        return DinoSamFeatures(tokens, self.encoder(rgb, timer))
+        rgb = [to_three(image, self.config.chosen_channels) for image in images]
+        tokens = [None] * len(rgb) if self.dino is None else self.dino.encode_batch(rgb, timer)
+        sam = self.encoder.encode_batch(rgb, timer)
+        return [DinoSamFeatures(t, e) for t, e in zip(tokens, sam, strict=True)]
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         c = self.config

@@ -149,13 +149,22 @@ class Insid3Backend(BackendBase):
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> PatchFeatures:
         """Tokens and guide; the first slice of a grid also times ``debias_basis``."""
+        return self.compute_features_batch([image], timer)[0]
+
+    def compute_features_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[PatchFeatures]:
         self.check_open()
-        tokens = self.encoder(to_three(image, self.config.chosen_channels), timer)
-        grid = tokens.shape[:2]
-        if not self.debiaser.has(grid):
-            with timer("debias_basis"):
-                self.debiaser.basis(grid)
-        return PatchFeatures(tokens, image.mean(-1).astype(np.float16))
+        channels = self.config.chosen_channels
+        batch = self.encoder.encode_batch([to_three(image, channels) for image in images], timer)
+        for tokens in batch:
+            if not self.debiaser.has(tokens.shape[:2]):
+                with timer("debias_basis"):
+                    self.debiaser.basis(tokens.shape[:2])
+        return [
+            PatchFeatures(t, image.mean(-1).astype(np.float16))
+            for t, image in zip(batch, images, strict=True)
+        ]
 
     def _debias(self, tokens: np.ndarray) -> np.ndarray:
         basis = self.debiaser.basis(tokens.shape[:2])

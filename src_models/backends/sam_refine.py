@@ -85,10 +85,19 @@ class SamRefined(BackendBase):
         return f"{self.inner.feature_key}|{self.encoder.key}:{model_tag(self.encoder.sam)}"
 
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> RefinedFeatures:
+        return self.compute_features_batch([image], timer)[0]
+
+    def compute_features_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[RefinedFeatures]:
         self.check_open()
-        return RefinedFeatures(
-            self.inner.compute_features(image, timer), self.encoder(to_three(image), timer)
-        )
+        inner = self.inner.compute_features_batch(images, timer)
+        sam = self.encoder.encode_batch([to_three(image) for image in images], timer)
+        return [RefinedFeatures(f, e) for f, e in zip(inner, sam, strict=True)]
+
+    @property
+    def batch_size(self) -> int:
+        return int(getattr(self.inner, "batch_size", 1))
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         inner = [replace(e, features=e.features.inner) for e in examples]

@@ -89,15 +89,24 @@ class SegicEncoder(TimedEncoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return encode_tokens(self.model, x)
 
-    @torch.inference_mode()
     def __call__(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> SegicFeatures:
         """(H, W, C) float32 in [0, 1] → :class:`SegicFeatures`."""
-        x, valid = preprocess(image, self.input_size)
-        tokens = self.timed_forward(x, timer)
+        return self.encode_batch([image], timer)[0]
+
+    @torch.inference_mode()
+    def encode_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[SegicFeatures]:
+        """:meth:`__call__` of several images in one forward (every input is padded square)."""
+        prepared = [preprocess(image, self.input_size) for image in images]
+        out = self.timed_forward_batch([x for x, _ in prepared], timer)
         # float32 tokens keep the official decoder's result exactly (fp16 storage moved a
         # pixel in the parity test); a reduced-precision backbone is stored as float16
         keep = torch.float32 if self.dtype == torch.float32 else torch.float16
-        return SegicFeatures(tokens[0].to(keep).cpu().numpy(), valid, tuple(image.shape[:2]))
+        return [
+            SegicFeatures(tokens[0].to(keep).cpu().numpy(), valid, tuple(image.shape[:2]))
+            for tokens, (_, valid), image in zip(out, prepared, images, strict=True)
+        ]
 
 
 def _spread(items: list[int], count: int) -> list[int]:
@@ -150,6 +159,13 @@ class SegicBackend(BackendBase):
     def compute_features(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> SegicFeatures:
         self.check_open()
         return self.encoder(to_three(image, self.config.chosen_channels), timer)
+
+    def compute_features_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[SegicFeatures]:
+        self.check_open()
+        channels = self.config.chosen_channels
+        return self.encoder.encode_batch([to_three(image, channels) for image in images], timer)
 
     def _tokens(self, features: SegicFeatures) -> torch.Tensor:
         return torch.from_numpy(features.tokens).float()[None].to(self.encoder.device)

@@ -98,31 +98,43 @@ class SamEncoder(TimedEncoder):
         grid = tuple(int(v) for v in prompt.image_embedding_size)
         return shape_dtype((int(prompt.embed_dim), *grid), np.float16)
 
-    @torch.inference_mode()
-    def _encode(self, image: np.ndarray, timer: Timer) -> tuple[np.ndarray, tuple[int, int]]:
-        x, input_size = to_sam_input(image, self.img_size)
-        x = self.sam.preprocess(x.to(self.device))  # normalise, pad bottom/right
-        out = self.timed_forward(x, timer)
-        self.encode_count += 1
-        return out[0].float().cpu().numpy().astype(np.float16), input_size
-
     def __call__(self, image: np.ndarray, timer: Timer = NULL_TIMER) -> SamEmbedding:
         """(H, W, C) float32 in [0, 1] → :class:`SamEmbedding`."""
+        return self.encode_batch([image], timer)[0]
+
+    @torch.inference_mode()
+    def encode_batch(
+        self, images: Sequence[np.ndarray], timer: Timer = NULL_TIMER
+    ) -> list[SamEmbedding]:
+        """:meth:`__call__` of several images; those not on the disk cache in one forward
+        (SAM pads every input to its square size)."""
         from segment_anything.utils.transforms import ResizeLongestSide
 
-        original = (int(image.shape[0]), int(image.shape[1]))
-        key = make_key(self.key, image) if self.disk_cache else ""
-        if self.disk_cache is not None:
-            cached = self.disk_cache.get(key, self._embedding_check())
-            if cached is not None:
-                size = ResizeLongestSide.get_preprocess_shape(
-                    original[0], original[1], self.img_size
-                )
-                return SamEmbedding(cached, (int(size[0]), int(size[1])), original)
-        embedding, input_size = self._encode(image, timer)
-        if self.disk_cache is not None:
-            self.disk_cache.put(key, embedding)
-        return SamEmbedding(embedding, input_size, original)
+        out: list[SamEmbedding | None] = [None] * len(images)
+        keys = [make_key(self.key, image) if self.disk_cache else "" for image in images]
+        check = self._embedding_check()
+        for i, image in enumerate(images):
+            disk = self.disk_cache
+            if disk is not None and (cached := disk.get(keys[i], check)) is not None:
+                shape = image.shape[:2]
+                size = ResizeLongestSide.get_preprocess_shape(shape[0], shape[1], self.img_size)
+                out[i] = SamEmbedding(cached, (int(size[0]), int(size[1])), _hw(image))
+        todo = [i for i, found in enumerate(out) if found is None]
+        prepared = [to_sam_input(images[i], self.img_size) for i in todo]
+        inputs = [self.sam.preprocess(x.to(self.device)) for x, _ in prepared]  # pad bottom/right
+        for i, result, (_, input_size) in zip(
+            todo, self.timed_forward_batch(inputs, timer), prepared, strict=True
+        ):
+            self.encode_count += 1
+            embedding = result[0].float().cpu().numpy().astype(np.float16)
+            if self.disk_cache is not None:
+                self.disk_cache.put(keys[i], embedding)
+            out[i] = SamEmbedding(embedding, input_size, _hw(images[i]))
+        return [e for e in out if e is not None]
+
+
+def _hw(image: np.ndarray) -> tuple[int, int]:
+    return (int(image.shape[0]), int(image.shape[1]))
 
 
 @dataclass
