@@ -15,6 +15,7 @@ stride over all of them).
 from __future__ import annotations
 
 import mmap
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,18 +154,20 @@ class LazySlices(_PerSlice):
         self.source, self.lo, self.span = source, lo, span
         self.reads = 0
         self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the engine's prefetch thread reads slices too
 
     def _get(self, index: int) -> np.ndarray:
-        if index in self._kept:
-            self._kept.move_to_end(index)
-            return self._kept[index]
-        image = normalise(read_slice(self.source, index), self.lo, self.span)
-        drop_pages(self.source)
-        self.reads += 1
-        self._kept[index] = image
-        if len(self._kept) > _KEEP:
-            self._kept.popitem(last=False)
-        return image
+        with self._lock:
+            if index in self._kept:
+                self._kept.move_to_end(index)
+                return self._kept[index]
+            image = normalise(read_slice(self.source, index), self.lo, self.span)
+            drop_pages(self.source)
+            self.reads += 1
+            self._kept[index] = image
+            if len(self._kept) > _KEEP:
+                self._kept.popitem(last=False)
+            return image
 
 
 def drop_pages(array: Any) -> None:
