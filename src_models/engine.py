@@ -386,7 +386,7 @@ def propagate(
                     _observe_neighbour(backend, cache, data, index, finished)
                 start = time.perf_counter()
                 lab, conf, timings = predict_slice(backend, cache, image, timer, ready=ready)
-                start += 0.0 if ready else timings["features"]  # "head" counts the head only
+                start += 0.0 if ready else timings.get("features", 0.0)  # "head": the head only
             if link and data.examples and index not in dense:
                 with timer("link"):
                     lab, conf = link_to_neighbour(
