@@ -105,6 +105,16 @@ def test_dinov2_in_batches_equals_one_at_a_time_with_cache_hits(stack, dinos) ->
     assert len(cache) == N  # every slice stored, one entry each
 
 
+def test_a_lazy_stack_in_batches_equals_the_in_memory_run(stack, dinos, tmp_path) -> None:
+    image, labels = stack
+    batched, single = dinos
+    mapped = np.lib.format.open_memmap(tmp_path / "s.npy", "w+", image.dtype, image.shape)
+    mapped[:] = image
+    mapped.flush()
+    lazy = np.load(tmp_path / "s.npy", mmap_mode="r")  # read slice by slice, prefetched
+    _assert_same(_run(batched, lazy, labels), _run(single, image, labels))
+
+
 def test_dinov2_batched_features_are_the_single_ones_also_for_mixed_sizes(dinos) -> None:
     batched, _ = dinos
     rng = np.random.default_rng(0)
