@@ -2,8 +2,9 @@
 
 One form per backend, built on first use from :func:`src_models.config.option_table`: a check
 box per bool, a menu per ``Literal`` (with ``None`` when the field is optional), spin boxes
-for ints and floats, a text field for strings and optional numbers (empty = none). The tooltip
-of each field is its type, default and the docstring's help. Below the form: the weights file
+for ints and floats (limited to the field's declared range), a text field for strings and
+optional numbers (empty = none). The tooltip of each field is its type, default, range and the
+docstring's help. Below the form: the weights file
 (empty = looked up by name) and SAM refinement. :meth:`OptionsForm.options` returns only the
 values that differ from the defaults; :meth:`OptionsForm.config` checks them with
 :func:`~src_models.config.build_config` (a ``ValueError`` the widget shows as a notification).
@@ -38,7 +39,16 @@ FORM_HEIGHT = 240  # pixels; a longer form scrolls inside the dock instead of sq
 
 def _tooltip(info: OptionInfo) -> str:
     default = "none" if info.default is None else info.default
-    return f"{info.name} ({info.type}, default {default}): {info.help}"
+    span = f", range {info.range.text()}" if info.range else ""
+    return f"{info.name} ({info.type}, default {default}{span}): {info.help}"
+
+
+def _limits(info: OptionInfo, limit: float, smallest: float) -> tuple[float, float]:
+    """Spin-box (min, max) from the field's range; ``smallest`` stands in for "> 0"."""
+    low, high = info.range.numeric() if info.range else (None, None)
+    if info.range and info.range.positive:
+        low = smallest
+    return (-limit if low is None else low), (limit if high is None else high)
 
 
 def _decimals(value: float) -> int:
@@ -50,8 +60,10 @@ def _decimals(value: float) -> int:
 def _float_box(info: OptionInfo) -> FloatSpinBox:
     default = float(info.default)
     step = 10 ** math.floor(math.log10(abs(default))) / 10 if default else 0.1
-    box = FloatSpinBox(value=0.0, min=-FLOAT_LIMIT, max=FLOAT_LIMIT, step=min(step, 0.1))
-    box.native.setDecimals(_decimals(default))
+    decimals = _decimals(default)
+    low, high = _limits(info, FLOAT_LIMIT, 10.0**-decimals)
+    box = FloatSpinBox(value=low, min=low, max=high, step=min(step, 0.1))
+    box.native.setDecimals(decimals)
     box.value = default
     return box
 
@@ -65,7 +77,8 @@ def option_widget(info: OptionInfo) -> Widget:
     elif info.base is bool and not info.optional:
         widget = CheckBox(value=info.default, text=info.name)
     elif info.base is int and not info.optional:
-        widget = SpinBox(value=info.default, min=-INT_LIMIT, max=INT_LIMIT)
+        low, high = _limits(info, INT_LIMIT, 1)
+        widget = SpinBox(value=info.default, min=int(low), max=int(high))
     elif info.base is float and not info.optional:
         widget = _float_box(info)
     else:  # strings and optional numbers: text, empty = none
