@@ -2,10 +2,11 @@
 
 Each class is eroded (so strokes stay inside it) and skeletonised; strokes are walks along
 that skeleton, at most ``max_length`` pixels each, as a person scribbling in ilastik or
-convpaint would paint them: each stroke starts in the skeleton piece with the most unpainted
-pixels (so separate objects get strokes first) at the unpainted end farthest from the strokes
-so far (so a large connected class, such as a video's background, gets several strokes spread
-over it rather than one), and follows the skeleton's longest route from there.
+convpaint would paint them: each stroke starts in the longest skeleton piece without a stroke
+(separate objects get one each first; then the piece with the most unpainted pixels), at the
+unpainted end farthest from the strokes so far (so a large connected class, such as a video's
+background, gets several strokes spread over it rather than one), and follows the skeleton's
+longest route from there.
 """
 
 from __future__ import annotations
@@ -38,10 +39,19 @@ def class_strokes(mask: np.ndarray, strokes: int, erosion: int, max_length: int)
         left = skeleton & ~out
         if not left.any():
             break
-        piece = pieces == np.argmax(np.bincount(pieces[left]))  # most unpainted pixels
+        piece = pieces == _next_piece(pieces, left, out)
         start = _farthest_end(left & piece, out)
         _walk(left & piece, start, max_length, out)
     return out
+
+
+def _next_piece(pieces: np.ndarray, left: np.ndarray, painted: np.ndarray) -> int:
+    """The piece the next stroke goes in: the longest one without a stroke yet (of at least
+    MIN_SKELETON pixels), else the one with the most unpainted pixels."""
+    unpainted = np.bincount(pieces[left], minlength=pieces.max() + 1)
+    fresh = np.where(unpainted >= MIN_SKELETON, unpainted, 0)
+    fresh[np.unique(pieces[painted])] = 0
+    return int(np.argmax(fresh if fresh[1:].any() else unpainted))
 
 
 def _farthest_end(free: np.ndarray, painted: np.ndarray) -> tuple[int, int]:
