@@ -51,10 +51,10 @@ _CHECKED: dict[tuple[str, int, int], str] = {}  # (file, size, mtime) → file_p
 
 
 def file_problem(path: Path, replaces: list[WeightsSpec]) -> str:
-    """ "" when the chosen file ``path`` can stand in for the checkpoints ``replaces``, else why
-    not: it must open weights-only as a state dict and, under an official file name, match
-    that checkpoint's size and sha256 (the checks of a run and of a download, remembered
-    per file version)."""
+    """Why the chosen file ``path`` cannot stand in for the checkpoints ``replaces`` ("" when
+    it can): it must open weights-only as a state dict and, under an official file name,
+    match that checkpoint's size and sha256 (the checks of a run and of a download, remembered
+    per file version; a hash runs on the main thread once per file version)."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _CHECKED:
@@ -161,9 +161,9 @@ class WeightsPanel(QWidget):
         self, name: str, specs: list[WeightsSpec], files: dict[str, Path]
     ) -> tuple[str, str]:
         if self.missing:
-            files = ", ".join(s.file_name for s in self.missing)
-            reason = f"{name} needs {files}: Get weights… downloads it or says where to put it"
-            return f"weights missing: {files} (put them in {weights.cache_dir()})", reason
+            names = ", ".join(s.file_name for s in self.missing)
+            reason = f"{name} needs {names}: Get weights… downloads it or says where to put it"
+            return f"weights missing: {names} (put them in {weights.cache_dir()})", reason
         found = [f"{path.name} (your file)" for path in files.values()]
         found += [f"{s.file_name}" for s in specs]
         return ("weights: " + (f"ready ({', '.join(found)})" if found else "none needed")), ""
