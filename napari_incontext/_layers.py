@@ -39,6 +39,26 @@ def spatial_ndim(layer: Image) -> int:
     return layer.data.ndim - (1 if layer.rgb else 0)
 
 
+def channels_last(image: Image, labels: Layer | None = None) -> int:
+    """C when ``image`` is one non-RGB layer with its C <= MAX_CHANNELS_LAST channels on the
+    last axis: (N, Y, X, C), or (Y, X, C) whose ``labels`` layer is (Y, X); else 0."""
+    from src_models.channels import MAX_CHANNELS_LAST
+
+    shape = image.data.shape
+    if image.rgb or len(shape) < 3 or shape[-1] > MAX_CHANNELS_LAST:
+        return 0
+    if len(shape) == 4 or (labels is not None and labels.data.shape == shape[:-1]):
+        return int(shape[-1])
+    return 0
+
+
+def channel_note(workspace: Workspace) -> str:
+    """The status line's words for a channel-last image ("" for any other)."""
+    if not workspace.channels:
+        return ""
+    return f" on {workspace.channels} channels (the last axis of {workspace.image.name!r})"
+
+
 def image_layers(viewer: napari.Viewer) -> list[Image]:
     from napari.layers import Image
 
@@ -79,12 +99,19 @@ def channel_group(viewer: napari.Viewer, image: Image) -> list[Image]:
     ]
 
 
-def _set_images(viewer: napari.Viewer, example: Image) -> list[Image]:
-    """The 2D image layers of the viewer other than ``example`` and the plugin's own."""
+def _set_images(viewer: napari.Viewer, example: Image, channels: int = 0) -> list[Image]:
+    """The 2D image layers of the viewer other than ``example`` and the plugin's own (with
+    ``channels``: the (Y, X, C) layers of that many channels)."""
+
+    def flat(layer: Image) -> bool:
+        if channels:
+            return not layer.rgb and layer.data.ndim == 3 and layer.data.shape[-1] == channels
+        return spatial_ndim(layer) == 2
+
     return [
         layer
         for layer in image_layers(viewer)
-        if layer.unique_id != example.unique_id and spatial_ndim(layer) == 2 and not role(layer)
+        if layer.unique_id != example.unique_id and flat(layer) and not role(layer)
     ]
 
 
@@ -151,17 +178,21 @@ class Workspace:
         image: the stack, or the example image of a set.
         labels: the user's labels layer for ``image``.
         targets: the other image layers of a set (empty for a stack).
+        channels: C when the image layers hold C channels on their last axis
+            (:func:`channels_last`), else 0.
     """
 
     viewer: napari.Viewer = field(repr=False)
     image: LayerRef
     labels: LayerRef
     targets: list[LayerRef] = field(default_factory=list)
+    channels: int = 0
 
     @classmethod
     def from_layers(cls, viewer: napari.Viewer, image: Image, labels: Labels) -> Workspace:
         """Build and validate a workspace; a 2D image layer means "image set" mode."""
-        ndim = spatial_ndim(image)
+        channels = channels_last(image, labels)
+        ndim = spatial_ndim(image) - (1 if channels else 0)
         shape = image.data.shape[:ndim]
         if labels.data.shape != shape:
             raise ValueError(
@@ -170,19 +201,20 @@ class Workspace:
             )
         refs = LayerRef.of(viewer, image, "image"), LayerRef.of(viewer, labels, "labels")
         if ndim == 3:
-            return cls(viewer, *refs)
+            return cls(viewer, *refs, channels=channels)
         if ndim != 2:
             raise ValueError(
                 f"image {image.name!r} has {ndim} spatial dimensions: give a stack (N, Y, X) "
                 "or 2D images"
             )
-        targets = [LayerRef.of(viewer, layer, "image") for layer in _set_images(viewer, image)]
+        found = _set_images(viewer, image, channels)
+        targets = [LayerRef.of(viewer, layer, "image") for layer in found]
         if not targets:
             raise ValueError(
                 f"{image.name!r} is a 2D image and the viewer holds no other 2D image: add the "
                 "images to label, or stack them into one (N, Y, X) layer"
             )
-        return cls(viewer, *refs, targets)
+        return cls(viewer, *refs, targets, channels)
 
     def same_as(self, other: Workspace | None) -> bool:
         """Same image and labels layers (an image set keeps its targets' order)."""
@@ -197,7 +229,7 @@ class Workspace:
             known = {ref.uid for ref in self.items}
             self.targets += [
                 LayerRef.of(self.viewer, layer, "image")
-                for layer in _set_images(self.viewer, self.image.get())
+                for layer in _set_images(self.viewer, self.image.get(), self.channels)
                 if layer.unique_id not in known
             ]
 

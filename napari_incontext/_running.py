@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_incontext._controls import RunSettings
-from napari_incontext._layers import Workspace
+from napari_incontext._layers import Workspace, channel_note
 from napari_incontext._progress import RunProgress
 from napari_incontext._session import Session
 from napari_incontext._workers import Run, Scan, start_run, start_scan
@@ -141,8 +141,8 @@ class Runner:
         if only is None and session.resume.get("key") != key:
             session.resume = {"key": key, "done": set()}
         self.backend_name = settings.backend
-        images, channels = workspace.images(), ""
-        if settings.all_channels:
+        images, channels = workspace.images(), channel_note(workspace)
+        if settings.all_channels and not workspace.channels:
             images, names = workspace.channel_images()
             channels = f" on {len(names)} channels ({', '.join(names)})"
         labels = [scan.labels.get(i) for i in range(len(workspace))]
@@ -162,7 +162,7 @@ class Runner:
             unpainted=settings.unpainted,
             background_id=settings.background_id,
             warn_sparse=False,
-            channel_axis=-1 if settings.all_channels else None,
+            channel_axis=-1 if settings.all_channels or workspace.channels else None,
         )
         left = "resuming: " if session.resume.get("done") else ""
         self.on_status(

@@ -19,12 +19,32 @@ from src_models.io import write_labels
 from src_models.outputs import file_problem, folder_problem
 
 if TYPE_CHECKING:
+    from qtpy.QtWidgets import QWidget
+
     from napari_incontext._layers import Workspace
     from napari_incontext._session import Session
 
 LABELS_FILE = "labels.tif"
 MASKS_FOLDER = "masks"
 PROVENANCE_FILE = "provenance.json"
+
+
+def ask_replace(parent: QWidget, earlier: list[Path]) -> bool | None:
+    """Ask whether to replace our earlier outputs (True), save under new names (False) or
+    cancel (None)."""
+    from qtpy.QtWidgets import QMessageBox
+
+    names = ", ".join(p.name for p in earlier)
+    Button = QMessageBox.StandardButton  # scoped: PyQt6 has no QMessageBox.Yes
+    answer = QMessageBox.question(
+        parent,
+        "Replace earlier save?",
+        f"{names} in this folder came from an earlier save. Replace them? "
+        "(No saves next to them under new names.)",
+        Button.Yes | Button.No | Button.Cancel,
+        Button.No,
+    )
+    return None if answer == Button.Cancel else answer == Button.Yes
 
 
 def safe_name(name: str) -> str:

@@ -5,7 +5,9 @@ refinement) and :func:`src_models.weights.find_local` (file checks only, no mode
 "Get weights…" downloads the missing checkpoints with :func:`src_models.weights_download.
 download` (size, sha256 and probe-load checks, atomic) in a worker, with a napari progress bar
 fed from the main thread; when downloading is impossible (gated weights, ``$NAPARI_INCONTEXT_
-OFFLINE``, no source) it explains where to put the file instead.
+OFFLINE``, no source) it explains where to put the file instead. A file the user chose for a
+weight slot (backbone, head, SAM) replaces that slot's lookup once it passes the checks a run
+makes (:func:`file_problem`).
 """
 
 from __future__ import annotations
@@ -19,22 +21,53 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
 
+from napari_incontext._options_form import SLOT_LABELS
 from napari_incontext._workers import start_function
 from src_models import registry, weights
-from src_models.weights import WeightsSpec, find_local, get_spec, missing_message
+from src_models.weights import (
+    WeightsSpec,
+    check_status,
+    find_local,
+    get_spec,
+    load_failure,
+    missing_message,
+    probe_checkpoint,
+)
 
 Report = Callable[[int, int, Any], None]
 
 
-def needed(name: str, config: Any, options: dict[str, Any]) -> list[str]:
-    """Checkpoint names a run of backend ``name`` looks up (a weights file given by path
-    replaces the DINO backbone, the only checkpoint of the ``weights`` slot)."""
+def needed(name: str, config: Any, options: dict[str, Any], *, given: bool = False) -> list[str]:
+    """Checkpoint names a run of backend ``name`` looks up; ``given`` False leaves out those
+    a file chosen for their slot replaces (``registry.slot_of``)."""
     names = list(registry.get_info(name).needs(config))
-    if options.get("weights"):
-        names = [n for n in names if not n.startswith("dinov")]
     if options.get("sam_refine"):
         names.append(f"sam_{options['sam_refine']}")
-    return list(dict.fromkeys(names))
+    chosen = set() if given else {slot for slot in registry.WEIGHT_SLOTS if options.get(slot)}
+    return [n for n in dict.fromkeys(names) if registry.slot_of(n) not in chosen]
+
+
+_CHECKED: dict[tuple[str, int, int], str] = {}  # (file, size, mtime) → file_problem's answer
+
+
+def file_problem(path: Path, replaces: list[WeightsSpec]) -> str:
+    """Why the chosen file ``path`` cannot stand in for the checkpoints ``replaces`` ("" when
+    it can): it must open weights-only as a state dict and, under an official file name,
+    match that checkpoint's size and sha256 (the checks of a run and of a download, remembered
+    per file version; a hash runs on the main thread once per file version)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKED:
+        official = [s for s in replaces if s.file_name == path.name]
+        status = check_status(path, official[0]) if official else "ok"
+        try:
+            probe_checkpoint(path)
+            problem = "" if status == "ok" else f"{path.name}: {status}"
+        except RuntimeError as error:
+            why = load_failure(error.__cause__) if error.__cause__ else str(error)
+            problem = f"{path.name} is not a weights-only checkpoint ({why})"
+        _CHECKED[key] = problem
+    return _CHECKED[key]
 
 
 def _downloadable(spec: WeightsSpec) -> bool:
@@ -97,26 +130,41 @@ class WeightsPanel(QWidget):
         are invalid (the run will say why)."""
         if self.worker is not None:
             return
-        file = options.get("weights")
+        files = {slot: Path(options[slot]) for slot in registry.WEIGHT_SLOTS if options.get(slot)}
         self.missing = []
         if config is None:
             text, self.reason = "weights: shown once the options are valid", ""
-        elif file and not Path(file).is_file():
-            text = self.reason = f"the weights file {file} does not exist"
+        elif problem := self._file_problem(name, config, options, files):
+            text = self.reason = problem
         else:
             specs = [get_spec(n) for n in needed(name, config, options)]
             self.missing = [s for s in specs if find_local(s) is None]
-            text, self.reason = self._describe(name, specs, file)
+            text, self.reason = self._describe(name, specs, files)
         self.status_label.setText(text)
         self.get_button.setVisible(bool(self.missing))
         self.ready_changed.emit()
 
-    def _describe(self, name: str, specs: list[WeightsSpec], file: str | None) -> tuple[str, str]:
+    @staticmethod
+    def _file_problem(name: str, config: Any, options: dict[str, Any], files: dict) -> str:
+        """Why a chosen file cannot be used ("" when every one can)."""
+        names = needed(name, config, options, given=True)
+        for slot, path in files.items():
+            label = SLOT_LABELS[slot][0]
+            if not path.is_file():
+                return f"the {label} file {path} does not exist"
+            replaces = [get_spec(n) for n in names if registry.slot_of(n) == slot]
+            if problem := file_problem(path, replaces):
+                return f"{label}: {problem}: choose another file"
+        return ""
+
+    def _describe(
+        self, name: str, specs: list[WeightsSpec], files: dict[str, Path]
+    ) -> tuple[str, str]:
         if self.missing:
-            files = ", ".join(s.file_name for s in self.missing)
-            reason = f"{name} needs {files}: Get weights… downloads it or says where to put it"
-            return f"weights missing: {files} (put them in {weights.cache_dir()})", reason
-        found = [f"{Path(file).name} (your file)"] if file else []
+            names = ", ".join(s.file_name for s in self.missing)
+            reason = f"{name} needs {names}: Get weights… downloads it or says where to put it"
+            return f"weights missing: {names} (put them in {weights.cache_dir()})", reason
+        found = [f"{path.name} (your file)" for path in files.values()]
         found += [f"{s.file_name}" for s in specs]
         return ("weights: " + (f"ready ({', '.join(found)})" if found else "none needed")), ""
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QTimer
-from qtpy.QtWidgets import QFileDialog, QMessageBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from napari_incontext import _actions, _layers, _persist
 from napari_incontext._accepting import Acceptor, proposal_ids
@@ -339,24 +339,10 @@ class InContextWidget(QWidget):
         if folder:
             self.save(folder)
 
-    def _ask_replace(self, earlier: list) -> bool | None:
-        """Replace our earlier outputs (True), save under new names (False) or cancel (None)."""
-        names = ", ".join(p.name for p in earlier)
-        Button = QMessageBox.StandardButton  # scoped: PyQt6 has no QMessageBox.Yes
-        answer = QMessageBox.question(
-            self,
-            "Replace earlier save?",
-            f"{names} in this folder came from an earlier save. Replace them? "
-            "(No saves next to them under new names.)",
-            Button.Yes | Button.No | Button.Cancel,
-            Button.No,
-        )
-        return None if answer == Button.Cancel else answer == Button.Yes
-
     def save(self, folder: str, replace: bool | None = None) -> None:
         """Save into ``folder`` in a worker; never replaces files napari-incontext did not
         write, and asks before replacing its own earlier save unless ``replace`` says."""
-        from napari_incontext._save import earlier_outputs, save_workspace
+        from napari_incontext._save import ask_replace, earlier_outputs, save_workspace
 
         if self.workspace is None:
             show_info("Run first: there is nothing to save yet")
@@ -364,7 +350,7 @@ class InContextWidget(QWidget):
         try:
             if replace is None:
                 ours, others = earlier_outputs(folder, self.workspace.is_set)
-                replace = self._ask_replace(ours) if ours and not others else False
+                replace = ask_replace(self, ours) if ours and not others else False
                 if replace is None:
                     return
         except OSError as error:

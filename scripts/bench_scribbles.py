@@ -153,7 +153,9 @@ def block(sections: list[str]) -> str:
     return (
         "## Scribbles vs dense examples (classic)\n\n"
         "Scribbles come from the ground truth (`src_models/evaluation/strokes.py`: each class "
-        "eroded by 2 px, skeletonised, its longest skeleton pieces kept, at most 200 px each). "
+        "eroded by 2 px and skeletonised; a stroke is a walk of at most 200 px along the "
+        "skeleton's longest route, in the longest piece without a stroke, else from the end "
+        "farthest from the strokes so far). "
         f"*unlabelled* = scribble mode (`--unpainted unlabelled --background-id {BACKGROUND}`); "
         "*background (before)* = the same scribbles in dense mode, what a scribbling user got "
         "before scribble mode.\n\n" + "\n\n".join(s for s in sections if s)

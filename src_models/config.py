@@ -5,8 +5,12 @@ section. :func:`build_config` is the only way the CLI, the Python API and the wi
 unknown keys are a ``ValueError`` listing the valid ones, strings are converted by the field's
 annotation (``"true"``/``"no"``/``"1"`` for booleans, numbers, ``none`` for optional fields,
 ``Literal`` choices), and each config's ``__post_init__`` checks ranges.
-:func:`option_table` describes the fields (type, default, choices, help) for
-``napari-incontext backends --options NAME`` and the widget's option forms.
+
+A field's range is declared once, as metadata: ``x: float = ranged(0.5, low=0, high=1)``.
+:func:`check_ranges` (called by each config's ``__post_init__``) validates it, and
+:func:`option_table` hands it on, with type, default, choices and help, to
+``napari-incontext backends --options NAME``, the README's tables and the widget's forms
+(spin-box limits, tooltips).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
 C = TypeVar("C")
@@ -25,6 +29,69 @@ C = TypeVar("C")
 _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off")
 _NONE = ("none", "null", "")
+
+
+Bound = float | str | None  # a number, another field's name, or None (open)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric option accepts.
+
+    Attributes:
+        low: smallest value (a number, the name of another field of the config, or None).
+        high: largest value (same kinds as ``low``).
+        positive: the value must be > 0 (``low`` is then None).
+    """
+
+    low: Bound = None
+    high: Bound = None
+    positive: bool = False
+
+    def text(self) -> str:
+        """Readable form: ``[0, 1]``, ``≥ 1``, ``≤ 5``, ``> 0``, ``≥ sigma_min``."""
+        if self.positive:
+            return "> 0" if self.high is None else f"(0, {self.high}]"
+        if self.low is not None and self.high is not None:
+            return f"[{self.low}, {self.high}]"
+        if self.low is not None:
+            return f"≥ {self.low}"
+        return "" if self.high is None else f"≤ {self.high}"
+
+    def numeric(self) -> tuple[float | None, float | None]:
+        """(low, high) as numbers; a bound naming another field is None (not fixed)."""
+        low, high = (b if isinstance(b, int | float) else None for b in (self.low, self.high))
+        return (0.0 if self.positive else low), high
+
+
+def ranged(default: Any, *, low: Bound = None, high: Bound = None, positive: bool = False) -> Any:
+    """A dataclass field with a default and a :class:`Range` (checked by :func:`check_ranges`)."""
+    return field(default=default, metadata={"range": Range(low, high, positive)})
+
+
+def field_range(f: dataclasses.Field[Any]) -> Range | None:
+    """The :class:`Range` declared on a dataclass field, if any."""
+    return f.metadata.get("range")
+
+
+def check_ranges(config: Any) -> None:
+    """Check every field of a config dataclass that declares a :class:`Range`.
+
+    Raises:
+        ValueError: ``option NAME=VALUE is out of range: use a value in [lo, hi]`` or
+            ``option NAME=VALUE must be > 0``.
+    """
+    for f in dataclasses.fields(config):
+        bounds = field_range(f)
+        if bounds is None:
+            continue
+        value = getattr(config, f.name)
+        low, high = (
+            getattr(config, b) if isinstance(b, str) else b for b in (bounds.low, bounds.high)
+        )
+        if bounds.positive:
+            check_positive(**{f.name: value})
+        check_range(f.name, value, low, high)
 
 
 @dataclass(frozen=True)
@@ -39,6 +106,7 @@ class OptionInfo:
         help: the field's line from the config's docstring.
         optional: True when ``none`` is a valid value.
         base: the non-None Python type (``bool``, ``int``, ``float``, ``str``).
+        range: the values accepted (None = any of the type).
     """
 
     name: str
@@ -48,6 +116,7 @@ class OptionInfo:
     help: str
     optional: bool
     base: builtins.type
+    range: Range | None = None
 
 
 def _split_optional(annotation: Any) -> tuple[Any, bool]:
@@ -114,6 +183,7 @@ def option_table(cls: type) -> list[OptionInfo]:
                 help=helps.get(f.name, ""),
                 optional=optional,
                 base=base,
+                range=field_range(f),
             )
         )
     return rows

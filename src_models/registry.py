@@ -23,6 +23,20 @@ from src_models.weights import available
 
 WEIGHT_SLOTS: tuple[str, ...] = ("weights", "head_weights", "sam_weights")
 WeightsArg = str | Path | None
+# which checkpoints (:mod:`src_models.weights` names) a file given for a slot replaces
+SLOT_CHECKPOINTS: dict[str, tuple[str, ...]] = {
+    "weights": ("dinov2_", "dinov3_"),
+    "head_weights": ("segic_",),
+    "sam_weights": ("sam_",),
+}
+
+
+def slot_of(checkpoint: str) -> str | None:
+    """The weight slot whose file replaces ``checkpoint`` (None: no slot, e.g. CLIP text)."""
+    for slot, prefixes in SLOT_CHECKPOINTS.items():
+        if checkpoint.startswith(prefixes):
+            return slot
+    return None
 
 
 @dataclass(frozen=True)

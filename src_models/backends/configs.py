@@ -1,8 +1,11 @@
 """Every backend's options as a typed, frozen dataclass (no torch import here).
 
 Build them only through :func:`src_models.config.build_config` (unknown keys and wrong types
-are refused there); ``__post_init__`` checks ranges. The docstring's ``Attributes:`` lines are
-the help text of ``napari-incontext backends --options NAME`` and of the widget's forms.
+are refused there). A field's range is declared once with :func:`~src_models.config.ranged`
+and checked by ``__post_init__`` (:func:`~src_models.config.check_ranges`; checks across fields
+are written out there); the widget's spin boxes and the option tables show it. The docstring's
+``Attributes:`` lines are the help text of ``napari-incontext backends --options NAME`` and of
+the widget's forms.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from src_models.channels import parse_channels
-from src_models.config import check_positive, check_range
+from src_models.config import check_range, check_ranges, ranged
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 DinoSize = Literal["vits14", "vitb14", "vitl14", "vitg14"]
@@ -30,12 +33,11 @@ class TilingOption:
             tile_size / 8).
     """
 
-    tile_size: int | None = None
-    tile_overlap: int | None = None
+    tile_size: int | None = ranged(None, low=16)
+    tile_overlap: int | None = ranged(None, low=0)
 
     def __post_init__(self) -> None:
-        check_range("tile_size", self.tile_size, 16, None)
-        check_range("tile_overlap", self.tile_overlap, 0, None)
+        check_ranges(self)
         if self.tile_size is not None and self.tile_overlap is not None:
             check_range("tile_overlap", self.tile_overlap, 0, (self.tile_size - 1) // 2)
 
@@ -74,29 +76,19 @@ class ClassicConfig(TilingOption):
     """
 
     features: Literal["ilastik", "basic"] = "ilastik"
-    sigma_min: float = 0.7
-    sigma_max: float = 10.0
+    sigma_min: float = ranged(0.7, positive=True)
+    sigma_max: float = ranged(10.0, low="sigma_min")
     texture: bool = True
     position: bool | None = None
     per_slice: bool | None = None
     balance: bool = True
-    max_boost: float = 20.0
-    n_estimators: int = 32
-    max_depth: int | None = 16
-    min_samples_leaf: int = 2
-    samples_per_class: int = 20_000
-    smooth_sigma: float = 1.0
+    max_boost: float = ranged(20.0, low=1)
+    n_estimators: int = ranged(32, low=1, high=10_000)
+    max_depth: int | None = ranged(16, positive=True)
+    min_samples_leaf: int = ranged(2, low=1)
+    samples_per_class: int = ranged(20_000, low=1)
+    smooth_sigma: float = ranged(1.0, low=0)
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive(sigma_min=self.sigma_min, max_depth=self.max_depth)
-        check_range("sigma_max", self.sigma_max, self.sigma_min, None)
-        check_range("n_estimators", self.n_estimators, 1, 10_000)
-        check_range("min_samples_leaf", self.min_samples_leaf, 1, None)
-        check_range("samples_per_class", self.samples_per_class, 1, None)
-        check_range("smooth_sigma", self.smooth_sigma, 0, None)
-        check_range("max_boost", self.max_boost, 1, None)
 
 
 @dataclass(frozen=True)
@@ -113,12 +105,11 @@ class ChannelsOption(TilingOption):
     """
 
     channels: str | None = None
-    batch_size: int | None = None
+    batch_size: int | None = ranged(None, low=1, high=256)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         parse_channels(self.channels)
-        check_range("batch_size", self.batch_size, 1, 256)
 
     @property
     def chosen_channels(self) -> tuple[int, ...] | None:
@@ -143,20 +134,13 @@ class Dinov2Config(ChannelsOption):
     """
 
     backbone: DinoSize = "vits14"
-    input_size: int = 518
+    input_size: int = ranged(518, low=14, high=4096)
     dtype: Dtype = "auto"
-    proto_weight: float = 0.2
-    topk: int = 1
-    temperature: float = 0.25
+    proto_weight: float = ranged(0.2, low=0, high=1)
+    topk: int = ranged(1, low=1)
+    temperature: float = ranged(0.25, positive=True)
     refine: bool = True
-    refine_eps: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("input_size", self.input_size, 14, 4096)
-        check_range("proto_weight", self.proto_weight, 0, 1)
-        check_range("topk", self.topk, 1, None)
-        check_positive(temperature=self.temperature, refine_eps=self.refine_eps)
+    refine_eps: float = ranged(1e-3, positive=True)
 
 
 @dataclass(frozen=True)
@@ -192,32 +176,23 @@ class DinoSamConfig(ChannelsOption):
 
     correspondence: Literal["dinov2", "sam"] = "dinov2"
     backbone: DinoSize = "vits14"
-    input_size: int = 518
+    input_size: int = ranged(518, low=14, high=4096)
     sam_model: SamModel = "vit_b"
     dtype: Dtype = "auto"
-    proto_weight: float = 0.2
-    topk: int = 1
+    proto_weight: float = ranged(0.2, low=0, high=1)
+    topk: int = ranged(1, low=1)
     presence_check: bool = True
     guided_attention: bool = True
     attention_bias: Literal["official", "aligned"] = "official"
     semantic_prompt: bool = True
     negative_point: bool = True
-    refine_steps: int = 2
+    refine_steps: int = ranged(2, low=0, high=2)
     persam_f: bool = False
-    persam_f_iterations: int = 1000
-    persam_f_max_side: int | None = 256
+    persam_f_iterations: int = ranged(1000, low=1)
+    persam_f_max_side: int | None = ranged(256, positive=True)
     disk_cache: bool = False
     disk_cache_dir: str | None = None
-    disk_cache_gb: float = 2.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("input_size", self.input_size, 14, 4096)
-        check_range("proto_weight", self.proto_weight, 0, 1)
-        check_range("topk", self.topk, 1, None)
-        check_range("refine_steps", self.refine_steps, 0, 2)
-        check_range("persam_f_iterations", self.persam_f_iterations, 1, None)
-        check_positive(persam_f_max_side=self.persam_f_max_side, disk_cache_gb=self.disk_cache_gb)
+    disk_cache_gb: float = ranged(2.0, positive=True)
 
 
 SEGIC_CHECKPOINTS: tuple[str, ...] = ("segic_dinov2_l_80kx12e", "segic_dinov2_l_160kx12e")
@@ -247,19 +222,17 @@ class SegicConfig(ChannelsOption):
 
     backbone: DinoSize = "vitl14"
     checkpoint: Literal["segic_dinov2_l_80kx12e", "segic_dinov2_l_160kx12e"] | None = None
-    input_size: int = 896
+    input_size: int = ranged(896, low=28, high=4096)
     dtype: Dtype = "auto"
     text_embedding: str | None = None
     no_text: Literal["zero", "omit"] = "zero"
-    max_examples: int = 8
+    max_examples: int = ranged(8, low=1)
     video: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("input_size", self.input_size, 28, 4096)
         if self.input_size % 28:
             raise ValueError(f"option input_size={self.input_size} must be a multiple of 28")
-        check_range("max_examples", self.max_examples, 1, None)
 
 
 Insid3Backbone = Literal[
@@ -301,25 +274,17 @@ class Insid3Config(ChannelsOption):
     """
 
     backbone: Insid3Backbone = "dinov3_vits16"
-    input_size: int | None = None
+    input_size: int | None = ranged(None, low=14, high=4096)
     dtype: Dtype = "auto"
-    debias_components: int | None = None
+    debias_components: int | None = ranged(None, low=0)
     debias_scaled: bool = False
-    tau: float = 0.6
+    tau: float = ranged(0.6, low=0, high=1)
     merge_threshold: float = 0.2
-    forward_quantile: float = 0.9
+    forward_quantile: float = ranged(0.9, low=0, high=1)
     negative_filter: bool = True
-    temperature: float = 0.05
+    temperature: float = ranged(0.05, positive=True)
     refine: bool = True
-    refine_eps: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("input_size", self.input_size, 14, 4096)
-        check_range("debias_components", self.debias_components, 0, None)
-        check_range("tau", self.tau, 0, 1)
-        check_range("forward_quantile", self.forward_quantile, 0, 1)
-        check_positive(temperature=self.temperature, refine_eps=self.refine_eps)
+    refine_eps: float = ranged(1e-3, positive=True)
 
     @property
     def family(self) -> str:
@@ -358,10 +323,10 @@ class SamRefineConfig:
     use_box: bool = True
     use_mask: bool = True
     multimask: bool = False
-    min_pixels: int = 4
+    min_pixels: int = ranged(4, low=0)
     keep_empty: bool = True
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if not (self.use_box or self.use_mask):
             raise ValueError("SAM refinement needs a prompt: set use_box or use_mask (or both)")
-        check_range("min_pixels", self.min_pixels, 0, None)

@@ -15,13 +15,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_table(config: type) -> str:
-    """Markdown table of a config dataclass: option, type, default, help (one row a field)."""
+    """Markdown table of a config dataclass: option, type, default, range, help (a row a field)."""
     from src_models.config import option_table
 
-    rows = ["| option | type | default | what it does |", "|---|---|---|---|"]
+    rows = ["| option | type | default | range | what it does |", "|---|---|---|---|---|"]
     for info in option_table(config):
         default = "none" if info.default is None else info.default
-        rows.append(f"| `{info.name}` | {info.type} | `{default}` | {info.help} |")
+        span = info.range.text() if info.range else ""
+        rows.append(f"| `{info.name}` | {info.type} | `{default}` | {span} | {info.help} |")
     return "\n".join(rows)
 
 

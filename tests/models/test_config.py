@@ -10,7 +10,14 @@ import pytest
 
 from src_models import cli
 from src_models.backends.configs import ClassicConfig, Dinov2Insid3Config, Insid3Config
-from src_models.config import build_config, convert, option_table, parse_pairs
+from src_models.config import (
+    build_config,
+    check_ranges,
+    convert,
+    option_table,
+    parse_pairs,
+    ranged,
+)
 from src_models.registry import BACKENDS, build_backend, split_refine_options
 from src_models.timing import NULL_TIMER, Timer
 
@@ -73,6 +80,56 @@ def test_ranges_are_checked_by_each_config() -> None:
         build_config(Insid3Config, {"tau": 1.5})
 
 
+@dataclass(frozen=True)
+class Ranged:
+    """A config whose ranges are declared on its fields.
+
+    Attributes:
+        low: at least 1.
+        high: at least low, at most 10.
+        scale: above zero.
+    """
+
+    low: int = ranged(2, low=1)
+    high: float = ranged(5.0, low="low", high=10)
+    scale: float | None = ranged(None, positive=True)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"low": 0}, r"option low=0 is out of range: use a value in \[1, inf\]"),
+        ({"high": 11}, r"option high=11.0 is out of range: use a value in \[2, 10\]"),
+        ({"low": 6, "high": 5}, r"option high=5.0 is out of range: use a value in \[6, 10\]"),
+        ({"scale": "0"}, "option scale=0.0 must be > 0"),
+    ],
+)
+def test_declared_ranges_are_checked_and_described(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_config(Ranged, options)
+    assert build_config(Ranged, {"scale": "none"}) == Ranged()
+    rows = {row.name: row for row in option_table(Ranged)}
+    assert [rows[n].range.text() for n in rows] == ["≥ 1", "[low, 10]", "> 0"]
+    assert rows["high"].range.numeric() == (None, 10) and rows["scale"].range.numeric()[0] == 0
+
+
+def test_every_backend_range_is_checked_by_its_config() -> None:
+    with pytest.raises(ValueError, match=r"n_estimators=0 is out of range: use a value in \[1, "):
+        build_config(ClassicConfig, {"n_estimators": "0"})
+    with pytest.raises(ValueError, match="max_depth=0 must be > 0"):
+        build_config(ClassicConfig, {"max_depth": "0"})
+    for info in BACKENDS.values():  # every declared range refuses a value past its bound
+        for row in option_table(info.config):
+            low, high = row.range.numeric() if row.range else (None, None)
+            for bad in (low - 1 if low is not None else None, high + 1 if high else None):
+                if bad is not None and row.base in (int, float):
+                    with pytest.raises(ValueError, match=f"option {row.name}="):
+                        build_config(info.config, {row.name: bad})
+
+
 def test_option_table_reads_types_defaults_and_help_from_the_docstring() -> None:
     rows = {row.name: row for row in option_table(Toy)}
     assert list(rows) == ["flag", "count", "ratio", "scale", "mode", "limit"]
@@ -130,7 +187,10 @@ def test_sam_refine_options_are_split_and_validated() -> None:
 
 def test_cli_option_typo_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["backends", "--options", "classic"]) == 0
-    assert "| `per_slice` | bool or none | `none` |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| `per_slice` | bool or none | `none` |  |" in out
+    assert "| `n_estimators` | int | `32` | [1, 10000] |" in out  # the declared range
+    assert "| `sigma_max` | float | `10.0` | ≥ sigma_min |" in out
     assert cli.main(["backends", "--options", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown backend 'nope'" in err

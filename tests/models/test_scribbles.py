@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from src_models.backends.classic import ClassicBackend
 from src_models.engine import propagate
@@ -40,6 +41,17 @@ def test_strokes_are_sparse_and_inside_their_class(scribbled) -> None:  # noqa: 
     background = strokes[3] == BACKGROUND
     assert (truth[3][background] == 0).all()
     assert (truth[3][strokes[3] == 1] == 1).all()
+
+
+def test_a_large_connected_class_gets_several_strokes_spread_over_it() -> None:
+    truth = np.zeros((80, 160), np.int32)
+    truth[30:50, 60:100] = 1  # one object; the background is one connected frame around it
+    background = {n: strokes_from_truth(truth, 2, strokes=n) == 2 for n in (1, 3, 10)}
+    assert background[1].sum() <= 200 < background[3].sum() <= background[10].sum() <= 2000
+    rows, cols = np.nonzero(background[3])  # spread: not only the first rows of the frame
+    assert rows.min() < 20 and rows.max() > 60 and cols.min() < 40 and cols.max() > 120
+    strokes, count = ndi.label(background[1], structure=np.ones((3, 3)))
+    assert count == 1  # a stroke is one connected walk along the skeleton
 
 
 def test_prepare_maps_background_to_zero_and_unpainted_to_unknown(scribbled) -> None:  # noqa: ANN001

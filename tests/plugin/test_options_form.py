@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
 
 from src_models.backends.configs import ClassicConfig, Dinov2Config
@@ -52,6 +53,26 @@ def test_form_values_reach_the_backend_and_bad_values_are_notifications(
     widget.controls.run_button.click()
     assert "sigma_max=0.5 is out of range" in errors[-1]
     assert not widget.busy and len(built) == 1
+
+
+def test_spin_boxes_refuse_values_outside_the_declared_range(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    form = widget.controls.options_form
+    choose_backend(widget, "classic")
+    trees = form.widget("n_estimators")  # range [1, 10000], declared on the config's field
+    assert (trees.min, trees.max) == (1, 10_000) and "range [1, 10000]" in trees.tooltip
+    with pytest.raises(ValueError, match="outside of the allowed range"):
+        trees.value = 0
+    trees.native.setValue(20_000)  # typed or stepped past the end: Qt clamps to the range
+    assert trees.value == 10_000
+    assert form.widget("sigma_min").min > 0  # "> 0": zero cannot be entered
+    assert "range ≥ 1" in form.widget("min_samples_leaf").tooltip
+    assert "range ≥ 16" in form.widget("tile_size").tooltip  # optional: range in the tooltip
+    choose_backend(widget, "dinov2")
+    weight = form.widget("proto_weight")
+    assert (weight.min, weight.max) == (0, 1)
+    weight.native.setValue(1.5)
+    assert weight.value == 1 and form.config().proto_weight == 1
 
 
 def test_set_values_fills_the_form_from_saved_options(qtbot, viewer_widget):

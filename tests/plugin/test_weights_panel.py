@@ -17,8 +17,8 @@ from qtpy.QtWidgets import QMessageBox
 from src_models import registry, weights, weights_download
 from src_models.hashing import file_sha256
 from src_models.registry import BackendInfo
-from tests.plugin.conftest import CountingConfig
-from tests.plugin.plugin_helpers import choose_backend, dock
+from tests.plugin.conftest import CountingBackend, CountingConfig
+from tests.plugin.plugin_helpers import choose_backend, dock, run_and_wait
 
 FAKE = "dinov2_fake"
 
@@ -134,7 +134,7 @@ def test_a_weights_file_of_your_own_replaces_the_lookup(qtbot, needy, tmp_path):
     form.weights_file.value = tmp_path / "nope.pth"
     assert "does not exist" in needy.controls.run_button.toolTip()
     mine = tmp_path / "mine.pth"
-    mine.write_bytes(b"x")
+    torch.save({"w": torch.ones(2)}, mine)
     form.weights_file.value = mine
     assert "mine.pth (your file)" in panel.status_label.text()
     assert needy.controls.run_button.isEnabled()
@@ -145,3 +145,72 @@ def test_backends_without_weights_are_ready(qtbot, needy):
     choose_backend(needy, "classic")
     assert needy.controls.weights_panel.status_label.text() == "weights: none needed"
     assert needy.controls.run_button.isEnabled()
+
+
+HEAD = "segic_fake"
+
+
+@pytest.fixture
+def two_part(fake_weights, monkeypatch, tmp_path):
+    """A backend "two-part" taking a backbone (dinov2_fake) and a head (segic_fake), neither
+    on this machine; returns the keyword arguments of each build."""
+    spec = weights.WeightsSpec(HEAD, f"{HEAD}.pth", url="https://example.invalid/h.pth", size=9)
+    monkeypatch.setitem(weights.WEIGHTS, HEAD, dataclasses.replace(spec, sha256="ab" * 32))
+    calls: list[dict] = []
+
+    def build(config, *, device="auto", weights=None, head_weights=None):
+        calls.append({"weights": weights, "head_weights": head_weights})
+        return CountingBackend()
+
+    info = BackendInfo(
+        "two-part",
+        "backbone + head",
+        CountingConfig,
+        build,
+        ("weights", "head_weights"),
+        lambda c: [FAKE, HEAD],
+        uses_device=False,
+    )
+    monkeypatch.setitem(registry.BACKENDS, "two-part", info)
+    return calls
+
+
+def test_every_weight_of_a_backend_has_a_file_field_checked_and_used_by_the_run(
+    qtbot, two_part, viewer_widget, tmp_path
+):
+    viewer, widget = viewer_widget
+    form, panel = widget.controls.options_form, widget.controls.weights_panel
+    choose_backend(widget, "two-part")
+    files = form.weight_files
+    assert not files["weights"].native.isHidden() and not files["head_weights"].native.isHidden()
+    assert files["sam_weights"].native.isHidden()
+    assert f"{FAKE}.pth, {HEAD}.pth" in panel.status_label.text()
+    assert not widget.controls.run_button.isEnabled()
+
+    backbone, head = tmp_path / "backbone.pth", tmp_path / "head.pth"
+    torch.save({"w": torch.zeros(2)}, backbone)
+    head.write_bytes(b"not a checkpoint")
+    files["weights"].value, files["head_weights"].value = backbone, head
+    tip = widget.controls.run_button.toolTip()
+    assert "head weights: head.pth is not a weights-only checkpoint" in tip
+    assert not widget.controls.run_button.isEnabled()
+    official = tmp_path / f"{HEAD}.pth"  # the official name: its size and sha256 are checked
+    torch.save({"h": torch.zeros(2)}, official)
+    files["head_weights"].value = official
+    assert f"{HEAD}.pth: wrong size" in widget.controls.run_button.toolTip()
+
+    torch.save({"h": torch.ones(2)}, head)
+    files["head_weights"].value = head
+    assert "backbone.pth (your file), head.pth (your file)" in panel.status_label.text()
+    assert widget.controls.run_button.isEnabled()
+    run_and_wait(qtbot, widget)
+    assert two_part[-1] == {"weights": str(backbone), "head_weights": str(head)}
+
+    form.sam_refine.value = "vit_b"  # refining with SAM: SAM's file field appears
+    assert not files["sam_weights"].native.isHidden()
+    assert "missing: sam_vit_b_01ec64.pth" in panel.status_label.text()
+    sam = tmp_path / "sam.pth"
+    torch.save({"s": torch.zeros(2)}, sam)
+    files["sam_weights"].value = sam
+    assert "sam.pth (your file)" in panel.status_label.text()
+    assert form.options()["sam_weights"] == str(sam)
