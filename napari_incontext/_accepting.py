@@ -25,8 +25,8 @@ def proposal_ids(proposal: np.ndarray) -> list[int]:
     """Sorted nonzero label ids of a (Y, X) proposal."""
     if proposal.size == 0:
         return []
-    counts = np.bincount(proposal.ravel().astype(np.int64, copy=False))
-    return [int(k) + 1 for k in np.flatnonzero(counts[1:])]
+    # np.unique, not bincount: ids may be any uint64 (a bincount of id 2**40 would not fit)
+    return [int(k) for k in np.unique(proposal) if k != 0]
 
 
 class Acceptor:

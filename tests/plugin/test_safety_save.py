@@ -216,3 +216,11 @@ def test_uint64_ids_survive_run_accept_and_save(
     wait_idle(qtbot, widget)
     saved = tifffile.imread(tmp_path / LABELS_FILE)
     assert saved.dtype == np.uint64 and (saved == 2**63 + 5).any()
+
+
+def test_proposal_ids_keep_uint64_ids_above_int64() -> None:
+    from napari_incontext._accepting import proposal_ids
+
+    big = 2**63 + 5
+    proposal = np.array([[0, big], [3, 3]], dtype=np.uint64)
+    assert proposal_ids(proposal) == [3, big]
