@@ -9,7 +9,8 @@ import pytest
 
 from src_models.backends.classic import ClassicBackend
 from src_models.cache import CacheTooSmallWarning, FeatureCache
-from src_models.engine import FitMemo, propagate, propagation_order, select_targets
+from src_models.engine import FitMemo, propagate
+from src_models.order import propagation_order, select_targets
 from src_models.sample_data import example_labels, synthetic_stack
 from src_models.timing import NULL_TIMER, Timer
 from src_models.types import Example, ExtraExamples
