@@ -2,14 +2,15 @@
 
 Builds a synthetic memory-mapped uint16 stack of N slices (the 16-slice synthetic stack
 repeated, each repeat shifted by one more pixel so that every slice's content differs), with the
-labels of the middle slice as the example, and runs classic on every other slice. The re-run
+labels of the middle slice as the example, and runs a backend on every other slice. The re-run
 adds one corrected slice (the middle one's neighbour, from the ground truth) as an example,
 so the head is refitted and every other slice is proposed again. The memory cap is a share
 (default 20%) of the run's features, as the default 4 GiB cap is of a 2,000-slice 512² stack.
 
-Backends: classic (default options) and dinov2 (ViT-S/14 with random weights at a small
-``--input-size``, on the CPU with ``--threads`` torch threads; ``--dinov2-n`` gives it a
-shorter stack where N = 2,000 would take too long).
+Backends: classic (default options but ``per_slice=false``, see :func:`make_backend`) and
+dinov2 (ViT-S/14 with random weights at a small ``--input-size``, on the CPU with
+``--threads`` torch threads; ``--dinov2-n`` gives it a shorter stack where N = 2,000 would
+take too long).
 
 Cases: ``memory`` (one FeatureCache: first run, re-run), ``memory + disk`` (first run with a
 disk tier; the re-run in the same session, and in a new session: empty memory, same disk).
@@ -18,6 +19,7 @@ slices), hits, and the speed-up over the same case's first run.
 
 Usage: python scripts/bench_cache.py [--backends classic dinov2] [--n 2000] [--dinov2-n N]
        [--size 64] [--input-size 112] [--threads 1] [--share 0.2] [--no-disk]
+       [--per-slice false]
 """
 
 from __future__ import annotations
@@ -85,13 +87,16 @@ def warm_up(images: np.ndarray, labels: np.ndarray, backend: object) -> None:
         list(propagate(images, labels, backend, cache=FeatureCache(0), targets=target))  # type: ignore[arg-type]
 
 
-def make_backend(name: str, input_size: int) -> object:
-    """classic (default options), or dinov2 ViT-S/14 with random weights at ``input_size``."""
+def make_backend(name: str, input_size: int, per_slice: str) -> object:
+    """classic (default options but ``per_slice``), or dinov2 ViT-S/14 with random weights at
+    ``input_size``. classic's automatic ``per_slice`` is part of its feature key and is
+    decided from the examples: here the corrected slice's brightness flips it on, so every
+    feature of the re-run is new (0 hits); ``--per-slice auto`` measures that."""
     from src_models.registry import build_backend
 
     if name == "dinov2":
         return build_backend("dinov2", weights="random", input_size=input_size, device="cpu")
-    return build_backend(name)
+    return build_backend(name, per_slice=per_slice)
 
 
 def measure(name: str, n: int, args: argparse.Namespace) -> list[tuple[str, str, dict]]:
@@ -100,7 +105,7 @@ def measure(name: str, n: int, args: argparse.Namespace) -> list[tuple[str, str,
     from src_models.disk_cache import DiskCache
     from src_models.memory import feature_bytes
 
-    backend = make_backend(name, args.input_size)
+    backend = make_backend(name, args.input_size, args.per_slice)
     need = n * feature_bytes(backend, (args.size, args.size), 1)[0]  # type: ignore[arg-type]
     cap = int(args.share * need)
     print(f"{name}: N = {n}, features {need / 1e9:.3f} GB, memory cap {cap / 1e9:.3f} GB")
@@ -136,13 +141,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (dinov2)")
     parser.add_argument("--share", type=float, default=0.2, help="memory cap / run's features")
     parser.add_argument("--no-disk", action="store_true", help="memory cases only")
+    parser.add_argument("--per-slice", default="false", help="classic's per_slice option")
     parser.add_argument("--keep", default=None, help="build the stack (and disk tier) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
         f"{platform.processor() or platform.machine()}, {platform.python_version()}, "
         f"torch threads {args.threads}, slices of {args.size}², memory cap {args.share:.0%} "
-        f"of a run's features, disk cap 200%; classic: default options; dinov2: ViT-S/14, "
+        f"of a run's features, disk cap 200%; classic: default options but per_slice="
+        f"{args.per_slice}; dinov2: ViT-S/14, "
         f"random weights, input {args.input_size}\n"
     )
     print("| backend | N | cache | run | s | features (s) | head (s) | hits | speed-up |")

@@ -193,7 +193,8 @@ class DiskCache:
         index = self._index if self._index is not None else OrderedDict()
         while self._total > self.max_bytes and len(index) > 1:
             name, size = index.popitem(last=False)
-            (self.directory / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # gone already, or a read-only cache
+                (self.directory / name).unlink()
             self._total -= size
 
     def _clean_temps(self) -> None:
