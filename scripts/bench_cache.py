@@ -18,7 +18,7 @@ Prints one Markdown table: seconds in all, in ``features`` and in ``head`` (summ
 slices), hits, and the speed-up over the same case's first run.
 
 Usage: python scripts/bench_cache.py [--backends classic dinov2] [--n 2000] [--dinov2-n N]
-       [--size 64] [--input-size 112] [--threads 1] [--share 0.2] [--no-disk]
+       [--size 64] [--input-size 112] [--threads 1] [--share 0.2] [--cases memory disk]
        [--per-slice false]
 """
 
@@ -116,8 +116,10 @@ def measure(name: str, n: int, args: argparse.Namespace) -> list[tuple[str, str,
         memory = FeatureCache(cap)
         disk = DiskCache("features", temp, max_bytes=2 * need)
         both, fresh = FeatureCache(cap, disk), FeatureCache(cap, disk)
-        cases = [("memory", "first run", memory, first), ("memory", "re-run", memory, second)]
-        if not args.no_disk:
+        cases = []
+        if "memory" in args.cases:
+            cases += [("memory", "first run", memory, first), ("memory", "re-run", memory, second)]
+        if "disk" in args.cases:
             cases += [
                 ("memory + disk", "first run", both, first),
                 ("memory + disk", "re-run", both, second),
@@ -140,7 +142,9 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=112, help="dinov2's ViT input")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (dinov2)")
     parser.add_argument("--share", type=float, default=0.2, help="memory cap / run's features")
-    parser.add_argument("--no-disk", action="store_true", help="memory cases only")
+    parser.add_argument(
+        "--cases", nargs="+", choices=["memory", "disk"], default=["memory", "disk"]
+    )
     parser.add_argument("--per-slice", default="false", help="classic's per_slice option")
     parser.add_argument("--keep", default=None, help="build the stack (and disk tier) here")
     args = parser.parse_args()
