@@ -2,12 +2,14 @@
 
 Builds synthetic 512² uint16 stacks of N slices (a 16-slice synthetic stack repeated) as a
 zarr store and as a memory-mapped .npy, with the labels of the middle slice as the example,
-and runs classic on the 10 slices around it, each N and format in a fresh subprocess. Prints
+and runs a backend (``--backend classic``, or ``dinov2``: ViT-S/14 with random weights at
+``--input-size``) on the 10 slices around it, each N and format in a fresh subprocess. Prints
 one Markdown table: N, input, seconds to the first proposal (label scan, intensity sample,
 example features and fit), seconds per further slice, RSS before the run and peak RSS. The
 `in-memory` rows load the whole stack first (numpy: the eager path), for comparison.
 
 Usage: python scripts/bench_scale.py [--sizes 30 300 2000] [--targets 10] [--keep DIR]
+       [--backend classic|dinov2] [--input-size 112] [--in-memory-up-to 300]
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from src_models.backends.base import Backend
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's src_models, also in the child processes
@@ -71,15 +77,27 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def child(folder: Path, kind: str, targets: list[int]) -> dict:
+def make_backend(name: str, input_size: int) -> Backend:
+    """classic (default options), or dinov2 ViT-S/14 with random weights at ``input_size``
+    on the CPU with one torch thread (two on 2 shared cores ran 5× slower)."""
+    from src_models.registry import build_backend
+
+    if name != "dinov2":
+        return build_backend(name)
+    import torch
+
+    torch.set_num_threads(1)
+    return build_backend("dinov2", weights="random", input_size=input_size, device="cpu")
+
+
+def child(folder: Path, kind: str, targets: list[int], backend_name: str, size: int) -> dict:
     """One run in this (fresh) process: timings and memory."""
     import psutil
 
     from src_models.engine import propagate
     from src_models.lazy import open_zarr
-    from src_models.registry import build_backend
 
-    backend = build_backend("classic")
+    backend = make_backend(backend_name, size)
     if kind == "zarr":
         images, labels = open_zarr(folder / "image.zarr"), open_zarr(folder / "labels.zarr")
     else:
@@ -99,10 +117,11 @@ def child(folder: Path, kind: str, targets: list[int]) -> dict:
     }
 
 
-def measure(folder: Path, n: int, kind: str, count: int) -> dict:
+def measure(folder: Path, n: int, kind: str, count: int, args: argparse.Namespace) -> dict:
     middle = n // 2
     targets = [i for i in range(middle - count // 2, middle + count // 2 + 1) if i != middle]
     code = [sys.executable, __file__, "--child", str(folder), kind, json.dumps(targets)]
+    code += ["--backend", args.backend, "--input-size", str(args.input_size)]
     done = subprocess.run(code, capture_output=True, text=True, check=True)
     return {"n": n, "input": kind, **json.loads(done.stdout.strip().splitlines()[-1])}
 
@@ -126,11 +145,14 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10)
     parser.add_argument("--in-memory-up-to", type=int, default=300)
     parser.add_argument("--keep", default=None, help="build the stacks here and keep them")
+    parser.add_argument("--backend", choices=["classic", "dinov2"], default="classic")
+    parser.add_argument("--input-size", type=int, default=112, help="dinov2's ViT input")
     parser.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         folder, kind, targets = args.child
-        print(json.dumps(child(Path(folder), kind, json.loads(targets))))
+        result = child(Path(folder), kind, json.loads(targets), args.backend, args.input_size)
+        print(json.dumps(result))
         return
     rows = []
     with tempfile.TemporaryDirectory(dir=args.keep) as temp:
@@ -140,11 +162,16 @@ def main() -> None:
             build(folder, n)
             kinds = ["zarr", "memmap"] + (["in-memory"] if n <= args.in_memory_up_to else [])
             for kind in kinds:
-                rows.append(measure(folder, n, kind, args.targets))
+                rows.append(measure(folder, n, kind, args.targets, args))
                 print(json.dumps(rows[-1]), file=sys.stderr)
+    what = (
+        f"dinov2 (ViT-S/14, random weights, input {args.input_size}, 1 torch thread)"
+        if args.backend == "dinov2"
+        else "classic (default options)"
+    )
     print(
         f"{platform.processor() or platform.machine()}, {platform.python_version()}, "
-        f"classic (default options), {args.targets} target slices around the middle example\n"
+        f"{what}, {args.targets} target slices around the middle example\n"
     )
     print(table(rows))
 

@@ -227,7 +227,8 @@ class FeatureCache:
         size = data.nbytes + _NPY_HEADER
         if self._run and self._disk_run_bytes + size > self.disk.max_bytes:
             return  # the disk tier is full of this run's features
-        if self.disk.put(self._disk_key(key), data):
+        # no fsync: the entry's checksum (feature_store) catches what a crash left behind
+        if self.disk.put(self._disk_key(key), data, sync=False):
             self._disk_run_bytes += size
 
     def clear(self) -> None:

@@ -6,8 +6,12 @@ named by its own pattern ``<40 hex digits>.npy``: eviction, cleanup and repair n
 anything else, even a user's ``.npy`` put there by mistake. Any entry that fails to load or
 does not match what the caller expects (empty or truncated file, wrong shape or dtype,
 non-finite values, a folder in place of the file) is deleted and reported as a miss, so the
-caller recomputes it. Writes go to a per-process temporary name, are fsynced, then renamed,
-so processes sharing a cache see whole entries only and never raise.
+caller recomputes it. Writes go to a per-process temporary name, are fsynced (unless the
+caller checks its entries itself), then renamed, so processes sharing a cache see whole
+entries only and never raise. The size cap is kept with a running total: the folder is
+scanned on the first write and after every tenth of the cap written, so a process may see
+other processes' new entries late, and the folder can exceed the cap by up to about a
+tenth of it per process writing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 import secrets
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +34,7 @@ from src_models.hashing import update_with_array
 _ENTRY = re.compile(r"^[0-9a-f]{40}\.npy$")
 _TEMP = re.compile(r"^\.[0-9a-f]{40}\.(\d+)-[0-9a-f]{8}\.tmp$")
 _STALE_SECONDS = 3600.0
+RESCAN = 0.1  # share of max_bytes written between two scans of the folder
 Check = Callable[[np.ndarray], bool]
 
 
@@ -69,6 +75,11 @@ class DiskCache:
         self.hits = 0
         self.misses = 0
         self.repaired = 0
+        # entry name -> bytes, least recently used first, as of the last scan plus this
+        # object's own reads and writes (None: not scanned yet)
+        self._index: OrderedDict[str, int] | None = None
+        self._total = 0
+        self._since_scan = 0  # bytes written since that scan
 
     def path(self, key: str) -> Path:
         if not _ENTRY.match(f"{key}.npy"):
@@ -98,30 +109,54 @@ class DiskCache:
             return None
         with contextlib.suppress(OSError):  # evicted meanwhile, or a read-only cache
             os.utime(path)  # recently used: evicted last
+        if self._index is not None and path.name in self._index:
+            self._index.move_to_end(path.name)
         self.hits += 1
         return value
 
-    def put(self, key: str, value: np.ndarray) -> bool:
-        """Store ``value``; False (and nothing raised) when the folder is not writable."""
+    def put(self, key: str, value: np.ndarray, sync: bool = True) -> bool:
+        """Store ``value``; False (and nothing raised) when the folder is not writable.
+
+        Args:
+            sync: fsync the entry before it is renamed into place. A caller whose entries
+                carry their own checksum (the feature cache) may skip it: an entry a crash
+                left incomplete fails that check on read and is recomputed.
+        """
         path = self.path(key)
         temp = self.directory / f".{key}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with open(temp, "wb") as handle:
                 np.save(handle, np.ascontiguousarray(value), allow_pickle=False)
-                handle.flush()
-                os.fsync(handle.fileno())
+                size = handle.tell()
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             if path.is_dir() and not path.is_symlink():
                 self._drop(path)
             os.replace(temp, path)
         except OSError:
             temp.unlink(missing_ok=True)
             return False
-        self.evict()
+        self._added(path.name, size)
         return True
+
+    def _added(self, name: str, size: int) -> None:
+        """Count a written entry; evict from the index, rescanning the folder only on the
+        first write and after each :data:`RESCAN` share of ``max_bytes`` written (to see
+        other processes' entries), not per write (that was quadratic in the entries)."""
+        if self._index is None or self._since_scan + size > self.max_bytes * RESCAN:
+            self.evict()
+            return
+        self._since_scan += size
+        self._total += size - self._index.pop(name, 0)
+        self._index[name] = size
+        self._evict_indexed()
 
     def _drop(self, path: Path) -> None:
         self.repaired += 1
+        if self._index is not None and path.name in self._index:
+            self._total -= self._index.pop(path.name)
         try:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -137,23 +172,30 @@ class DiskCache:
         return [p for p in self.directory.iterdir() if _ENTRY.match(p.name)]
 
     def evict(self) -> None:
-        """Delete the least recently used entries until the total fits ``max_bytes``, and
-        temporary files of processes that died (older than an hour)."""
+        """Scan the folder, then delete the least recently used entries until the total fits
+        ``max_bytes`` (the newest is kept), and temporary files of processes that died
+        (older than an hour)."""
         sized = []
         for path in self.entries():
             try:
                 stat = path.stat()
             except OSError:
                 continue  # deleted by another process meanwhile
-            sized.append((stat.st_mtime_ns, stat.st_size, path))
+            sized.append((stat.st_mtime_ns, stat.st_size, path.name))
         sized.sort()
-        total = sum(size for _, size, _ in sized)
-        for _, size, path in sized[:-1]:
-            if total <= self.max_bytes:
-                break
-            path.unlink(missing_ok=True)
-            total -= size
+        self._index = OrderedDict((name, size) for _, size, name in sized)
+        self._total = sum(self._index.values())
+        self._since_scan = 0
+        self._evict_indexed()
         self._clean_temps()
+
+    def _evict_indexed(self) -> None:
+        index = self._index if self._index is not None else OrderedDict()
+        while self._total > self.max_bytes and len(index) > 1:
+            name, size = index.popitem(last=False)
+            with contextlib.suppress(OSError):  # gone already, or a read-only cache
+                (self.directory / name).unlink()
+            self._total -= size
 
     def _clean_temps(self) -> None:
         now = time.time()

@@ -62,6 +62,27 @@ def _positions(shape: tuple[int, int]) -> np.ndarray:
     return np.stack([yy, xx], axis=-1)
 
 
+SERIAL_WORK = 2**20  # pixels × trees up to which one thread beats joblib's pool per call
+
+
+def forest_proba(forest: RandomForestClassifier, x: np.ndarray) -> np.ndarray:
+    """``forest.predict_proba(x)`` for (N, F) ``x``, as (N, classes) float64.
+
+    Up to :data:`SERIAL_WORK` (a slice of 180² with the default 32 trees) the trees are
+    summed in this thread without per-tree checks: sklearn's call starts a thread pool per
+    call and polls it with 10 ms sleeps, which cost more than the trees' work on small slices
+    (most of a cached re-run). Larger inputs take sklearn's parallel path.
+    """
+    trees, n_classes = forest.estimators_, len(forest.classes_)
+    if x.shape[0] * len(trees) > SERIAL_WORK:
+        return np.asarray(forest.predict_proba(x))
+    x = np.ascontiguousarray(x, np.float32)
+    total = np.zeros((x.shape[0], n_classes), np.float64)
+    for tree in trees:  # tree_.predict is what DecisionTreeClassifier.predict_proba returns
+        total += tree.tree_.predict(x)[:, :n_classes]
+    return total / len(trees)
+
+
 class ClassicBackend(BackendBase):
     """Filter-bank features + random forest trained on every example slice."""
 
@@ -190,7 +211,7 @@ class ClassicBackend(BackendBase):
         if self._forest is None:
             raise RuntimeError("call fit() with at least one example before predict()")
         with timer("forest"):
-            proba = self._forest.predict_proba(self._design(features)).reshape(*shape, -1)
+            proba = forest_proba(self._forest, self._design(features)).reshape(*shape, -1)
         if self.config.smooth_sigma > 0:
             with timer("smooth"):
                 proba = ndi.gaussian_filter(proba, (self.config.smooth_sigma,) * 2 + (0,))
