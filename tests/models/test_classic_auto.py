@@ -18,7 +18,7 @@ def test_filter_bank_shape_dtype_and_determinism() -> None:
     scales = ilastik_scales(0.7, 10.0)
     feats = filter_bank(image, scales)
     assert scales == [0.7, 1.0, 1.6, 3.5, 5.0, 10.0]
-    assert feats.shape == (70, 90, 2 * len(scales) * 8) and feats.dtype == np.float16
+    assert feats.shape == (70, 90, 2 * len(scales) * 8) and feats.dtype == np.float32
     assert np.isfinite(feats.astype(np.float32)).all()
     np.testing.assert_array_equal(feats, filter_bank(image.copy(), scales))
     # one filter kind gives one feature per scale and channel (two for the eigenvalues)
