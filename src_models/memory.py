@@ -67,7 +67,7 @@ def feature_bytes(backend: Any, shape: tuple[int, int], channels: int) -> tuple[
     pixels = shape[0] * shape[1]
     if config is not None and hasattr(config, "sigma_max"):
         n = _classic_features(config, channels)
-        return 2 * n * pixels, 10 * n * pixels  # float16 kept; float32 list + stack
+        return 4 * n * pixels, 10 * n * pixels  # float32 kept; float32 list + stack
     cached = 0
     if config is not None and hasattr(config, "input_size"):
         name = str(getattr(config, "backbone", "vitl"))

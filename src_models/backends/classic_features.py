@@ -46,7 +46,8 @@ def _eig2(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.n
 def _one_scale(
     img: np.ndarray, sigma: float, finer: np.ndarray, filters: Sequence[str]
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """The bank of one 2D float32 channel at one scale (in the pixels of ``img``).
+    """The bank of (C, h, w) float32 channels at one scale (in the pixels of ``img``); every
+    channel at once (one numpy call per operation instead of one per channel).
 
     Derivatives are central differences of the smoothed image (one Gaussian per scale
     instead of one per derivative); ``finer`` is the image smoothed at the previous,
@@ -54,13 +55,13 @@ def _one_scale(
     structure tensor. Returns the features and this scale's smoothed image.
     """
     out: list[np.ndarray] = []
-    smooth = ndi.gaussian_filter(img, sigma)
-    dy, dx = np.gradient(smooth)
+    smooth = ndi.gaussian_filter(img, sigma, axes=(1, 2))
+    dy, dx = np.gradient(smooth, axis=(1, 2))
     if "gauss" in filters:
         out.append(smooth)
     if {"log", "hessian"} & set(filters):
-        hyy, hxy = np.gradient(dy)
-        hxx = np.gradient(dx, axis=1)
+        hyy, hxy = np.gradient(dy, axis=(1, 2))
+        hxx = np.gradient(dx, axis=2)
         if "log" in filters:
             out.append((hyy + hxx) * sigma**2)
         if "hessian" in filters:
@@ -70,28 +71,41 @@ def _one_scale(
     if "dog" in filters:
         out.append(smooth - finer)
     if "structure" in filters:
-        gy, gx = np.gradient(finer)
-        tensor = (ndi.gaussian_filter(p, sigma) for p in (gy * gy, gy * gx, gx * gx))
+        gy, gx = np.gradient(finer, axis=(1, 2))
+        tensor = (ndi.gaussian_filter(p, sigma, axes=(1, 2)) for p in (gy * gy, gy * gx, gx * gx))
         out.extend(e * sigma for e in _eig2(*tensor))
     return out, smooth
 
 
 def _downsample(img: np.ndarray, factor: int) -> np.ndarray:
-    """Block mean of ``factor``² pixels (the edge rows/columns that do not fill a block
-    are padded by reflection)."""
-    h, w = img.shape
+    """(C, h, w) → block mean of ``factor``² pixels (the edge rows/columns that do not fill a
+    block are padded by reflection)."""
+    _, h, w = img.shape
     ph, pw = -h % factor, -w % factor
-    padded = np.pad(img, ((0, ph), (0, pw)), mode="reflect") if ph or pw else img
-    return padded.reshape(padded.shape[0] // factor, factor, -1, factor).mean((1, 3))
+    padded = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="reflect") if ph or pw else img
+    c, hp, wp = padded.shape
+    return padded.reshape(c, hp // factor, factor, wp // factor, factor).mean((2, 4))
 
 
-def _upsample(feats: list[np.ndarray], factor: int, shape: tuple[int, int]) -> list[np.ndarray]:
-    out = []
-    for f in feats:
-        # block centres of the coarse grid sit at (k + 0.5)·factor − 0.5 fine pixels
-        big = ndi.zoom(f, factor, order=1, mode="nearest", grid_mode=True)
-        out.append(big[: shape[0], : shape[1]])
-    return out
+def _linear_taps(n_in: int, n_out: int, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices and weight of linear interpolation from a ``factor``× coarser grid whose block
+    centres sit at (k + 0.5)·factor − 0.5 fine pixels (clamped at the edges)."""
+    x = np.clip((np.arange(n_out, dtype=np.float32) + 0.5) / factor - 0.5, 0, n_in - 1)
+    lo = np.floor(x).astype(np.intp)
+    return lo, np.minimum(lo + 1, n_in - 1), x - lo
+
+
+def _upsample(feats: list[np.ndarray], factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """k (C, h, w) coarse features → (H, W, C, k), bilinear, all at once (ndi.zoom per
+    feature was a third of the bank's time)."""
+    # (h, w, C, k) first, so that every gather below moves contiguous runs of C·k values
+    a = np.ascontiguousarray(np.stack(feats, axis=-1).transpose(1, 2, 0, 3))
+    lo, hi, w = _linear_taps(a.shape[0], shape[0], factor)
+    w = w[:, None, None, None]
+    a = a[lo] + (a[hi] - a[lo]) * w
+    lo, hi, w = _linear_taps(a.shape[1], shape[1], factor)
+    w = w[:, None, None]
+    return a[:, lo] + (a[:, hi] - a[:, lo]) * w
 
 
 def filter_bank(
@@ -105,20 +119,25 @@ def filter_bank(
         filters: a subset of :data:`FILTERS`.
 
     Returns:
-        (H, W, F) float16, F = C · Σ_σ (features per scale), in a fixed order (deterministic).
+        (H, W, F) float32, F = C · Σ_σ (features per scale), in a fixed order (deterministic).
     """
     shape = image.shape[:2]
-    feats: list[np.ndarray] = []
-    for ch in range(image.shape[-1]):
-        img = np.ascontiguousarray(image[..., ch], dtype=np.float32)
-        coarse: dict[int, np.ndarray] = {1: img}
-        finer = {1: img}  # per grid: the image smoothed at the previous scale
-        for sigma in scales:
-            f = next((f for limit, f in _COARSE if sigma >= limit and min(shape) >= 16 * f), 1)
-            if f not in coarse:
-                coarse[f] = _downsample(img, f)
-                finer[f] = _downsample(finer[1], f)
-            bank, smooth = _one_scale(coarse[f], sigma / f, finer[f], filters)
-            finer[f] = smooth
-            feats.extend(bank if f == 1 else _upsample(bank, f, shape))
-    return np.stack(feats, axis=-1).astype(np.float16)
+    per_scale = sum(2 if f in ("structure", "hessian") else 1 for f in filters)
+    # (H, W, channel, scale, feature): the order of the per-channel bank, written in place
+    out = np.empty((*shape, image.shape[-1], len(scales), per_scale), np.float32)
+    img = np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.float32)
+    coarse: dict[int, np.ndarray] = {1: img}
+    finer = {1: img}  # per grid: the image smoothed at the previous scale
+    for k, sigma in enumerate(scales):
+        f = next((f for limit, f in _COARSE if sigma >= limit and min(shape) >= 16 * f), 1)
+        if f not in coarse:
+            coarse[f] = _downsample(img, f)
+            finer[f] = _downsample(finer[1], f)
+        bank, smooth = _one_scale(coarse[f], sigma / f, finer[f], filters)
+        finer[f] = smooth
+        if f == 1:
+            for j, feat in enumerate(bank):
+                out[..., k, j] = np.moveaxis(feat, 0, -1)
+        else:
+            out[..., k, :] = _upsample(bank, f, shape)
+    return out.reshape(*shape, -1)

@@ -38,10 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--link",
-        action="store_true",
+        action="store_const",
+        const=True,
+        default="auto",
         help="propagate/video/annotator: the engine's link option (keep what "
-        "continues an object from the neighbouring slice)",
+        "continues an object from the neighbouring slice); default: the backend decides, "
+        "as a propagate run does (classic: on for continuous stacks)",
     )
+    parser.add_argument("--no-link", dest="link", action="store_const", const=False)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

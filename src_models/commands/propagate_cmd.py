@@ -131,13 +131,18 @@ def channels_last(images: Any, channel_axis: int | None) -> tuple[Any, int | Non
 
 
 def timing_report(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-slice timings plus means and the ratio of total time to the backbone forward."""
+    """Per-slice timings, their means, the ratio of total time to the backbone forward and
+    the backend's automatic choices (``automatic_choices``: what ``link``, ``per_slice``,
+    ``position`` were set to and the measures that decided them, 1.0 = on)."""
     fresh = [r for r in results if not r["cached"]]
     mean = {
         k: float(np.mean([r.get(k, 0.0) for r in fresh])) if fresh else 0.0
         for k in ("features", "head", "backbone")
     }
     report: dict[str, Any] = {"slices": results, "mean_seconds": mean}
+    chosen = {k[5:]: v for r in results[:1] for k, v in r.items() if k.startswith("auto_")}
+    if chosen:
+        report["automatic_choices"] = chosen
     if mean["backbone"] > 0:
         report["total_over_backbone"] = (mean["features"] + mean["head"]) / mean["backbone"]
     return report

@@ -21,6 +21,7 @@ from src_models.cache import FeatureCache
 from src_models.engine import propagate
 from src_models.evaluation.metrics import object_ious
 from src_models.evaluation.protocols import Progress, default_start
+from src_models.evaluation.results import Link
 
 PICKS = ("confidence", "worst")
 
@@ -34,14 +35,14 @@ class AnnotatorConfig:
         budget: most corrections allowed (None = one per slice).
         pick: "confidence" (least confident failing proposal) or "worst" (oracle: lowest IoU).
         start: the first labelled slice (None = ``protocols.default_start``).
-        link: the engine's ``link`` option for every run.
+        link: the engine's ``link`` option for every run ("auto": the product's default).
     """
 
     target_iou: float = 0.9
     budget: int | None = None
     pick: str = "confidence"
     start: int | None = None
-    link: bool = False
+    link: Link = "auto"
 
     def __post_init__(self) -> None:
         if self.pick not in PICKS:
@@ -98,7 +99,7 @@ def _run_round(
     backend: Backend,
     cache: FeatureCache,
     classes: list[int],
-    link: bool = False,
+    link: Link = "auto",
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, float, int, int]]:
     """Propagate from ``examples``; return per-slice IoU and score, seconds, hits, misses."""
     labels = np.zeros_like(truth)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -15,6 +15,8 @@ from src_models.engine import propagate
 from src_models.types import SliceResult
 
 RANDOM_NOTE = "random weights: tests plumbing, not accuracy"
+# the engine's ``link``; the protocols default to "auto", the product's default
+Link = bool | Literal["auto"]
 T = TypeVar("T")
 
 
@@ -101,7 +103,7 @@ def collect(
     cache: FeatureCache,
     targets: list[int] | None,
     message: str,
-    link: bool = False,
+    link: Link = "auto",
 ) -> Generator[Progress, None, list[SliceResult]]:
     """Propagate and collect every SliceResult, yielding progress per slice."""
     results = []

@@ -22,6 +22,7 @@ from src_models.evaluation.datasets import (
     describe,
 )
 from src_models.evaluation.protocols import EvalResult, Progress
+from src_models.evaluation.results import Link
 
 PROTOCOLS: dict[str, tuple[str, ...]] = {
     "one-shot": ("images", "instances"),
@@ -116,7 +117,7 @@ def run_protocol(
     device: str = "cpu",
     annotator: AnnotatorConfig | None = None,
     max_frames: int | None = None,
-    link: bool = False,
+    link: Link = "auto",
 ) -> Generator[Progress | Any, None, EvalResult]:
     """Run one protocol on one dataset; ``limit`` bounds the work (see the CLI help).
 
@@ -144,7 +145,7 @@ def _dispatch(
     device: str,
     annotator: AnnotatorConfig | None,
     max_frames: int | None,
-    link: bool,
+    link: Link,
 ) -> Generator[Progress | Any, None, EvalResult]:
     if protocol == "one-shot" and isinstance(dataset, AnnotatedImages):
         return (

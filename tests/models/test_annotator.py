@@ -98,3 +98,14 @@ def test_link_option_reaches_every_run() -> None:
         rounds[link] = drain(simulate_annotator(image, truth, build_backend("classic"), config))
     # the look-alike on slices 5-6 costs IoU without linking, not with it
     assert rounds[True].rounds[0].min_iou > 0.9 > rounds[False].rounds[0].min_iou
+
+
+def test_the_harness_measures_the_product_defaults() -> None:
+    from tests.models.test_linking import _blob_and_newcomer
+
+    image, truth = _blob_and_newcomer()
+    config = AnnotatorConfig(target_iou=0.9, budget=0, start=1)  # link left to its default
+    result = drain(simulate_annotator(image, truth, build_backend("classic"), config))
+    # link="auto" as a propagate run: classic links this continuous stack, so the look-alike
+    # on slices 5-6 costs nothing (with link=False it does, see the test above)
+    assert result.rounds[0].min_iou > 0.9

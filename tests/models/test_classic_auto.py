@@ -18,12 +18,35 @@ def test_filter_bank_shape_dtype_and_determinism() -> None:
     scales = ilastik_scales(0.7, 10.0)
     feats = filter_bank(image, scales)
     assert scales == [0.7, 1.0, 1.6, 3.5, 5.0, 10.0]
-    assert feats.shape == (70, 90, 2 * len(scales) * 8) and feats.dtype == np.float16
+    assert feats.shape == (70, 90, 2 * len(scales) * 8) and feats.dtype == np.float32
     assert np.isfinite(feats.astype(np.float32)).all()
     np.testing.assert_array_equal(feats, filter_bank(image.copy(), scales))
     # one filter kind gives one feature per scale and channel (two for the eigenvalues)
     assert filter_bank(image, scales, ("gauss",)).shape[-1] == 2 * len(scales)
     assert filter_bank(image, scales, ("hessian",)).shape[-1] == 4 * len(scales)
+
+
+def test_channels_at_once_equal_one_channel_at_a_time() -> None:
+    image = np.random.default_rng(2).random((67, 75, 3), dtype=np.float32)
+    scales = ilastik_scales(0.7, 10.0)  # 3.5 and up: computed on 2× / 4× coarser grids
+    together = filter_bank(image, scales).reshape(67, 75, 3, -1)
+    for ch in range(3):
+        alone = filter_bank(image[..., ch : ch + 1], scales)
+        np.testing.assert_allclose(together[..., ch, :], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_coarse_features_upsample_as_zoom_does() -> None:
+    from scipy import ndimage as ndi
+
+    from src_models.backends.classic_features import _upsample
+
+    coarse = np.random.default_rng(3).random((2, 9, 13), dtype=np.float32)  # (C, h, w)
+    up = _upsample([coarse, 2 * coarse], 4, (34, 50))  # crops the padded edge
+    assert up.shape == (34, 50, 2, 2)
+    for ch in range(2):
+        zoom = ndi.zoom(coarse[ch], 4, order=1, mode="nearest", grid_mode=True)[:34, :50]
+        np.testing.assert_allclose(up[..., ch, 0], zoom, atol=1e-5)
+        np.testing.assert_allclose(up[..., ch, 1], 2 * zoom, atol=1e-5)
 
 
 def test_rgb_goes_through_lab(monkeypatch: pytest.MonkeyPatch) -> None:

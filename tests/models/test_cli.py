@@ -65,6 +65,8 @@ def test_propagate_a_stack_with_timings(stack_files, tmp_path: Path, capsys) -> 
     # classic's automatic choices: one stderr line, and in the first slice's timings
     first = report["slices"][0]
     assert {"auto_link", "auto_per_slice", "auto_position"} <= set(first)
+    assert report["automatic_choices"]["link"] == first["auto_link"]
+    assert {"per_slice", "position", "drift", "continuity"} <= set(report["automatic_choices"])
     on = {True: "on", False: "off"}
     line = f"classic chose link={on[bool(first['auto_link'])]}"
     assert line in capsys.readouterr().err

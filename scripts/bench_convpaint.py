@@ -1,0 +1,133 @@
+"""classic vs napari-convpaint's ilastik bank, side by side in one run (issue 16).
+
+Same DAVIS-2016 frames as ``scripts/bench_classic.py`` (frame 0 fully painted, every other
+frame predicted, frames strided by ``--davis-step``), same machine, one after the other:
+
+- ``classic``: the product defaults (``build_backend("classic")``, ``link="auto"``);
+- ``convpaint``: napari-convpaint's ``ilastik_2d`` extractor (ilastik's 6 filters × 7 scales
+  per channel) + its default CatBoost (100 iterations, depth 5, lr 0.1), ``channel_mode='rgb'``,
+  run in the scratch venv given by ``--convpaint-python`` (never the project's venv). Its
+  ``fastfilters`` dependency is conda-only: ``scripts/convpaint_standin/fastfilters.py`` (scipy)
+  stands in for it, see that module for how its speed differs.
+
+Both are timed the same way: fit s = features of the example + classifier fit; s/slice = the
+prediction of the other frames (features + classifier) divided by their number.
+
+Usage: python scripts/bench_convpaint.py [--davis-step 4] [--sequences 10]
+           [--convpaint-python /work/cp-venv/bin/python]
+This file is also the convpaint worker (``--worker IN OUT``, run by the scratch venv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def worker(inp: str, out: str) -> None:
+    """Convpaint side: train on frame 0 of IN's image, segment the others, write OUT."""
+    from napari_convpaint.convpaint_model import ConvpaintModel
+
+    data = np.load(inp)
+    image, example = data["image"], data["example"]  # (T, H, W, 3) uint8, (H, W) 1/2
+    model = ConvpaintModel(fe_name="ilastik_2d")
+    model.set_params(channel_mode="rgb", ignore_warnings=True)
+    start = _clocks()
+    model.train(np.moveaxis(image[0], -1, 0), example)
+    fit = _clocks() - start
+    start = _clocks()
+    preds = [model.segment(np.moveaxis(frame, -1, 0)) for frame in image[1:]]
+    per_slice = (_clocks() - start) / max(len(preds), 1)
+    np.savez(out, pred=np.stack(preds) == 2, fit=fit, per_slice=per_slice)
+
+
+def _clocks() -> np.ndarray:
+    """(wall, CPU of every thread of this process) seconds."""
+    return np.array([time.perf_counter(), time.process_time()])
+
+
+def classic(image: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The product defaults (link="auto"): mean IoU over frames 1..; (wall, CPU) s/slice and
+    fit s. The fit is everything before the first proposal (choices, example features, forest)
+    less one slice."""
+    from src_models.engine import propagate
+    from src_models.evaluation.metrics import object_ious
+    from src_models.registry import build_backend
+
+    labels = np.zeros_like(truth)
+    labels[0] = truth[0]
+    start, ious = _clocks(), []
+    for k, result in enumerate(propagate(image, labels, build_backend("classic"))):
+        if k == 0:
+            first = _clocks()
+        ious.append(object_ious(result.labels, truth[result.index], [1])[1])
+    per_slice = (_clocks() - first) / max(len(ious) - 1, 1)
+    return float(np.mean(ious)), per_slice, first - start - per_slice
+
+
+def convpaint(
+    python: str, image: np.ndarray, truth: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean foreground IoU over frames 1.., (wall, CPU) s/slice and fit s of convpaint."""
+    with tempfile.TemporaryDirectory() as tmp:
+        inp, out = Path(tmp, "in.npz"), Path(tmp, "out.npz")
+        np.savez(inp, image=image, example=(truth[0] > 0).astype(np.uint8) + 1)
+        env = dict(os.environ, PYTHONPATH=str(HERE / "convpaint_standin"))
+        cmd = [python, str(Path(__file__).resolve()), "--worker", str(inp), str(out)]
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+        res = np.load(out)
+        from src_models.evaluation.metrics import object_ious  # as bench_classic scores
+
+        pairs = zip(res["pred"].astype(np.int32), truth[1:], strict=True)
+        ious = [object_ious(p, t, [1])[1] for p, t in pairs]
+        return float(np.mean(ious)), res["per_slice"], res["fit"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(HERE.parents[1] / "shared" / "data"))
+    parser.add_argument("--davis-step", type=int, default=4, help="DAVIS frame stride")
+    parser.add_argument("--sequences", type=int, default=10, help="DAVIS sequences (sorted)")
+    parser.add_argument("--frames", type=int, default=0, help="first N frames (0: all)")
+    parser.add_argument("--convpaint-python", default="/work/cp-venv/bin/python")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(*args.worker)
+    sys.path.insert(0, str(HERE))
+    from bench_classic import stacks
+
+    print(
+        f"`PYTHONPATH=. python scripts/bench_convpaint.py --davis-step {args.davis_step} "
+        f"--sequences {args.sequences} --frames {args.frames}`, {os.cpu_count()} cores\n\n"
+        "| sequence | method | mean IoU | s/slice wall | s/slice CPU | fit s wall | fit s CPU |"
+        "\n|---|---|---|---|---|---|---|"
+    )
+    rows: dict[str, list[np.ndarray]] = {"classic": [], "convpaint": []}
+    for name, image, truth, *_ in stacks(Path(args.data), args.davis_step, args.sequences):
+        if not name.startswith("DAVIS"):
+            continue
+        image, truth = image[: args.frames or None], truth[: args.frames or None]
+        rows["classic"].append(np.hstack(classic(image, truth)))
+        rows["convpaint"].append(np.hstack(convpaint(args.convpaint_python, image, truth)))
+        for method in rows:
+            print(_row(name[6:].split()[0], method, rows[method][-1]), flush=True)
+    for method, values in rows.items():
+        print(_row(f"mean of {len(values)}", method, np.mean(values, axis=0)))
+
+
+def _row(name: str, method: str, v: np.ndarray) -> str:
+    return f"| {name} | {method} | {v[0]:.3f} | " + " | ".join(f"{x:.3f}" for x in v[1:]) + " |"
+
+
+if __name__ == "__main__":
+    main()
