@@ -184,22 +184,27 @@ def _example_labels(data: Prepared) -> list[np.ndarray | None]:
     return [data.labels[i] if i in examples else None for i in range(len(data.labels))]
 
 
-AUTO_WINDOW = 64  # slices a backend's automatic choices look at (around the first example)
+AUTO_WINDOW = 64  # consecutive slices a backend's automatic choices look at
+LAZY_AUTO_WINDOW = 8  # the same for a lazy stack, whose slices are read from disk
+
+
+def auto_window(n: int, lazy: bool) -> range:
+    """The consecutive slices in the middle of an ``n``-slice stack that a backend's automatic
+    choices look at. Never placed by the examples: an added example or a correction must not
+    flip a choice (classic's ``per_slice`` is part of its feature key, so a flip would cost
+    every cache hit of the re-run)."""
+    size = LAZY_AUTO_WINDOW if lazy else AUTO_WINDOW
+    lo = max(0, (n - size) // 2)
+    return range(lo, min(n, lo + size))
 
 
 def _choose(backend: Backend, data: Prepared, stack: bool, lazy: bool) -> dict[str, float]:
-    """Let a backend with automatic options (``classic``) decide them from the data: up to
-    :data:`AUTO_WINDOW` consecutive slices around the first example; a lazy stack only from
-    its example slices (nothing else is read for it)."""
+    """Let a backend with automatic options (``classic``) decide them from the slices of
+    :func:`auto_window`."""
     choose = getattr(backend, "choose", None)
     if not callable(choose):
         return {}
-    if lazy:
-        return dict(choose([data.images[i] for i in data.examples], stack))
-    n = len(data.images)
-    first = data.examples[0] if data.examples else 0
-    lo = max(0, min(first - AUTO_WINDOW // 2, n - AUTO_WINDOW))
-    return dict(choose([data.images[i] for i in range(lo, min(n, lo + AUTO_WINDOW))], stack))
+    return dict(choose([data.images[i] for i in auto_window(len(data.images), lazy)], stack))
 
 
 def fit_run(

@@ -130,3 +130,28 @@ def test_memory_estimate_counts_the_ilastik_bank() -> None:
     image = np.zeros((30, 40, 3), np.float32)
     cached, _ = feature_bytes(backend, (30, 40), 3)
     assert cached == pixel_features(image, backend.config).nbytes
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_an_added_example_keeps_the_choices_and_every_cache_hit(lazy: bool) -> None:
+    import dask.array as da
+
+    from src_models.cache import FeatureCache
+
+    image, truth = synthetic_stack(n_slices=20, size=32)
+    image = image.astype(np.float32)
+    image[12:] += 2.0 * float(image.std())  # the last slices drift: brighter
+    stack = da.from_array(image, chunks=(1, 32, 32)) if lazy else image
+    backend, cache = ClassicBackend(), FeatureCache()
+    one = example_labels(truth, 0)
+    two = one.copy()
+    two[15] = truth[15]  # a correction on a drifted slice
+
+    def run(labels: np.ndarray) -> tuple[dict[str, float], list[float]]:
+        results = list(propagate(stack, labels, backend, cache=cache))
+        return dict(backend.choices), [r.timings["cached"] for r in results if r.index != 0]
+
+    first, _ = run(one)
+    second, hits = run(two)
+    assert first == second  # decided from the stack, not from where the examples are
+    assert hits and all(h == 1.0 for h in hits)  # so no feature is computed again
