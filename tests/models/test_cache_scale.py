@@ -18,6 +18,7 @@ from src_models.cli import main
 from src_models.disk_cache import DiskCache
 from src_models.engine import propagate
 from src_models.feature_store import encode
+from src_models.memory import human
 from src_models.sample_data import example_labels, synthetic_stack
 from tests.models.test_engine import CountingBackend
 
@@ -170,9 +171,10 @@ def test_the_warning_gives_the_numbers(tmp_path: Path) -> None:
     with pytest.warns(CacheTooSmallWarning) as caught:
         list(propagate(image, labels, ClassicBackend(), cache=cache))
     message = str(caught[0].message)
-    one = one_slice_bytes(32)  # 32² × features × 2 bytes
-    assert f"features of 8 slices need about {8 * one / 1000:.1f} kB" in message
-    assert f"holds {2 * one / 1000:.1f} kB (memory)" in message
+    one = one_slice_bytes(32)  # 32² × features × 4 bytes
+    assert f"features of 8 slices need about {human(8 * one)}" in message
+    assert f"holds {human(2 * one)} (memory)" in message
+    assert human(8 * one) == f"{8 * one / 1e6:.1f} MB"  # the unit follows the size
     assert "recompute about 6 slices" in message
     disk = DiskCache("features", tmp_path, max_bytes=10**7)
     with warnings.catch_warnings():  # memory + disk hold them: no warning
