@@ -102,20 +102,41 @@ def write_slice(
         confidence[index] = np.clip(np.asarray(conf, np.float32), 0, 1).astype(np.float16)
 
 
-def _create_array(where: Path, shape: tuple[int, ...], dtype: Any) -> Any:
+def _create_array(
+    where: Path, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None
+) -> Any:
     import zarr
 
+    chunks = (1, *shape[1:]) if chunks is None else chunks
     return zarr.create_array(
-        str(where), shape=shape, dtype=dtype, chunks=(1, *shape[1:]), fill_value=0, zarr_format=3
+        str(where), shape=shape, dtype=dtype, chunks=chunks, fill_value=0, zarr_format=3
     )
 
 
-def _create(temp: Path, shape: tuple[int, ...], dtype: np.dtype, key: str) -> None:
-    array = _create_array(temp / "x", shape, dtype)  # zarr wants an empty folder; moved up below
+def _create(
+    temp: Path, shape: tuple[int, ...], dtype: np.dtype, key: str, chunks: tuple[int, ...] | None
+) -> None:
+    array = _create_array(temp / "x", shape, dtype, chunks)  # zarr wants an empty folder
     array.attrs.update({"written_by": WRITTEN_BY, "key": key, "done": []})
     for entry in (temp / "x").iterdir():
         entry.rename(temp / entry.name)
     (temp / "x").rmdir()
+
+
+def create_store(
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    key: str,
+    confidence: bool,
+    chunks: tuple[int, ...] | None = None,
+) -> ZarrProposals:
+    """A new store at ``path`` (atomically swapped in, see the module's notes), chunked
+    ``chunks`` (default one per slice); with its confidence array when ``confidence``."""
+    write_folder(path, lambda temp: _create(temp, shape, dtype, key, chunks))
+    if confidence:  # after the swap: the manifest lists files, zarr.json is in a folder
+        _create_array(path / CONFIDENCE, shape, np.float16, chunks)
+    return ZarrProposals(path)
 
 
 def _mismatch(path: Path) -> ValueError:
@@ -159,10 +180,9 @@ def open_proposals(
             raise _mismatch(path)
         store = None
     if store is None:
-        write_folder(path, lambda temp: _create(temp, shape, dtype, key))
-        store = ZarrProposals(path)
-    if confidence and store.confidence is None:  # after the swap (the manifest lists files)
-        _create_array(path / CONFIDENCE, shape, np.float16)
+        store = create_store(path, shape, dtype, key, confidence)
+    elif confidence and store.confidence is None:  # cut short between the two creations
+        _create_array(path / CONFIDENCE, shape, np.float16, None)
         store = ZarrProposals(path)
     for i in range(shape[0]):  # the examples, as the TIFF output holds them
         if i in store.done:  # proposed already (scribble mode proposes its examples too)
