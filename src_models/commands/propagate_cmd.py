@@ -212,13 +212,16 @@ def _store_key(args: argparse.Namespace, images: Any, labels: Any) -> str:
 
     image = Path(args.image).resolve()
     stat = image.stat() if image.is_file() else None
+    options = {k: v for k, v in vars(args).items() if k not in _NOT_KEYED}
+    if not options.get("confidence"):  # keyed only when on: older stores still resume
+        options.pop("confidence", None)
     record = {
         "image": str(image),
         "stat": [stat.st_size, stat.st_mtime_ns] if stat else None,
         "shape": list(images.shape),
         "dtype": str(images.dtype),
         "labels": str(Path(args.labels).resolve()),
-        "options": {k: v for k, v in vars(args).items() if k not in _NOT_KEYED},
+        "options": options,
     }
     return run_key(record, labels)
 
