@@ -26,7 +26,7 @@ from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
 from src_models.engine import _features, fit_run
 from src_models.inputs import intensity_range, normalise, prepare
-from src_models.tiling import TileGrid, grid_for, tiled_bands
+from src_models.tiling import Band, grid_for, tiled_bands
 from src_models.timing import Timer
 
 SAMPLE_WINDOWS = 16  # windows of SAMPLE_SIDE² read for a non-uint8 image's intensity range
@@ -128,14 +128,20 @@ def propagate_image(
     with cache.running():
         _, timings, _ = fit_run(backend, data, cache, stack=False, lazy=True)
         height, width = reader.shape[:2]
-        grid = grid_for(backend, reader.shape) or TileGrid((height, width), max(height, width), 0)
+        grid = grid_for(backend, reader.shape)
         totals: dict[str, float] = {}
         timer = Timer()
 
         def features(tile: np.ndarray) -> tuple[object, dict[str, float]]:
             return _features(backend, cache, tile)
 
-        for top, lab, conf in tiled_bands(backend, reader, grid, features, timer, totals):
+        bands: Iterator[Band]
+        if grid is None:  # it fits: read whole and predicted as the engine does, one band
+            feats, totals = features(reader[slice(0, height), slice(0, width)])
+            bands = iter([(0, *backend.predict(feats, (height, width), timer))])
+        else:
+            bands = tiled_bands(backend, reader, grid, features, timer, totals)
+        for top, lab, conf in bands:
             done = top + len(lab)
             extra = timings | totals | timer.seconds if done == height else {}
             yield ImageBand(top, data.ids.to_user(lab), conf, done, height, extra)

@@ -22,8 +22,8 @@ FAST = {"sigma_max": 4.0, "texture": False, "n_estimators": 8, "samples_per_clas
 TILE, OVERLAP, SIZE = 80, 16, 192  # a 3 × 3 grid
 
 
-def _classic() -> ClassicBackend:
-    options = {**FAST, "tile_size": TILE, "tile_overlap": OVERLAP}
+def _classic(tile: int = TILE) -> ClassicBackend:
+    options = {**FAST, "tile_size": tile, "tile_overlap": OVERLAP}
     return ClassicBackend(build_config(get_info("classic").config, options))
 
 
@@ -86,6 +86,18 @@ def test_a_zarr_image_in_memory_bands_equal_the_engine(
     joined = np.concatenate([b.labels for b in bands])
     results = list(propagate([example, target], [labels, None], _classic(), warn_sparse=False))
     np.testing.assert_array_equal(joined, results[-1].labels)
+
+
+def test_an_image_that_fits_is_one_band_equal_to_the_untiled_run(
+    scene: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    example, labels, target = scene
+    lazy = Counting(target)
+    bands = list(propagate_image(lazy, [(example, labels)], _classic(tile=SIZE)))
+    assert len(bands) == 1 and lazy.reads == [(SIZE, SIZE)] and "tiles" not in bands[0].timings
+    engine = list(propagate([example, target], [labels, None], _classic(tile=SIZE)))[-1]
+    np.testing.assert_array_equal(bands[0].labels, engine.labels)
+    np.testing.assert_array_equal(bands[0].confidence, engine.confidence)
 
 
 def test_a_non_uint8_image_is_scaled_from_sampled_windows_only() -> None:
