@@ -43,8 +43,16 @@ def _run(qtbot, viewer, data, labels, **kw) -> np.ndarray:
     choose_backend(widget, "counting")
     widget.controls.image_combo.setCurrentText("image")
     widget.controls.labels_combo.setCurrentText("examples")
+    replaced = []  # whole-data assignments to a layer added during the run
+
+    def watch(event) -> None:
+        event.value.events.data.connect(lambda e: replaced.append(event.value.name))
+
+    viewer.layers.events.inserted.connect(watch)
     run_and_wait(qtbot, widget)
-    return np.array(proposals(viewer).data)
+    layer = proposals(viewer)
+    assert layer.name not in replaced  # each slice written in place, never a new stack
+    return np.array(layer.data)
 
 
 def test_dask_and_multiscale_layers_give_the_in_memory_proposals(
