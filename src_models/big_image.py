@@ -158,21 +158,25 @@ def write_image(
     """Write each band into a new zarr store at ``path`` as it comes, then pass it on.
 
     The store (one (H, W) array of ``dtype``, chunks of :data:`BAND_CHUNK`², with a float16
-    ``confidence/`` array when ``confidence``) is created atomically before the first band
-    (see :mod:`src_models.zarr_out`). ``path`` is checked first: a store this tool did not
-    create is never touched, one of ours is replaced only with ``overwrite``. Its ``done``
-    attribute becomes ``[0]`` after the last band (an unfinished store is not resumed).
+    ``confidence/`` array when ``confidence``) is created atomically with the first band
+    (see :mod:`src_models.zarr_out`). ``path`` is checked before any work: a store this
+    tool did not create is never touched, one of ours is replaced only with ``overwrite``.
+    Its ``done`` attribute becomes ``[0]`` after the last band (an unfinished store is not
+    resumed).
     """
     from src_models.outputs import check_output
     from src_models.zarr_out import create_store, store_problem
 
     out = check_output(path, overwrite=overwrite, kind="folder", owner=store_problem)
     chunks = (min(BAND_CHUNK, shape[0]), min(BAND_CHUNK, shape[1]))
-    store = create_store(out, shape, np.dtype(dtype), "image", confidence, chunks)
-    for band in bands:
+    store = None
+    for band in bands:  # created with the first band: a refused input writes nothing
+        if store is None:
+            store = create_store(out, shape, np.dtype(dtype), "image", confidence, chunks)
         rows = slice(band.top, band.done)
         store.array[rows] = band.labels.astype(store.array.dtype, copy=False)
         if store.confidence is not None:
             store.confidence[rows] = band.confidence.astype(np.float16)
         yield band
-    store.mark_done(0)
+    if store is not None:
+        store.mark_done(0)

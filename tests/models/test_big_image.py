@@ -117,3 +117,8 @@ def test_a_store_not_ours_is_never_touched(
     with pytest.raises(ValueError, match="not written by napari-incontext"):
         list(write_image([], tmp_path / "t.zarr", np.dtype(np.uint8), (4, 4), overwrite=True))
     assert (theirs[:] == 7).all()
+    rgb = np.zeros((*target.shape, 3), np.uint8)  # refused (channels): nothing written
+    with pytest.raises(ValueError, match="the same channels"):
+        bands = propagate_image(rgb, [(example, labels)], _classic())
+        list(write_image(bands, tmp_path / "new.zarr", labels.dtype, target.shape))
+    assert not (tmp_path / "new.zarr").exists()
