@@ -7,8 +7,13 @@ gives its peak so far). Targets larger than classic's default tile (2048) are pr
 blended tiles (src_models.tiling). Prints one Markdown table: S, tiles, seconds (fit and the
 target), RSS after building the input, peak RSS, and the engine's memory estimate.
 
+``--lazy``: the target is first written band by band into a zarr store (chunks 1024²) and
+labelled by ``big_image.propagate_image`` (tile windows read on demand) into a zarr output
+(``big_image.write_image``, with the float16 confidence), so neither the input nor a
+full-size output is held in memory; RSS before = after writing the input store.
+
 Usage: python scripts/bench_tiling.py [--sizes 1024 4096 10000 20000] [--timeout 1800]
-       [--options texture=false n_estimators=8]
+       [--options texture=false n_estimators=8] [--lazy]
 """
 
 from __future__ import annotations
@@ -31,6 +36,35 @@ LIGHT = ["texture=false", "sigma_max=8", "n_estimators=8"]
 
 def _options(pairs: list[str]) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs)
+
+
+def lazy_child(size: int, options: dict[str, str], folder: Path) -> dict:
+    """The ``--lazy`` run in this process: zarr in, zarr out, one band in memory."""
+    import psutil
+    import zarr
+
+    from src_models.big_image import propagate_image, write_image
+    from src_models.registry import build_backend
+    from src_models.sample_data import synthetic_stack
+    from src_models.tiling import grid_for
+
+    images, truth = synthetic_stack(n_slices=2, size=1024)
+    source = zarr.create_array(
+        str(folder / "in.zarr"), shape=(size, size), dtype=images.dtype, chunks=(1024, 1024)
+    )
+    reps = -(-size // 1024)
+    for top in range(0, size, 1024):  # the target written band by band
+        band = np.tile(images[1], (1, reps))[: min(1024, size - top), :size]
+        source[top : top + len(band)] = band
+    backend = build_backend("classic", **options)
+    grid = grid_for(backend, (size, size))
+    rss = psutil.Process().memory_info().rss
+    print(json.dumps({"rss_before_mb": rss / 1e6, "tiles": len(grid) if grid else 1}), flush=True)
+    start = time.perf_counter()
+    bands = propagate_image(source, [(images[0], truth[0])], backend)
+    for _ in write_image(bands, folder / "out.zarr", truth.dtype, (size, size), True):
+        pass
+    return {"seconds": time.perf_counter() - start}
 
 
 def child(size: int, options: dict[str, str]) -> dict:
@@ -58,11 +92,12 @@ def child(size: int, options: dict[str, str]) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
-def measure(size: int, options: list[str], timeout: float) -> dict:
+def measure(size: int, options: list[str], timeout: float, lazy: bool) -> dict:
     """Run one size in a subprocess, sampling its RSS; the row (``stopped`` on timeout)."""
     import psutil
 
-    code = [sys.executable, __file__, "--child", str(size), *options]
+    code = [sys.executable, __file__, "--lazy" * lazy, "--child", str(size), *options]
+    code = [c for c in code if c]
     proc = subprocess.Popen(code, stdout=subprocess.PIPE, text=True)
     watched = psutil.Process(proc.pid)
     peak, start = 0, time.perf_counter()
@@ -103,18 +138,27 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 10000, 20000])
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per size")
     parser.add_argument("--options", nargs="*", default=LIGHT, help="classic options k=v")
+    parser.add_argument("--lazy", action="store_true", help="zarr in, zarr out (big_image)")
     parser.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), _options(args.child[1:]))), flush=True)
+        size, options = int(args.child[0]), _options(args.child[1:])
+        if not args.lazy:
+            print(json.dumps(child(size, options)), flush=True)
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            print(json.dumps(lazy_child(size, options, Path(folder))), flush=True)
         return
     rows = []
     for size in args.sizes:
-        rows.append(measure(size, args.options, args.timeout))
+        rows.append(measure(size, args.options, args.timeout, args.lazy))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(
         f"{platform.processor() or platform.machine()}, {platform.python_version()}, classic "
-        f"({' '.join(args.options) or 'default options'}), 1024² example + one S² target\n"
+        f"({' '.join(args.options) or 'default options'}), 1024² example + one S² target"
+        f"{', zarr in and out (--lazy)' if args.lazy else ''}\n"
     )
     print(table(rows))
 

@@ -25,6 +25,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from src_models.scoring import ReviewScorer, score_proposal
 from src_models.scribbles import DEFAULT_BACKGROUND_ID, Unpainted
 from src_models.timing import Timer
 from src_models.types import SliceResult
-from src_models.zarr_out import ZarrProposals
+from src_models.zarr_out import CONFIDENCE, ZarrProposals, write_slice
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -56,6 +57,7 @@ class Head:
         ids: the user's ids behind the compact ones.
         scorer: review scorer in image-set mode (references: the examples).
         store: path of the zarr output; dtype: its integer dtype.
+        confidence: the store keeps each slice's confidence too (``zarr_out.CONFIDENCE``).
     """
 
     backend: Backend
@@ -63,6 +65,7 @@ class Head:
     scorer: ReviewScorer
     store: str
     dtype: np.dtype
+    confidence: bool = False
 
 
 def propose_slice(head: Head, index: int, image: np.ndarray) -> SliceResult:
@@ -78,7 +81,10 @@ def propose_slice(head: Head, index: int, image: np.ndarray) -> SliceResult:
     reference = head.scorer.reference(index)
     review = score_proposal(lab, conf, reference, reference, head.scorer.config)
     user = head.ids.to_user(lab)
-    zarr.open_array(head.store, mode="r+")[index] = np.asarray(user).astype(head.dtype)
+    conf_array = None
+    if head.confidence:
+        conf_array = zarr.open_array(str(Path(head.store) / CONFIDENCE), mode="r+")
+    write_slice(zarr.open_array(head.store, mode="r+"), conf_array, index, user, conf)
     timings |= timer.seconds
     return SliceResult(
         index, user, conf, review.score, timings, 0, 0, review.reasons, review.confidence
@@ -147,6 +153,7 @@ def propagate_distributed(
         ReviewScorer(refs, stack=False),
         str(store.path.resolve()),
         store.array.dtype,
+        store.confidence is not None,
     )
     # a task rather than client.scatter: scattered data that a dying worker held can cancel
     # the tasks needing it; a task's result is recomputed from its spec (held by the scheduler)

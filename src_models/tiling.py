@@ -37,6 +37,9 @@ MAX_FIT_TILES = 8
 Features = Callable[[np.ndarray], tuple[Any, dict[str, float]]]
 """tile (h, w, C) float32 → (its features, timings of that call) (the engine's cache)."""
 
+Band = tuple[int, np.ndarray, np.ndarray]
+"""(first row, labels (rows, W) int32, confidence (rows, W) float32) of a finished band."""
+
 
 def _tiling_config(backend: Any) -> Any:
     """The config holding ``tile_size``: the backend's, or a wrapper's inner backend's."""
@@ -156,8 +159,8 @@ class _Votes:
                 self.votes[k] = np.zeros_like(self.weight)
             self.votes[k][band, cols] += np.where(labels == k, vote, 0)
 
-    def flush(self, bottom: int, labels: np.ndarray, conf: np.ndarray) -> None:
-        """Write the final rows ``[top, bottom)`` (no later tile reaches them) and drop them."""
+    def flush(self, bottom: int) -> Band:
+        """The final rows ``[top, bottom)`` (no later tile reaches them), dropped here."""
         n = bottom - self.top
         best = np.full((n, self.width), -1.0, np.float32)
         winner = np.zeros((n, self.width), np.int32)
@@ -165,11 +168,11 @@ class _Votes:
             better = self.votes[k][:n] > best
             best[better] = self.votes[k][:n][better]
             winner[better] = k
-        labels[self.top : bottom] = winner
-        conf[self.top : bottom] = np.clip(best / np.maximum(self.weight[:n], 1e-12), 0, 1)
+        band = (self.top, winner, np.clip(best / np.maximum(self.weight[:n], 1e-12), 0, 1))
         self.weight = self.weight[n:].copy()
         self.votes = {k: v[n:].copy() for k, v in self.votes.items()}
         self.top = bottom
+        return band
 
 
 def _add_timings(total: dict[str, float], timings: dict[str, float]) -> None:
@@ -178,27 +181,52 @@ def _add_timings(total: dict[str, float], timings: dict[str, float]) -> None:
 
 
 def tiled_predict(
-    backend: Any, image: np.ndarray, grid: TileGrid, features: Features, timer: Timer
+    backend: Any, image: Any, grid: TileGrid, features: Features, timer: Timer
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Predict an image tile by tile and blend the tiles' votes.
-
-    Args:
-        backend: the backend (fitted).
-        image: (H, W, C) float32, the grid's shape.
-        grid: its tiles.
-        features: computes (or fetches) one tile's features; never sees the whole image.
-        timer: records the head's stages, summed over the tiles.
+    """Predict an image tile by tile and blend the tiles' votes (:func:`tiled_bands` into
+    full-size arrays).
 
     Returns:
         labels (H, W) int32, confidence (H, W) float32 in [0, 1], and the feature timings
         summed over the tiles (``cached`` = the share of tiles found in the cache) plus
         ``tiles`` (their number).
     """
-    height, width = grid.shape
-    labels = np.zeros((height, width), np.int32)
-    conf = np.zeros((height, width), np.float32)
+    labels = np.zeros(grid.shape, np.int32)
+    conf = np.zeros(grid.shape, np.float32)
     totals: dict[str, float] = {}
-    votes = _Votes(width)
+    for top, lab, c in tiled_bands(backend, image, grid, features, timer, totals):
+        labels[top : top + len(lab)] = lab
+        conf[top : top + len(lab)] = c
+    return labels, conf, totals
+
+
+def tiled_bands(
+    backend: Any,
+    image: Any,
+    grid: TileGrid,
+    features: Features,
+    timer: Timer,
+    totals: dict[str, float],
+) -> Iterator[Band]:
+    """Predict an image tile by tile, blend the tiles' votes and yield each finished band of
+    rows, top to bottom: beyond what the caller keeps, memory is one band of tile rows.
+
+    Args:
+        backend: the backend (fitted).
+        image: (H, W, C) float32 of the grid's shape, or anything whose ``image[rows, cols]``
+            gives that window so (e.g. :class:`src_models.big_image.TileReader`, which reads
+            it from a lazy array): only tile windows are read, one at a time.
+        grid: its tiles.
+        features: computes (or fetches) one tile's features; never sees the whole image.
+        timer: records the head's stages, summed over the tiles.
+        totals: filled with the feature timings summed over the tiles (``cached`` = the
+            share of tiles found in the cache) and ``tiles`` (their number), complete when
+            the last band is yielded.
+
+    Yields:
+        (first row, labels (rows, W) int32, confidence (rows, W) float32 in [0, 1]).
+    """
+    votes = _Votes(grid.shape[1])
     rows_starts, col_starts = grid.starts(0), grid.starts(1)
     for r, y in enumerate(rows_starts):
         rows = grid.span(y, 0)
@@ -210,9 +238,11 @@ def tiled_predict(
             _add_timings(totals, timings)
             lab, c = backend.predict(feats, (rows.stop - y, cols.stop - x), timer)
             votes.add(rows, cols, lab, c, wy * grid.ramp(cols, 1)[None, :])
-        votes.flush(rows_starts[r + 1] if r + 1 < len(rows_starts) else height, labels, conf)
-    totals["cached"] = totals.get("cached", 0.0) / len(grid)
-    return labels, conf, totals | {"tiles": float(len(grid))}
+        last = r + 1 == len(rows_starts)
+        if last:  # complete before the last band is handed on
+            totals["cached"] = totals.get("cached", 0.0) / len(grid)
+            totals["tiles"] = float(len(grid))
+        yield votes.flush(grid.shape[0] if last else rows_starts[r + 1])
 
 
 def painted_tiles(

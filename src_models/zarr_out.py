@@ -6,6 +6,12 @@ example slices already in it. Its attributes hold our marker, the key of the run
 and options, and ``done``: the slices written so far, updated after each slice's data, so a
 slice listed there is complete. A restart with the same key skips them; a store with another
 key is replaced only with ``--overwrite``; a store that is not ours is never touched.
+
+Optionally (``confidence=True``, CLI ``--confidence``) the store also holds each proposal's
+confidence: a float16 (N, Y, X) array in [0, 1] under the store folder's ``confidence/``
+entry (open it with ``zarr.open_array("out.zarr/confidence")``), one chunk per slice, written
+before the slice is marked done, so it resumes with the labels; slices not proposed (the
+examples) keep its fill value 0.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import numpy as np
 from src_models.atomic import MANIFEST, WRITTEN_BY, write_folder
 from src_models.types import SliceResult
 
-ZARR_ENTRIES = {MANIFEST, "zarr.json", "c"}
+CONFIDENCE = "confidence"
+ZARR_ENTRIES = {MANIFEST, "zarr.json", "c", CONFIDENCE}
 
 
 def is_zarr_path(path: str | Path) -> bool:
@@ -62,6 +69,8 @@ class ZarrProposals:
 
         self.path = path
         self.array = zarr.open_array(str(path), mode=mode)
+        conf = path / CONFIDENCE
+        self.confidence = zarr.open_array(str(conf), mode=mode) if conf.is_dir() else None
         done: Any = self.array.attrs.get("done", [])
         self.done: set[int] = {int(i) for i in done}
 
@@ -69,9 +78,10 @@ class ZarrProposals:
     def key(self) -> str:
         return str(self.array.attrs.get("key", ""))
 
-    def write(self, index: int, labels: np.ndarray) -> None:
-        """Slice ``index``'s data first, then ``done``: a crash between them rewrites it."""
-        self.array[index] = np.asarray(labels).astype(self.array.dtype, copy=False)
+    def write(self, index: int, labels: np.ndarray, confidence: np.ndarray | None = None) -> None:
+        """Slice ``index``'s data (labels, and ``confidence`` (Y, X) in [0, 1] when the store
+        keeps it) first, then ``done``: a crash between them rewrites it."""
+        write_slice(self.array, self.confidence, index, labels, confidence)
         self.mark_done(index)
 
     def mark_done(self, index: int) -> None:
@@ -80,21 +90,53 @@ class ZarrProposals:
         self.array.attrs["done"] = sorted(self.done)
 
 
-def _create(temp: Path, shape: tuple[int, ...], dtype: np.dtype, key: str) -> None:
+def write_slice(
+    labels: Any, confidence: Any, index: int, lab: np.ndarray, conf: np.ndarray | None
+) -> None:
+    """Write one slice's labels into the zarr array ``labels`` and, when ``confidence`` (the
+    store's confidence array) is not None, its ``conf`` (Y, X) as float16."""
+    labels[index] = np.asarray(lab).astype(labels.dtype, copy=False)
+    if confidence is not None:
+        if conf is None:
+            raise ValueError("this store keeps confidence: give each slice's confidence")
+        confidence[index] = np.clip(np.asarray(conf, np.float32), 0, 1).astype(np.float16)
+
+
+def _create_array(
+    where: Path, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None
+) -> Any:
     import zarr
 
-    array = zarr.create_array(
-        str(temp / "x"),  # zarr wants an empty folder; moved up below
-        shape=shape,
-        dtype=dtype,
-        chunks=(1, *shape[1:]),
-        fill_value=0,
-        zarr_format=3,
+    chunks = (1, *shape[1:]) if chunks is None else chunks
+    return zarr.create_array(
+        str(where), shape=shape, dtype=dtype, chunks=chunks, fill_value=0, zarr_format=3
     )
+
+
+def _create(
+    temp: Path, shape: tuple[int, ...], dtype: np.dtype, key: str, chunks: tuple[int, ...] | None
+) -> None:
+    array = _create_array(temp / "x", shape, dtype, chunks)  # zarr wants an empty folder
     array.attrs.update({"written_by": WRITTEN_BY, "key": key, "done": []})
     for entry in (temp / "x").iterdir():
         entry.rename(temp / entry.name)
     (temp / "x").rmdir()
+
+
+def create_store(
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    key: str,
+    confidence: bool,
+    chunks: tuple[int, ...] | None = None,
+) -> ZarrProposals:
+    """A new store at ``path`` (atomically swapped in, see the module's notes), chunked
+    ``chunks`` (default one per slice); with its confidence array when ``confidence``."""
+    write_folder(path, lambda temp: _create(temp, shape, dtype, key, chunks))
+    if confidence:  # after the swap: the manifest lists files, zarr.json is in a folder
+        _create_array(path / CONFIDENCE, shape, np.float16, chunks)
+    return ZarrProposals(path)
 
 
 def _mismatch(path: Path) -> ValueError:
@@ -120,11 +162,12 @@ def done_slices(path: Path, shape: tuple[int, ...], key: str, overwrite: bool) -
 
 
 def open_proposals(
-    path: Path, labels: Any, dtype: np.dtype, key: str, overwrite: bool
+    path: Path, labels: Any, dtype: np.dtype, key: str, overwrite: bool, confidence: bool = False
 ) -> ZarrProposals:
     """The store at ``path`` to resume (same ``key``) or a new one; either way it holds the
     example slices of ``labels`` not yet proposed (rewritten each time: a cut-short first
-    write is finished).
+    write is finished). ``confidence``: a new store keeps each proposal's confidence too
+    (make it part of ``key``: a store is resumed as it was created).
 
     ``path`` must have passed ``check_output(..., owner=store_problem)``: it is missing,
     empty or ours. Raises ``ValueError`` when it holds a run of other inputs and
@@ -137,7 +180,9 @@ def open_proposals(
             raise _mismatch(path)
         store = None
     if store is None:
-        write_folder(path, lambda temp: _create(temp, shape, dtype, key))
+        store = create_store(path, shape, dtype, key, confidence)
+    elif confidence and store.confidence is None:  # cut short between the two creations
+        _create_array(path / CONFIDENCE, shape, np.float16, None)
         store = ZarrProposals(path)
     for i in range(shape[0]):  # the examples, as the TIFF output holds them
         if i in store.done:  # proposed already (scribble mode proposes its examples too)
@@ -160,7 +205,7 @@ def write_proposals(
     store = None
     for res in results:
         store = open_store() if store is None else store
-        store.write(res.index, res.labels)
+        store.write(res.index, res.labels, res.confidence)
         yield res
     if store is None:
         open_store()

@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="with --scheduler local: worker processes"
     )
+    parser.add_argument(
+        "--confidence",
+        action="store_true",
+        help="with --out *.zarr: also write each proposal's confidence (float16 in [0, 1]) "
+        "into the store's confidence/ array, slice by slice and resumable like the labels",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -176,6 +182,8 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
             f"--out {args.out}: a stack's labels are a TIFF, name it *.tif (or *.zarr)"
         )
     zarr_out = stack and suffix == ".zarr"
+    if getattr(args, "confidence", False) and not zarr_out:
+        raise ValueError("--confidence needs a stack and --out *.zarr: drop it or use *.zarr")
     if getattr(args, "scheduler", None) is not None:
         if not zarr_out:
             raise ValueError("--scheduler needs a stack and --out *.zarr (the workers write it)")
@@ -209,13 +217,16 @@ def _store_key(args: argparse.Namespace, images: Any, labels: Any) -> str:
 
     image = Path(args.image).resolve()
     stat = image.stat() if image.is_file() else None
+    options = {k: v for k, v in vars(args).items() if k not in _NOT_KEYED}
+    if not options.get("confidence"):  # keyed only when on: older stores still resume
+        options.pop("confidence", None)
     record = {
         "image": str(image),
         "stat": [stat.st_size, stat.st_mtime_ns] if stat else None,
         "shape": list(images.shape),
         "dtype": str(images.dtype),
         "labels": str(Path(args.labels).resolve()),
-        "options": {k: v for k, v in vars(args).items() if k not in _NOT_KEYED},
+        "options": options,
     }
     return run_key(record, labels)
 
@@ -260,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = user_dtype([np.empty(0, stack.dtype)], np.iinfo(np.int64).max)
 
     def open_store() -> Any:
-        return open_proposals(out, stack, dtype, key, args.overwrite)
+        return open_proposals(out, stack, dtype, key, args.overwrite, args.confidence)
 
     with contextlib.ExitStack() as scope:
         if args.scheduler is None:

@@ -42,10 +42,15 @@ def _die_soon() -> None:
 
 
 def _run(
-    client: distributed.Client, image: np.ndarray, labels: np.ndarray, out: Path, kill: bool
+    client: distributed.Client,
+    image: np.ndarray,
+    labels: np.ndarray,
+    out: Path,
+    kill: bool,
+    confidence: bool = False,
 ) -> list[int]:
     def store() -> ZarrProposals:
-        return open_proposals(out, labels, labels.dtype, "key", overwrite=False)
+        return open_proposals(out, labels, labels.dtype, "key", False, confidence)
 
     seen = []
     run = propagate_distributed(image, labels, ClassicBackend(), client, store, in_flight=4)
@@ -65,11 +70,14 @@ def test_a_local_cluster_writes_the_local_runs_labels(
     with distributed.Client(
         processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None
     ) as client:
-        seen = _run(client, image, labels, tmp_path / "out.zarr", kill=False)
+        seen = _run(client, image, labels, tmp_path / "out.zarr", kill=False, confidence=True)
     assert sorted(seen) == [i for i in range(N) if i != EXAMPLE]
     stored = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
     np.testing.assert_array_equal(stored[:], local)
     assert stored.attrs["done"] == sorted(seen)
+    conf = zarr.open_array(str(tmp_path / "out.zarr" / "confidence"), mode="r")[:]
+    assert conf.dtype == np.float16 and conf.min() >= 0 and conf.max() <= 1
+    assert all(conf[i].max() > 0 for i in seen) and conf[EXAMPLE].max() == 0
 
 
 def test_a_killed_worker_loses_nothing(

@@ -124,3 +124,55 @@ def test_a_refused_input_writes_no_store(files: tuple[Path, Path], tmp_path: Pat
     assert _cli(image, tmp_path / "empty.npy", tmp_path / "out.zarr") == 2  # no example
     assert not (tmp_path / "out.zarr").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.zarr")]
+
+
+def test_confidence_is_written_per_slice_and_resumes_like_the_labels(tmp_path: Path) -> None:
+    image, truth = synthetic_stack(n_slices=8, size=40)
+    labels = example_labels(truth, 3)
+    full = {r.index: r for r in propagate(image, labels, ClassicBackend())}
+    out = tmp_path / "c.zarr"
+
+    def store() -> ZarrProposals:
+        return open_proposals(out, labels, np.dtype(np.int32), "k", False, confidence=True)
+
+    run = write_proposals(propagate(image, labels, ClassicBackend()), store)
+    first = [next(run).index for _ in range(3)]
+    run.close()  # the interruption
+    rest = [i for i in range(8) if i not in first]
+    list(write_proposals(propagate(image, labels, ClassicBackend(), targets=rest), store))
+    conf = zarr.open_array(str(out / "confidence"), mode="r")
+    assert conf.dtype == np.float16 and conf.chunks == (1, 40, 40)
+    stored = conf[:].astype(np.float32)
+    assert stored.min() >= 0 and stored.max() <= 1
+    for i, res in full.items():  # the resumed store equals a full run's, to float16
+        np.testing.assert_array_equal(stored[i], res.confidence.astype(np.float16))
+    assert stored[3].max() == 0  # the example: not proposed
+    assert ZarrProposals(out, mode="r").confidence is not None
+
+
+def test_cli_confidence_flag(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image, labels = files
+    assert _cli(image, labels, tmp_path / "a.zarr", "--confidence") == 0
+    conf = zarr.open_array(str(tmp_path / "a.zarr" / "confidence"), mode="r")[:]
+    assert conf.shape == (6, 40, 40) and conf[[0, 1, 3, 4, 5]].max() > 0
+    assert _cli(image, labels, tmp_path / "a.zarr", "--confidence") == 0  # ours: resumed
+    assert "0 proposed, 5 resumed" in capsys.readouterr().err
+    assert _cli(image, labels, tmp_path / "a.zarr") == 2  # other options: --overwrite needed
+    assert _cli(image, labels, tmp_path / "b.tif", "--confidence") == 2
+    assert "--confidence needs" in capsys.readouterr().err
+
+
+def test_without_the_flag_the_key_is_the_one_before_it(files: tuple[Path, Path]) -> None:
+    from src_models.cli import build_parser
+    from src_models.commands.propagate_cmd import _store_key
+
+    image, labels = files
+    argv = ["propagate", str(image), "--labels", str(labels), "--out", "o.zarr"]
+    args = build_parser().parse_args(argv)
+    data, lab = np.load(image), np.load(labels)
+    key = _store_key(args, data, lab)
+    del args.confidence  # a store made before --confidence existed
+    assert _store_key(args, data, lab) == key
+    assert _store_key(build_parser().parse_args([*argv, "--confidence"]), data, lab) != key

@@ -1,0 +1,182 @@
+"""One big 2D image labelled in bounded memory: tiles read on demand, bands written out.
+
+:func:`propagate_image` fits the backend on small in-memory examples, then proposes labels
+for one (H, W[, C]) image that may be lazy (a zarr or dask array, a numpy memmap): each tile
+window is read from it, normalised and blended (:func:`src_models.tiling.tiled_bands`), and
+each finished band of tile rows is yielded, so memory holds one band of votes, never the
+whole image or a full-size output. :func:`write_image` writes the bands into a zarr store
+(labels, optionally their confidence as float16) as they come.
+
+The proposals equal those of ``propagate([*example_images, image], [*example_labels,
+None], backend)`` for the image when its pixels are uint8 (scaled by 1/255 either way);
+other dtypes are scaled by robust percentiles of :data:`SAMPLE_WINDOWS` sampled windows of
+the image alone, so they may differ slightly. There is no review score, linking or resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from src_models.backends.base import Backend
+from src_models.cache import FeatureCache
+from src_models.engine import _features, fit_run
+from src_models.inputs import intensity_range, normalise, prepare
+from src_models.tiling import Band, grid_for, tiled_bands
+from src_models.timing import Timer
+
+SAMPLE_WINDOWS = 16  # windows of SAMPLE_SIDE² read for a non-uint8 image's intensity range
+SAMPLE_SIDE = 256
+BAND_CHUNK = 1024  # the output store's chunk side
+
+
+class TileReader:
+    """A (H, W[, C]) array-like read one window at a time: ``reader[rows, cols]`` is that
+    window as (h, w, C) float32 scaled by ``lo``/``span`` (:func:`~src_models.inputs.normalise`)."""
+
+    def __init__(self, source: Any, lo: np.ndarray | None, span: np.ndarray | None) -> None:
+        if len(source.shape) not in (2, 3):
+            raise ValueError(
+                f"a big image must be (Y, X) or (Y, X, C), not of shape {source.shape}"
+            )
+        self.source, self.lo, self.span = source, lo, span
+        channels = int(source.shape[2]) if len(source.shape) == 3 else 1
+        self.shape = (int(source.shape[0]), int(source.shape[1]), channels)
+
+    def raw(self, rows: slice, cols: slice) -> np.ndarray:
+        window = np.asarray(self.source[rows, cols])
+        if window.dtype.kind not in "biuf":
+            raise ValueError(f"pixels of type {window.dtype}: give integer or float values")
+        if window.dtype.kind == "f" and not np.isfinite(window).all():
+            raise ValueError("the image holds NaN or inf pixels: replace them first")
+        return window.reshape(*window.shape[:2], self.shape[2])
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        return normalise(self.raw(*key), self.lo, self.span)
+
+
+def tile_reader(source: Any) -> TileReader:
+    """A :class:`TileReader` of ``source``: /255 for uint8, else the robust range of
+    :data:`SAMPLE_WINDOWS` windows spread over the image (only those are read)."""
+    reader = TileReader(source, None, None)
+    if np.dtype(source.dtype) == np.uint8:
+        return reader
+    height, width, channels = reader.shape
+    side = min(SAMPLE_SIDE, height, width)
+    per_axis = int(np.ceil(np.sqrt(SAMPLE_WINDOWS)))
+    ys = np.linspace(0, height - side, per_axis).astype(int)
+    xs = np.linspace(0, width - side, per_axis).astype(int)
+    pixels = [
+        reader.raw(slice(y, y + side), slice(x, x + side)).reshape(-1, channels)
+        for y in ys
+        for x in xs
+    ]
+    reader.lo, reader.span = intensity_range(np.concatenate(pixels))
+    return reader
+
+
+@dataclass
+class ImageBand:
+    """One finished band of rows of the proposal.
+
+    Attributes:
+        top: its first row.
+        labels: (rows, W) in the examples' ids and dtype.
+        confidence: (rows, W) float32 in [0, 1].
+        done: rows finished so far (``top + rows``); total: the image's height.
+        timings: after the last band, the run's (``fit``, ``features``, ``tiles``, ...).
+    """
+
+    top: int
+    labels: np.ndarray
+    confidence: np.ndarray
+    done: int
+    total: int
+    timings: dict[str, float]
+
+
+def propagate_image(
+    image: Any,
+    examples: Sequence[tuple[np.ndarray, np.ndarray]],
+    backend: Backend,
+    cache: FeatureCache | None = None,
+) -> Iterator[ImageBand]:
+    """Fit on ``examples`` ((image, labels) pairs in memory, as for
+    :func:`~src_models.engine.propagate`), then propose ``image`` band by band.
+
+    Args:
+        image: (H, W[, C]) array-like of any numeric dtype, read one tile window at a time.
+        examples: (Y, X[, C]) images with (Y, X) integer labels, 0 = background.
+        backend: any backend; ``image`` is cut in its tiles (one tile when it fits).
+        cache: feature cache (default: none, a pass never reads a tile twice).
+
+    Yields:
+        :class:`ImageBand` top to bottom.
+    """
+    cache = FeatureCache(0) if cache is None else cache
+    reader = tile_reader(image)
+    data = prepare([im for im, _ in examples], [lab for _, lab in examples])
+    if data.images[0].shape[-1] != reader.shape[2]:
+        raise ValueError(
+            f"the examples have {data.images[0].shape[-1]} channels but the image has "
+            f"{reader.shape[2]}: give images with the same channels"
+        )
+    with cache.running():
+        _, timings, _ = fit_run(backend, data, cache, stack=False, lazy=True)
+        height, width = reader.shape[:2]
+        grid = grid_for(backend, reader.shape)
+        totals: dict[str, float] = {}
+        timer = Timer()
+
+        def features(tile: np.ndarray) -> tuple[object, dict[str, float]]:
+            return _features(backend, cache, tile)
+
+        bands: Iterator[Band]
+        if grid is None:  # it fits: read whole and predicted as the engine does, one band
+            feats, totals = features(reader[slice(0, height), slice(0, width)])
+            bands = iter([(0, *backend.predict(feats, (height, width), timer))])
+        else:
+            bands = tiled_bands(backend, reader, grid, features, timer, totals)
+        for top, lab, conf in bands:
+            done = top + len(lab)
+            extra = timings | totals | timer.seconds if done == height else {}
+            yield ImageBand(top, data.ids.to_user(lab), conf, done, height, extra)
+
+
+def write_image(
+    bands: Iterable[ImageBand],
+    path: str | Path,
+    dtype: np.dtype,
+    shape: tuple[int, int],
+    confidence: bool = False,
+    overwrite: bool = False,
+) -> Iterator[ImageBand]:
+    """Write each band into a new zarr store at ``path`` as it comes, then pass it on.
+
+    The store (one (H, W) array of ``dtype``, chunks of :data:`BAND_CHUNK`², with a float16
+    ``confidence/`` array when ``confidence``) is created atomically with the first band
+    (see :mod:`src_models.zarr_out`). ``path`` is checked before any work: a store this
+    tool did not create is never touched, one of ours is replaced only with ``overwrite``.
+    Its ``done`` attribute becomes ``[0]`` after the last band (an unfinished store is not
+    resumed).
+    """
+    from src_models.outputs import check_output
+    from src_models.zarr_out import create_store, store_problem
+
+    out = check_output(path, overwrite=overwrite, kind="folder", owner=store_problem)
+    chunks = (min(BAND_CHUNK, shape[0]), min(BAND_CHUNK, shape[1]))
+    store = None
+    for band in bands:  # created with the first band: a refused input writes nothing
+        if store is None:
+            store = create_store(out, shape, np.dtype(dtype), "image", confidence, chunks)
+        rows = slice(band.top, band.done)
+        store.array[rows] = band.labels.astype(store.array.dtype, copy=False)
+        if store.confidence is not None:
+            store.confidence[rows] = band.confidence.astype(np.float16)
+        yield band
+    if store is not None:
+        store.mark_done(0)
