@@ -24,7 +24,7 @@ import numpy as np
 
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
-from src_models.engine import _features, fit_run
+from src_models.engine import fit_run, slice_features
 from src_models.inputs import intensity_range, normalise, prepare
 from src_models.tiling import Band, grid_for, tiled_bands
 from src_models.timing import Timer
@@ -133,7 +133,7 @@ def propagate_image(
         timer = Timer()
 
         def features(tile: np.ndarray) -> tuple[object, dict[str, float]]:
-            return _features(backend, cache, tile)
+            return slice_features(backend, cache, tile)
 
         bands: Iterator[Band]
         if grid is None:  # it fits: read whole and predicted as the engine does, one band

@@ -48,7 +48,7 @@ class FitMemo:
     key: str | None = None
 
 
-def _features(
+def slice_features(
     backend: Backend, cache: FeatureCache, image: np.ndarray, pin: bool = False
 ) -> tuple[object, dict[str, float]]:
     """Features of one slice (from the cache when its pixels were seen) and their timings:
@@ -116,7 +116,7 @@ def fit_examples(
     if memo is not None and memo.key == key:
         return {"fit": 0.0, "fit_reused": 1.0}
     examples = [  # an example larger than a tile: its painted tiles (src_models.tiling)
-        Example(i, _features(backend, cache, piece, pin=True)[0], piece_labels, weight)
+        Example(i, slice_features(backend, cache, piece, pin=True)[0], piece_labels, weight)
         for i, image, labels, weight in items
         for piece, piece_labels in example_pieces(backend, image, labels)
     ]
@@ -141,7 +141,7 @@ def _observe_neighbour(
     neighbour = neighbour_toward_examples(index, data.examples)
     is_example = neighbour in data.examples
     proposed = neighbour in finished and not is_example
-    features = _features(backend, cache, data.images[neighbour])[0] if proposed else None
+    features = slice_features(backend, cache, data.images[neighbour])[0] if proposed else None
     backend.observe_neighbour(  # type: ignore[attr-defined]
         index, neighbour, features, finished.get(neighbour), is_example
     )
@@ -160,10 +160,10 @@ def predict_slice(
     ``ready`` features when a batch computed them, :mod:`src_models.batching`)."""
     grid = grid_for(backend, image.shape)
     if grid is None:
-        features, timings = ready or _features(backend, cache, image, pin)
+        features, timings = ready or slice_features(backend, cache, image, pin)
         return *backend.predict(features, image.shape[:2], timer), timings
     return tiled_predict(
-        backend, image, grid, lambda tile: _features(backend, cache, tile, pin), timer
+        backend, image, grid, lambda tile: slice_features(backend, cache, tile, pin), timer
     )
 
 
