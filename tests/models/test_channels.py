@@ -64,6 +64,10 @@ class SpyEncoder:
         self.seen.append(image)
         return self.encoder(image, timer)
 
+    def encode_batch(self, images, timer):  # noqa: ANN001, ANN201
+        self.seen.extend(images)
+        return self.encoder.encode_batch(images, timer)
+
 
 def _spy_encoder(backend) -> list[np.ndarray]:  # noqa: ANN001
     backend.encoder = SpyEncoder(backend.encoder)
