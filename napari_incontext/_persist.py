@@ -39,9 +39,9 @@ def write_review(layer: Any, state: dict[str, Any]) -> None:
     layer.metadata[KEY] = {**(meta if isinstance(meta, dict) else {}), "review": state}
 
 
-def read_provenance(layer: Any, n_slices: int) -> list[dict[str, Any]] | None:
-    """The slices of the ``provenance.json`` saved next to the file a labels layer was opened
-    from (Save… writes both), when it describes a stack of ``n_slices``."""
+def read_provenance(layer: Any, n_slices: int) -> dict[str, Any] | None:
+    """The ``provenance.json`` saved next to the file a labels layer was opened from (Save…
+    writes both; its ``slices`` and ``runs``), when it describes a stack of ``n_slices``."""
     path = getattr(getattr(layer, "source", None), "path", None)
     if not path or not Path(path).is_file():
         return None
@@ -50,9 +50,9 @@ def read_provenance(layer: Any, n_slices: int) -> list[dict[str, Any]] | None:
         record = json.loads(record_path.read_text())
     except (OSError, ValueError):
         return None
-    if record.get("mode") != "stack" or record.get("n_slices") != n_slices:
+    if not isinstance(record, dict) or record.get("mode") != "stack":
         return None
-    return list(record.get("slices", []))
+    return record if record.get("n_slices") == n_slices else None
 
 
 def save_examples(

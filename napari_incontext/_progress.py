@@ -73,8 +73,9 @@ class RunProgress(QWidget):
         # in the bar's own text: a repaint, no relayout of the dock on every slice
         self.bar.setFormat(f"%v / %m slices, ETA {duration(per * (total - done))}")
 
-    def finish(self, cancelled: bool, error: str | None) -> str:
-        """The status line of the run that just ended; the info line keeps its s/slice."""
+    def finish(self, cancelled: bool, error: str | None, note: str = "") -> str:
+        """The status line of the run that just ended, with ``note`` (e.g. the automatic
+        choices) after how it ended; the info line keeps its s/slice."""
         elapsed = time.perf_counter() - self.started
         self._timer.stop()
         done, total = self.done, self.total
@@ -85,9 +86,10 @@ class RunProgress(QWidget):
         per = self.last_per_slice
         self.bar.setFormat("%v / %m slices")
         self.info.setText(f"last run: {per:.2f} s/slice" if per is not None else "")
+        note = f"; {note}" if note else ""
         if error is not None:
-            return f"failed at {done} of {total} slices: {error}"
+            return f"failed at {done} of {total} slices: {error}{note}"
         if cancelled and done < total:
-            return f"cancelled at {done} of {total} slices (Run resumes); {REVIEW_HINT}"
+            return f"cancelled at {done} of {total} slices (Run resumes){note}; {REVIEW_HINT}"
         early = f" (stopped early: {done} of {total})" if done < total else ""
-        return f"finished: {done} slice(s) in {duration(elapsed)}{early}; {REVIEW_HINT}"
+        return f"finished: {done} slice(s) in {duration(elapsed)}{early}{note}; {REVIEW_HINT}"

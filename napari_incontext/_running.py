@@ -20,6 +20,7 @@ from napari_incontext._progress import RunProgress
 from napari_incontext._session import Session
 from napari_incontext._workers import Run, Scan, start_run, start_scan
 from src_models.order import select_targets
+from src_models.provenance import automatic_choices, describe_choices, run_record
 from src_models.scribbles import sparse_message
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class Runner:
         self.scanner: FunctionWorker | None = None
         self.worker: GeneratorWorker | None = None
         self.backend_name = ""
+        self.chosen = ""  # the run's automatic choices in words ("per_slice off, …")
+        self._settings: RunSettings | None = None  # the running run's, until its first result
         self._cancelled = False
 
     @property
@@ -140,7 +143,7 @@ class Runner:
             return
         if only is None and session.resume.get("key") != key:
             session.resume = {"key": key, "done": set()}
-        self.backend_name = settings.backend
+        self.backend_name, self._settings, self.chosen = settings.backend, settings, ""
         images, channels = workspace.images(), channel_note(workspace)
         if settings.all_channels and not workspace.channels:
             images, names = workspace.channel_images()
@@ -180,17 +183,31 @@ class Runner:
         self.progress.start(len(targets))
 
     def _result(self, result: SliceResult) -> None:
+        if self._settings is not None:  # the first result carries the automatic choices
+            self._record_run(self._settings, result)
+            self._settings = None
         if "done" in self.session.resume:
             self.session.resume["done"].add(result.index)
         self.progress.step(result.done, result.total)
         self.on_result(result)
+
+    def _record_run(self, settings: RunSettings, first: SliceResult) -> None:
+        """Add the run's backend, options and automatic choices to the session's ``runs``
+        (link is the user's checkbox here, never chosen from the data)."""
+        chosen = automatic_choices(first.timings, link_auto=False)
+        backend = self.session.built_backend or settings.backend
+        device = settings.options.get("device")
+        record = run_record(backend, chosen, link=settings.link, device=device)
+        self.session.runs.append(record)
+        self.chosen = describe_choices(chosen)
 
     def _failed(self, error: Exception) -> None:
         self.error = str(error)
 
     def _finished(self) -> None:
         self.worker = None
-        self.on_status(self.progress.finish(self._cancelled, self.error))
+        note = f"{self.chosen} (chosen from the data)" if self.chosen else ""
+        self.on_status(self.progress.finish(self._cancelled, self.error, note))
         self.on_finished()
 
     def cancel(self) -> None:

@@ -102,6 +102,8 @@ class Session:
         generation: per slice, a counter bumped by every write of the widget; a hash
             computed in a worker before the write is stale and dropped.
         extra: examples loaded from another stack (used by every run until cleared).
+        runs: per run, its backend, options and automatic choices
+            (:func:`src_models.provenance.run_record`), oldest first; Save writes them.
     """
 
     cache: FeatureCache = field(default_factory=FeatureCache)
@@ -113,6 +115,7 @@ class Session:
     resume: dict[str, Any] = field(default_factory=dict)
     generation: dict[int, int] = field(default_factory=dict)
     extra: ExtraExamples | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
     _backend: Backend | None = None
     _backend_spec: tuple[str, str] | None = None
 
@@ -131,6 +134,11 @@ class Session:
             self._backend_spec = spec
         return self._backend
 
+    @property
+    def built_backend(self) -> Backend | None:
+        """The backend the last run built (None before the first)."""
+        return self._backend
+
     # ------------------------------------------------------------------ review state
     def reset_review(self) -> None:
         """Forget the review (other layers); keep the cache and the backend."""
@@ -138,6 +146,7 @@ class Session:
         self.baseline.clear()
         self.proposal_edits.clear()
         self.resume.clear()
+        self.runs.clear()
 
     def status(self, index: int) -> str | None:
         state = self.slices.get(index)
@@ -266,7 +275,8 @@ class Session:
         )
 
     def provenance(self, names: Sequence[str] | None = None) -> dict[str, Any]:
-        """JSON-ready record of every slice's status, score, reasons and backend."""
+        """JSON-ready record of every slice's status, score, reasons and backend, and of
+        every run's backend, options and automatic choices (``runs``)."""
         rows = []
         for index in sorted(self.slices):
             state = self.slices[index]
@@ -283,12 +293,16 @@ class Session:
             if names is not None:
                 row["name"] = names[index]
             rows.append(row)
-        return {"slices": rows}
+        return {"slices": rows, "runs": [dict(run) for run in self.runs]}
 
-    def restore_provenance(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def restore_provenance(self, saved: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> None:
         """Load the statuses, scores and reasons of a saved ``provenance.json`` (its slices'
-        labels are adopted as baselines the first time the widget reads them)."""
+        labels are adopted as baselines the first time the widget reads them): the record,
+        or its ``slices`` alone; files saved before ``runs`` existed load the same."""
+        rows = saved.get("slices", []) if isinstance(saved, Mapping) else saved
+        runs = saved.get("runs", []) if isinstance(saved, Mapping) else []
         self.reset_review()
+        self.runs = [dict(run) for run in runs if isinstance(run, Mapping)]
         for row in rows:
             if row.get("status") not in STATUSES:
                 continue
@@ -316,6 +330,7 @@ class Session:
             "baseline": {str(i): asdict(b) for i, b in self.baseline.items()},
             "proposal_edits": sorted(self.proposal_edits),
             "accepted_weight": self.accepted_weight,
+            "runs": [dict(run) for run in self.runs],
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -331,5 +346,6 @@ class Session:
         for i, b in data.get("baseline", {}).items():
             self.baseline[int(i)] = Baseline(b["key"], b["status"])
         self.proposal_edits = set(data.get("proposal_edits", []))
+        self.runs = [dict(run) for run in data.get("runs", []) if isinstance(run, Mapping)]
         if data.get("accepted_weight") in ACCEPTED_WEIGHTS:
             self.accepted_weight = data["accepted_weight"]

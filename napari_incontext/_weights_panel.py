@@ -7,7 +7,8 @@ download` (size, sha256 and probe-load checks, atomic) in a worker, with a napar
 fed from the main thread; when downloading is impossible (gated weights, ``$NAPARI_INCONTEXT_
 OFFLINE``, no source) it explains where to put the file instead. A file the user chose for a
 weight slot (backbone, head, SAM) replaces that slot's lookup once it passes the checks a run
-makes (:func:`file_problem`).
+makes (:func:`napari_incontext._weights_check.file_problem`), checked in a worker: the field
+says "checking…" and Run stays disabled until the answer comes.
 """
 
 from __future__ import annotations
@@ -22,19 +23,13 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
 
 from napari_incontext._options_form import SLOT_LABELS
+from napari_incontext._weights_check import FileChecks, known_problem
 from napari_incontext._workers import start_function
 from src_models import registry, weights
-from src_models.weights import (
-    WeightsSpec,
-    check_status,
-    find_local,
-    get_spec,
-    load_failure,
-    missing_message,
-    probe_checkpoint,
-)
+from src_models.weights import WeightsSpec, find_local, get_spec, missing_message
 
 Report = Callable[[int, int, Any], None]
+Job = tuple[str, Path, list[WeightsSpec]]  # weight slot, chosen file, checkpoints it replaces
 
 
 def needed(name: str, config: Any, options: dict[str, Any], *, given: bool = False) -> list[str]:
@@ -45,29 +40,6 @@ def needed(name: str, config: Any, options: dict[str, Any], *, given: bool = Fal
         names.append(f"sam_{options['sam_refine']}")
     chosen = set() if given else {slot for slot in registry.WEIGHT_SLOTS if options.get(slot)}
     return [n for n in dict.fromkeys(names) if registry.slot_of(n) not in chosen]
-
-
-_CHECKED: dict[tuple[str, int, int], str] = {}  # (file, size, mtime) → file_problem's answer
-
-
-def file_problem(path: Path, replaces: list[WeightsSpec]) -> str:
-    """Why the chosen file ``path`` cannot stand in for the checkpoints ``replaces`` ("" when
-    it can): it must open weights-only as a state dict and, under an official file name,
-    match that checkpoint's size and sha256 (the checks of a run and of a download, remembered
-    per file version; a hash runs on the main thread once per file version)."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _CHECKED:
-        official = [s for s in replaces if s.file_name == path.name]
-        status = check_status(path, official[0]) if official else "ok"
-        try:
-            probe_checkpoint(path)
-            problem = "" if status == "ok" else f"{path.name}: {status}"
-        except RuntimeError as error:
-            why = load_failure(error.__cause__) if error.__cause__ else str(error)
-            problem = f"{path.name} is not a weights-only checkpoint ({why})"
-        _CHECKED[key] = problem
-    return _CHECKED[key]
 
 
 def _downloadable(spec: WeightsSpec) -> bool:
@@ -124,17 +96,28 @@ class WeightsPanel(QWidget):
         self.worker: Any = None
         self.bars: dict[int, progress] = {}
         self._bytes.connect(self._on_bytes)
+        self.checks = FileChecks(self._recheck)
+        self._shown: tuple[str, Any, dict[str, Any]] | None = None
 
     def show_for(self, name: str, config: Any, options: dict[str, Any]) -> None:
         """Look the checkpoints of this backend and options up; ``config`` None = the options
         are invalid (the run will say why)."""
         if self.worker is not None:
             return
+        self._shown = (name, config, dict(options))
         files = {slot: Path(options[slot]) for slot in registry.WEIGHT_SLOTS if options.get(slot)}
         self.missing = []
+        jobs = self._jobs(name, config, options, files) if config is not None else []
         if config is None:
+            self.checks.start([])  # an answer still coming is stale now
             text, self.reason = "weights: shown once the options are valid", ""
-        elif problem := self._file_problem(name, config, options, files):
+        elif isinstance(jobs, str):
+            self.checks.start([])
+            text = self.reason = jobs
+        elif self.checks.start([(path, specs) for _, path, specs in jobs]):
+            names = ", ".join(path.name for _, path, _ in jobs)
+            text, self.reason = f"checking {names}…", f"checking {names} (weights file)…"
+        elif problem := self._file_problem(jobs):
             text = self.reason = problem
         else:
             specs = [get_spec(n) for n in needed(name, config, options)]
@@ -144,17 +127,34 @@ class WeightsPanel(QWidget):
         self.get_button.setVisible(bool(self.missing))
         self.ready_changed.emit()
 
+    def _recheck(self) -> None:
+        """The chosen files' answers came (main thread): show them."""
+        if self._shown is not None:
+            self.show_for(*self._shown)
+
     @staticmethod
-    def _file_problem(name: str, config: Any, options: dict[str, Any], files: dict) -> str:
-        """Why a chosen file cannot be used ("" when every one can)."""
+    def _jobs(name: str, config: Any, options: dict[str, Any], files: dict) -> list[Job] | str:
+        """(slot, chosen file, the checkpoints it stands in for) of each chosen file; a
+        missing file: why."""
         names = needed(name, config, options, given=True)
+        jobs: list[Job] = []
         for slot, path in files.items():
-            label = SLOT_LABELS[slot][0]
             if not path.is_file():
-                return f"the {label} file {path} does not exist"
-            replaces = [get_spec(n) for n in names if registry.slot_of(n) == slot]
-            if problem := file_problem(path, replaces):
-                return f"{label}: {problem}: choose another file"
+                return f"the {SLOT_LABELS[slot][0]} file {path} does not exist"
+            specs = [get_spec(n) for n in names if registry.slot_of(n) == slot]
+            jobs.append((slot, path, specs))
+        return jobs
+
+    @staticmethod
+    def _file_problem(jobs: list[Job]) -> str:
+        """Why a chosen file cannot be used ("" when every one can), from the answers of
+        the checks (all known by now)."""
+        for slot, path, _ in jobs:
+            problem = known_problem(path)
+            if problem is None:  # changed since its check
+                problem = f"{path.name} changed during its check"
+            if problem:
+                return f"{SLOT_LABELS[slot][0]}: {problem}: choose another file"
         return ""
 
     def _describe(

@@ -133,15 +133,16 @@ def write_file(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-def write_manifest(folder: Path, complete: bool) -> None:
-    """Our manifest: every file's size and sha256 once ``complete``, else only our marker."""
+def write_manifest(folder: Path, complete: bool, extra: dict | None = None) -> None:
+    """Our manifest: every file's size and sha256 once ``complete``, else only our marker;
+    plus ``extra`` (e.g. ``run``: what made the files)."""
     files = {}
     if complete:
         for entry in sorted(folder.iterdir()):
             if entry.name != MANIFEST:
                 files[entry.name] = [entry.stat().st_size, file_sha256(entry)]
-    record = {"written_by": WRITTEN_BY, "complete": complete, "files": files}
-    (folder / MANIFEST).write_text(json.dumps(record, indent=1))
+    record = {**(extra or {}), "written_by": WRITTEN_BY, "complete": complete, "files": files}
+    (folder / MANIFEST).write_text(json.dumps(record, indent=1, default=str))
 
 
 def sync_folder(folder: Path) -> None:
@@ -161,9 +162,12 @@ def sync_folder(folder: Path) -> None:
     fsync_path(folder)
 
 
-def write_folder(path: str | Path, fill: Callable[[Path], object]) -> Path:
+def write_folder(
+    path: str | Path, fill: Callable[[Path], object], extra: dict | None = None
+) -> Path:
     """Write a folder atomically: ``fill(temp)`` writes the files (no subfolders), then our
-    manifest is added and the folder swapped in; the old one is deleted last."""
+    manifest (with ``extra``) is added and the folder swapped in; the old one is deleted
+    last."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file: a file is never replaced by a folder")
@@ -174,7 +178,7 @@ def write_folder(path: str | Path, fill: Callable[[Path], object]) -> Path:
     try:
         write_manifest(temp, complete=False)
         fill(temp)
-        write_manifest(temp, complete=True)
+        write_manifest(temp, complete=True, extra=extra)
         sync_folder(temp)
         _swap_in(temp, path)
     except BaseException:

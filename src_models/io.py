@@ -226,29 +226,38 @@ def label_dtype(labels: list[np.ndarray]) -> np.dtype:
     raise ValueError(f"label ids from {low} to {high} fit no integer type: nothing written")
 
 
-def write_tiff(path: Path, data: np.ndarray) -> None:
-    """A zlib TIFF carrying our marker and the sha256 of its pixels (see outputs.py)."""
+def write_tiff(path: Path, data: np.ndarray, run: dict[str, Any] | None = None) -> None:
+    """A zlib TIFF carrying our marker, the sha256 of its pixels (see outputs.py) and the
+    ``run`` that made it, if given."""
     import tifffile
 
     data = np.ascontiguousarray(data)
     digest = array_sha256(data)
     tifffile.imwrite(
-        path, data, compression="zlib", metadata=None, description=tiff_description(digest)
+        path, data, compression="zlib", metadata=None, description=tiff_description(digest, run)
     )
 
 
-def write_labels(out: str | Path, labels: list[np.ndarray], names: list[str] | None) -> Path:
+def write_labels(
+    out: str | Path,
+    labels: list[np.ndarray],
+    names: list[str] | None,
+    run: dict[str, Any] | None = None,
+) -> Path:
     """Write labels mirroring the input, atomically: a TIFF stack (a file) when ``names`` is
     None, else a folder with one PNG per name (TIFF when ids exceed 16 bits or are negative)
-    plus our manifest. Ids are kept exactly (:func:`label_dtype`), never wrapped.
+    plus our manifest. ``run`` (the backend, options and automatic choices that made them,
+    :func:`src_models.provenance.run_record`) goes into the TIFF's description or the
+    manifest. Ids are kept exactly (:func:`label_dtype`), never wrapped.
 
     The destination must have passed :func:`src_models.outputs.check_output`.
     """
     dtype = label_dtype(labels)
     if names is None:
         stack = np.stack([np.asarray(lab) for lab in labels]).astype(dtype, copy=False)
-        return write_file(out, lambda tmp: write_tiff(tmp, stack))
-    return write_folder(out, lambda tmp: _write_masks(tmp, labels, names, dtype))
+        return write_file(out, lambda tmp: write_tiff(tmp, stack, run))
+    extra = {"run": run} if run is not None else None
+    return write_folder(out, lambda tmp: _write_masks(tmp, labels, names, dtype), extra)
 
 
 def _write_masks(folder: Path, labels: list[np.ndarray], names: list[str], dtype: np.dtype) -> None:

@@ -20,7 +20,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from src_models.atomic import MANIFEST, WRITTEN_BY
 from src_models.hashing import array_sha256, file_sha256
@@ -57,8 +57,13 @@ def folder_problem(folder: Path) -> str | None:
     return None
 
 
-def tiff_description(data_sha256: str) -> str:
-    return json.dumps({"written_by": WRITTEN_BY, "sha256": data_sha256})
+def tiff_description(data_sha256: str, run: dict[str, Any] | None = None) -> str:
+    """Our TIFF description: the marker, the pixels' sha256 (what ownership checks) and the
+    ``run`` that made it (backend, options, automatic choices), when given."""
+    record: dict[str, Any] = {"written_by": WRITTEN_BY, "sha256": data_sha256}
+    if run is not None:
+        record["run"] = run
+    return json.dumps(record, default=str)
 
 
 def _tiff_problem(path: Path) -> str | None:

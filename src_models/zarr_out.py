@@ -3,9 +3,11 @@
 The store is one (N, Y, X) integer array, one chunk per slice, created atomically
 (:func:`src_models.atomic.write_folder`: our manifest marks the folder as ours) with the
 example slices already in it. Its attributes hold our marker, the key of the run's inputs
-and options, and ``done``: the slices written so far, updated after each slice's data, so a
-slice listed there is complete. A restart with the same key skips them; a store with another
-key is replaced only with ``--overwrite``; a store that is not ours is never touched.
+and options, ``run`` (the last run's backend, options and automatic choices:
+:func:`src_models.provenance.run_record`), and ``done``: the slices written so far, updated
+after each slice's data, so a slice listed there is complete. A restart with the same key
+skips them; a store with another key is replaced only with ``--overwrite``; a store that is
+not ours is never touched.
 
 Optionally (``confidence=True``, CLI ``--confidence``) the store also holds each proposal's
 confidence: a float16 (N, Y, X) array in [0, 1] under the store folder's ``confidence/``
@@ -83,6 +85,11 @@ class ZarrProposals:
         keeps it) first, then ``done``: a crash between them rewrites it."""
         write_slice(self.array, self.confidence, index, labels, confidence)
         self.mark_done(index)
+
+    def set_run(self, record: dict[str, Any]) -> None:
+        """Record what the run is (its backend, options, automatic choices) in the attrs.
+        Through this handle: :meth:`mark_done` rewrites the attrs it holds."""
+        self.array.attrs["run"] = record
 
     def mark_done(self, index: int) -> None:
         """Record slice ``index`` as complete (its data must be written already)."""
@@ -209,3 +216,16 @@ def write_proposals(
         yield res
     if store is None:
         open_store()
+
+
+def record_run(
+    results: Iterable[SliceResult],
+    store: Callable[[], ZarrProposals],
+    describe: Callable[[SliceResult], dict[str, Any]],
+) -> Generator[SliceResult, None, None]:
+    """Pass the results on; with the first, record ``describe(first)`` (the run's backend,
+    options and automatic choices) in the ``store`` it was written to (open by then)."""
+    for n, res in enumerate(results):
+        if n == 0:
+            store().set_run(describe(res))
+        yield res

@@ -124,7 +124,11 @@ class ClassicBackend(BackendBase):
         """
         per_slice, drift = choose_per_slice(images, stack)
         smooth = continuity(images) if stack else 0.0
+        # the forest's own choice stays until fit() makes a new one: a run whose fit is skipped
+        # (engine.FitMemo) predicts with the forest fitted with (or without) positions
+        fitted = {k: v for k, v in self.choices.items() if k == "position"}
         self.choices = {"link": float(smooth >= CONTINUOUS), "drift": drift, "continuity": smooth}
+        self.choices |= fitted
         if self.config.per_slice is None:
             self.choices["per_slice"] = float(per_slice)
         return dict(self.choices)

@@ -136,17 +136,20 @@ def channels_last(images: Any, channel_axis: int | None) -> tuple[Any, int | Non
     return move_channel_axis(images, channel_axis), -1
 
 
-def timing_report(results: list[dict[str, Any]]) -> dict[str, Any]:
+def timing_report(results: list[dict[str, Any]], link_auto: bool = True) -> dict[str, Any]:
     """Per-slice timings, their means, the ratio of total time to the backbone forward and
     the backend's automatic choices (``automatic_choices``: what ``link``, ``per_slice``,
-    ``position`` were set to and the measures that decided them, 1.0 = on)."""
+    ``position`` were set to and the measures that decided them, 1.0 = on; ``link`` only
+    when the run left it to the backend, ``link_auto``)."""
+    from src_models.provenance import automatic_choices
+
     fresh = [r for r in results if not r["cached"]]
     mean = {
         k: float(np.mean([r.get(k, 0.0) for r in fresh])) if fresh else 0.0
         for k in ("features", "head", "backbone")
     }
     report: dict[str, Any] = {"slices": results, "mean_seconds": mean}
-    chosen = {k[5:]: v for r in results[:1] for k, v in r.items() if k.startswith("auto_")}
+    chosen = automatic_choices(results[0], link_auto) if results else {}
     if chosen:
         report["automatic_choices"] = chosen
     if mean["backbone"] > 0:
@@ -154,11 +157,16 @@ def timing_report(results: list[dict[str, Any]]) -> dict[str, Any]:
     return report
 
 
-def _choices(timings: dict[str, float]) -> str:
-    """The backend's automatic choices (``auto_*`` timings), e.g. "link=on, per_slice=off"."""
-    auto = {k[5:]: v for k, v in timings.items() if k.startswith("auto_")}
-    flags = ("link", "per_slice", "position")
-    return ", ".join(f"{k}={'on' if v else 'off'}" for k, v in auto.items() if k in flags)
+def run_description(args: argparse.Namespace, backend: Any) -> Any:
+    """``SliceResult -> dict``: the record of this run (:func:`src_models.provenance.
+    run_record`) from its first result, as the outputs store it."""
+    from src_models.provenance import automatic_choices, run_record
+
+    def describe(first: Any) -> dict[str, Any]:
+        chosen = automatic_choices(first.timings, args.link == "auto")
+        return run_record(backend, chosen, link=args.link, unpainted=args.unpainted)
+
+    return describe
 
 
 def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -250,7 +258,7 @@ def _final(n: int, pixels: Any, labels: Any, proposals: dict[int, np.ndarray]) -
 def run(args: argparse.Namespace) -> int:
     from src_models.inputs import user_dtype
     from src_models.io import read_images, read_labels, write_labels
-    from src_models.zarr_out import done_slices, open_proposals, write_proposals
+    from src_models.zarr_out import done_slices, open_proposals, record_run, write_proposals
 
     out, timings = check_paths(args)
     cache = feature_cache(args)
@@ -258,11 +266,12 @@ def run(args: argparse.Namespace) -> int:
     labels = read_labels(args.labels, images)
     pixels, axis = channels_last(images.images, args.channel_axis)
     backend = backend_from_args(args)
+    describe = run_description(args, backend)
     n = len(pixels) if images.names is not None else int(pixels.shape[0])
     if not (images.is_stack and out.suffix.lower() == ".zarr"):
         results = _local(args, pixels, labels, backend, cache, None, axis)
-        proposals, count = _report(args, results, backend.name, timings, keep=True)
-        write_labels(out, _final(n, pixels, labels, proposals), images.names)
+        proposals, count, record = _report(args, results, backend.name, timings, True, describe)
+        write_labels(out, _final(n, pixels, labels, proposals), images.names, run=record)
         print(f"wrote {out} ({n} slices, {count} proposed)", file=sys.stderr)
         return 0
     stack: Any = labels  # a stack's labels: an array, memmap or zarr array
@@ -270,8 +279,11 @@ def run(args: argparse.Namespace) -> int:
     done = done_slices(out, tuple(stack.shape), key, args.overwrite)
     dtype = user_dtype([np.empty(0, stack.dtype)], np.iinfo(np.int64).max)
 
+    opened: list[Any] = []  # the store, once open: the run's record goes into its attrs
+
     def open_store() -> Any:
-        return open_proposals(out, stack, dtype, key, args.overwrite, args.confidence)
+        opened.append(open_proposals(out, stack, dtype, key, args.overwrite, args.confidence))
+        return opened[-1]
 
     with contextlib.ExitStack() as scope:
         if args.scheduler is None:
@@ -294,7 +306,8 @@ def run(args: argparse.Namespace) -> int:
                 background_id=args.background_id,
                 channel_axis=axis,
             )
-        count = _report(args, results, backend.name, timings, keep=False)[1]
+        results = record_run(results, lambda: opened[-1], describe)
+        count = _report(args, results, backend.name, timings, False, describe)[1]
     print(f"wrote {out} ({n} slices, {count} proposed, {len(done)} resumed)", file=sys.stderr)
     return 0
 
@@ -331,29 +344,33 @@ def _report(
     desc: str,
     timings: Path | None,
     keep: bool,
-) -> tuple[dict[int, np.ndarray], int]:
+    describe: Any,
+) -> tuple[dict[int, np.ndarray], int, dict[str, Any] | None]:
     """Consume the run with a progress bar; write the timings. Returns the proposals (when
-    ``keep``) and how many slices were proposed."""
+    ``keep``), how many slices were proposed and the run's record (``describe`` of the first
+    result; None when nothing was proposed)."""
     from tqdm import tqdm
 
     from src_models.atomic import write_json
+    from src_models.provenance import describe_choices
 
     proposals: dict[int, np.ndarray] = {}
     rows = []
-    bar = None
+    bar, record = None, None
     for res in results:
         if bar is None:  # created after validation, so a bad input prints one line only
             bar = tqdm(
                 total=res.total, desc=desc, unit="slice", file=sys.stderr, disable=args.quiet
             )
+            record = describe(res)
+            if auto := describe_choices(record["automatic_choices"], "="):
+                print(f"{desc} chose {auto}", file=sys.stderr)
         bar.update(1)
         if keep:
             proposals[res.index] = res.labels
         rows.append({"index": res.index, "score": res.score, **res.timings})
-        if len(rows) == 1 and (auto := _choices(res.timings)):
-            print(f"{desc} chose {auto}", file=sys.stderr)
     if bar is not None:
         bar.close()
     if timings is not None:
-        write_json(timings, timing_report(rows))
-    return proposals, len(rows)
+        write_json(timings, timing_report(rows, args.link == "auto"))
+    return proposals, len(rows), record

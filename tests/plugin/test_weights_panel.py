@@ -129,6 +129,11 @@ def test_weights_that_cannot_be_downloaded_are_explained(qtbot, needy, monkeypat
     assert f"{FAKE}.pth" in shown[0] and str(tmp_path / "cache") in shown[0]
 
 
+def checked(qtbot, panel) -> None:
+    """Wait for the chosen files' checks (a worker) to answer."""
+    qtbot.waitUntil(lambda: panel.checks.in_flight == 0)
+
+
 def test_a_weights_file_of_your_own_replaces_the_lookup(qtbot, needy, tmp_path):
     form, panel = needy.controls.options_form, needy.controls.weights_panel
     form.weights_file.value = tmp_path / "nope.pth"
@@ -136,6 +141,7 @@ def test_a_weights_file_of_your_own_replaces_the_lookup(qtbot, needy, tmp_path):
     mine = tmp_path / "mine.pth"
     torch.save({"w": torch.ones(2)}, mine)
     form.weights_file.value = mine
+    checked(qtbot, panel)
     assert "mine.pth (your file)" in panel.status_label.text()
     assert needy.controls.run_button.isEnabled()
     assert form.options()["weights"] == str(mine)
@@ -191,16 +197,19 @@ def test_every_weight_of_a_backend_has_a_file_field_checked_and_used_by_the_run(
     torch.save({"w": torch.zeros(2)}, backbone)
     head.write_bytes(b"not a checkpoint")
     files["weights"].value, files["head_weights"].value = backbone, head
+    checked(qtbot, panel)
     tip = widget.controls.run_button.toolTip()
     assert "head weights: head.pth is not a weights-only checkpoint" in tip
     assert not widget.controls.run_button.isEnabled()
     official = tmp_path / f"{HEAD}.pth"  # the official name: its size and sha256 are checked
     torch.save({"h": torch.zeros(2)}, official)
     files["head_weights"].value = official
+    checked(qtbot, panel)
     assert f"{HEAD}.pth: wrong size" in widget.controls.run_button.toolTip()
 
     torch.save({"h": torch.ones(2)}, head)
     files["head_weights"].value = head
+    checked(qtbot, panel)
     assert "backbone.pth (your file), head.pth (your file)" in panel.status_label.text()
     assert widget.controls.run_button.isEnabled()
     run_and_wait(qtbot, widget)
@@ -212,5 +221,48 @@ def test_every_weight_of_a_backend_has_a_file_field_checked_and_used_by_the_run(
     sam = tmp_path / "sam.pth"
     torch.save({"s": torch.zeros(2)}, sam)
     files["sam_weights"].value = sam
+    checked(qtbot, panel)
     assert "sam.pth (your file)" in panel.status_label.text()
     assert form.options()["sam_weights"] == str(sam)
+
+
+def test_a_chosen_file_is_checked_off_the_main_thread_and_a_stale_answer_is_ignored(
+    qtbot, needy, tmp_path, monkeypatch
+):
+    """Hashing a multi-GB checkpoint must not freeze napari: the check runs in a worker, the
+    panel says "checking…" with Run disabled meanwhile, and the answer for a file the user
+    replaced in the meantime is not shown."""
+    import threading
+
+    from napari_incontext import _weights_check
+
+    form, panel = needy.controls.options_form, needy.controls.weights_panel
+    run = needy.controls.run_button
+    threads, gates = {}, {}
+
+    def probe(path, kind=None):
+        threads.setdefault(path.name, []).append(threading.current_thread())
+        assert gates[path.name].wait(30)
+        if path.name == "bad.pth":
+            raise RuntimeError("not a checkpoint")
+
+    monkeypatch.setattr(_weights_check, "probe_checkpoint", probe)
+    bad, good = tmp_path / "bad.pth", tmp_path / "good.pth"
+    for path in (bad, good):
+        torch.save({"w": torch.ones(2)}, path)
+        gates[path.name] = threading.Event()
+    form.weights_file.value = bad
+    assert panel.status_label.text() == "checking bad.pth…"
+    assert not run.isEnabled() and "checking bad.pth" in run.toolTip()
+    form.weights_file.value = good  # chosen while bad.pth is still being checked
+    gates["bad.pth"].set()
+    qtbot.waitUntil(lambda: panel.checks.in_flight == 1)  # bad.pth's answer came: stale
+    assert panel.status_label.text() == "checking good.pth…" and not run.isEnabled()
+    gates["good.pth"].set()
+    qtbot.waitUntil(run.isEnabled)
+    assert "good.pth (your file)" in panel.status_label.text()
+    assert threads["good.pth"] == threads["good.pth"][:1]  # checked once, not again
+    assert all(t is not threading.main_thread() for t in threads["bad.pth"] + threads["good.pth"])
+    form.weights_file.value = bad  # its answer was remembered: shown at once, no new check
+    assert "bad.pth is not a weights-only checkpoint" in run.toolTip()
+    assert len(threads["bad.pth"]) == 1 and panel.checks.in_flight == 0
