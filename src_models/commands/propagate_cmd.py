@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         help="output TIFF stack or folder; a stack's *.zarr is written slice by slice and a "
-        "rerun resumes it",
+        "rerun resumes it; ONE 2D image larger than a tile (--labels: painted region(s) of "
+        "the same size) is proposed tile by tile into a *.zarr in bounded memory",
     )
     add_backend_arguments(parser)
     parser.add_argument("--timings", default=None, help="write per-slice seconds as JSON here")
