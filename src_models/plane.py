@@ -70,7 +70,7 @@ def open_plane(path: str | Path, channel_axis: int | None = None) -> Plane | Non
     ordinary path reads it and reports its problems)."""
     try:
         source, axes = _open(Path(path).expanduser())
-    except (ValueError, OSError):
+    except Exception:  # any reader's error: the ordinary path reads the file and says why
         return None
     shape = tuple(int(n) for n in source.shape)
     if channel_axis is not None:

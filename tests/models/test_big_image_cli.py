@@ -10,39 +10,16 @@ import numpy as np
 import pytest
 import tifffile
 
-from src_models.backends.classic import ClassicBackend
 from src_models.big_image import example_window, propagate_image
 from src_models.cli import main
-from src_models.config import build_config
-from src_models.registry import get_info
 from src_models.sample_data import synthetic_stack
+from tests.models.test_big_image import FAST, OVERLAP, SIZE, TILE, Counting, _classic
 
 zarr = pytest.importorskip("zarr")
 
-FAST = {"sigma_max": 4.0, "texture": False, "n_estimators": 8, "samples_per_class": 2000}
-TILE, OVERLAP, SIZE = 80, 16, 192  # a 3 × 3 grid
 PAINTED = (slice(30, 100), slice(40, 110))
 OPTIONS = [f"--option={k}={v}" for k, v in {**FAST, "tile_size": TILE}.items()]
 OPTIONS += [f"--option=tile_overlap={OVERLAP}", "--quiet"]
-
-
-def _classic() -> ClassicBackend:
-    options = {**FAST, "tile_size": TILE, "tile_overlap": OVERLAP}
-    return ClassicBackend(build_config(get_info("classic").config, options))
-
-
-class Counting:
-    """An array wrapper that records the shape of every read."""
-
-    def __init__(self, array: np.ndarray) -> None:
-        self.array = array
-        self.reads: list[tuple[int, ...]] = []
-        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        window = self.array[key]
-        self.reads.append(window.shape)
-        return window
 
 
 @pytest.fixture(scope="module")
