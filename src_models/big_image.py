@@ -26,6 +26,7 @@ from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
 from src_models.engine import fit_run, slice_features
 from src_models.inputs import intensity_range, normalise, prepare
+from src_models.scribbles import DEFAULT_BACKGROUND_ID, Unpainted
 from src_models.tiling import Band, grid_for, tiled_bands
 from src_models.timing import Timer
 
@@ -104,6 +105,8 @@ def propagate_image(
     examples: Sequence[tuple[np.ndarray, np.ndarray]],
     backend: Backend,
     cache: FeatureCache | None = None,
+    unpainted: Unpainted = "background",
+    background_id: int = DEFAULT_BACKGROUND_ID,
 ) -> Iterator[ImageBand]:
     """Fit on ``examples`` ((image, labels) pairs in memory, as for
     :func:`~src_models.engine.propagate`), then propose ``image`` band by band.
@@ -113,13 +116,19 @@ def propagate_image(
         examples: (Y, X[, C]) images with (Y, X) integer labels, 0 = background.
         backend: any backend; ``image`` is cut in its tiles (one tile when it fits).
         cache: feature cache (default: none, a pass never reads a tile twice).
+        unpainted, background_id: scribble mode, as in :func:`~src_models.inputs.prepare`.
 
     Yields:
         :class:`ImageBand` top to bottom.
     """
     cache = FeatureCache(0) if cache is None else cache
     reader = tile_reader(image)
-    data = prepare([im for im, _ in examples], [lab for _, lab in examples])
+    data = prepare(
+        [im for im, _ in examples],
+        [lab for _, lab in examples],
+        unpainted=unpainted,
+        background_id=background_id,
+    )
     if data.images[0].shape[-1] != reader.shape[2]:
         raise ValueError(
             f"the examples have {data.images[0].shape[-1]} channels but the image has "
@@ -145,6 +154,51 @@ def propagate_image(
             done = top + len(lab)
             extra = timings | totals | timer.seconds if done == height else {}
             yield ImageBand(top, data.ids.to_user(lab), conf, done, height, extra)
+
+
+def label_box(labels: Any, margin: int = 0) -> tuple[slice, slice]:
+    """The (rows, columns) window around every nonzero pixel of the (H, W) array-like
+    ``labels``, grown by ``margin`` pixels and clipped to the image; the labels are scanned
+    :data:`BAND_CHUNK` rows at a time (a memmap's pages given back after each band).
+
+    Raises:
+        ValueError: nothing is painted.
+    """
+    from src_models.lazy import drop_pages
+
+    height, width = int(labels.shape[0]), int(labels.shape[1])
+    rows: list[int] = []
+    cols = np.zeros(width, bool)
+    for top in range(0, height, BAND_CHUNK):
+        band = np.asarray(labels[top : top + BAND_CHUNK, 0:width]) != 0
+        drop_pages(getattr(labels, "source", labels))
+        hit = np.flatnonzero(band.any(axis=1))
+        if len(hit):
+            rows += [top + int(hit[0]), top + int(hit[-1])]
+            cols |= band.any(axis=0)
+    if not rows:
+        raise ValueError("no example: paint at least one region (a nonzero label) on the image")
+    x = np.flatnonzero(cols)
+    return (
+        slice(max(min(rows) - margin, 0), min(max(rows) + 1 + margin, height)),
+        slice(max(int(x[0]) - margin, 0), min(int(x[-1]) + 1 + margin, width)),
+    )
+
+
+def example_window(
+    image: Any, labels: Any, margin: int = 0
+) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+    """The painted part of a big image as an in-memory example: the window of
+    :func:`label_box` read from ``image`` ((H, W[, C]) array-like, its own dtype) and from
+    ``labels`` ((H, W)); only that window of the image is read. Returns (image crop, label
+    crop, (rows, columns))."""
+    if tuple(labels.shape[:2]) != tuple(image.shape[:2]) or len(labels.shape) != 2:
+        raise ValueError(
+            f"labels of shape {tuple(labels.shape)} for an image of shape "
+            f"{tuple(image.shape)}: give one (Y, X) label image of the image's size"
+        )
+    box = label_box(labels, margin)
+    return np.asarray(image[box]), np.asarray(labels[box]), box
 
 
 def write_image(

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         help="output TIFF stack or folder; a stack's *.zarr is written slice by slice and a "
-        "rerun resumes it",
+        "rerun resumes it; ONE 2D image larger than a tile (--labels: painted region(s) of "
+        "the same size) is proposed tile by tile into a *.zarr in bounded memory",
     )
     add_backend_arguments(parser)
     parser.add_argument("--timings", default=None, help="write per-slice seconds as JSON here")
@@ -256,16 +257,21 @@ def _final(n: int, pixels: Any, labels: Any, proposals: dict[int, np.ndarray]) -
 
 
 def run(args: argparse.Namespace) -> int:
+    from src_models.commands.big_image_cmd import big_grid, big_input, run_big
     from src_models.inputs import user_dtype
     from src_models.io import read_images, read_labels, write_labels
     from src_models.zarr_out import done_slices, open_proposals, record_run, write_proposals
 
     out, timings = check_paths(args)
     cache = feature_cache(args)
+    big = big_input(args, out)  # one 2D image opened lazily, nothing read yet
+    backend = backend_from_args(args) if big is not None else None
+    if (grid := big_grid(big, backend)) is not None and big is not None:
+        return run_big(args, big, grid, backend, cache, out, timings)
     images = read_images(args.image)
     labels = read_labels(args.labels, images)
     pixels, axis = channels_last(images.images, args.channel_axis)
-    backend = backend_from_args(args)
+    backend = backend or backend_from_args(args)
     describe = run_description(args, backend)
     n = len(pixels) if images.names is not None else int(pixels.shape[0])
     if not (images.is_stack and out.suffix.lower() == ".zarr"):
