@@ -72,6 +72,11 @@ class ClassicConfig(TilingOption):
         min_samples_leaf: smallest leaf of each tree.
         samples_per_class: at most this many training pixels per label id.
         smooth_sigma: Gaussian smoothing of class probabilities before the argmax (0 = none).
+        context: auto-context stages (ilastik's "autocontext"): this many further forests,
+            each reading the features plus the previous forest's class probabilities smoothed
+            at σ 1–8, trained on out-of-fold probabilities of the examples
+            (:mod:`~src_models.backends.classic_context`); 0 = one forest. Each stage adds
+            about one forest's time per slice.
         seed: random seed of the sampling and the forest.
     """
 
@@ -88,6 +93,7 @@ class ClassicConfig(TilingOption):
     min_samples_leaf: int = ranged(2, low=1)
     samples_per_class: int = ranged(20_000, low=1)
     smooth_sigma: float = ranged(1.0, low=0)
+    context: int = ranged(0, low=0, high=3)
     seed: int = 0
 
 
