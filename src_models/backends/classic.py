@@ -151,10 +151,13 @@ class ClassicBackend(BackendBase):
         return x.reshape(-1, x.shape[-1])
 
     def _sample(
-        self, examples: Sequence[Example], position: bool | None = None
+        self,
+        examples: Sequence[Example],
+        position: bool | None = None,
+        designs: Sequence[np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sampled pixels of every example: (N, F) features, (N,) labels, (N,) weights."""
-        parts = self._sample_each(examples, position)
+        parts = self._sample_each(examples, position, designs)
         x, y, w = (np.concatenate([p[i] for p in parts]) for i in range(3))
         return x, y, w
 
@@ -223,23 +226,28 @@ class ClassicBackend(BackendBase):
                 samples = self._sample_each(examples, position=True)
                 helps = position_helps([s[:2] for s in samples], c.seed)
                 self.choices["position"] = float(helps)
+        self._stages, designs = self._context_stages(examples, timer) if c.context else ([], None)
+        self._forest = self._fit_forest(*self._sample(examples, None, designs))
+        self._classes = self._forest.classes_.astype(np.int64)
+
+    def _context_stages(
+        self, examples: Sequence[Example], timer: Timer
+    ) -> tuple[list[RandomForestClassifier], list[np.ndarray]]:
+        """The ``context`` forests before the last one and the last one's (H·W, F + E)
+        features per example (the maps of the out-of-fold probabilities of the stage before)."""
         base = [self._design(ex.features) for ex in examples]
         shapes = [ex.labels.shape[:2] for ex in examples]
-        designs, self._stages = base, []
-        for stage in range(c.context + 1):
+        designs, stages = base, []
+        for _ in range(self.config.context):
             parts = self._sample_each(examples, None, designs)
             x, y, w = (np.concatenate([p[i] for p in parts]) for i in range(3))
-            forest = self._fit_forest(x, y, w)
-            if stage == c.context:
-                break
-            self._stages.append(forest)
+            stages.append(self._fit_forest(x, y, w))
             with timer("context"):
                 probs = out_of_fold(
-                    self._fit_forest, forest_proba, designs, parts, shapes, forest.classes_
+                    self._fit_forest, forest_proba, designs, parts, shapes, stages[-1].classes_
                 )
-                designs = [_with_context(b, p) for b, p in zip(base, probs, strict=True)]
-        self._forest = forest
-        self._classes = forest.classes_.astype(np.int64)
+            designs = [_with_context(b, p) for b, p in zip(base, probs, strict=True)]
+        return stages, designs
 
     def predict(
         self, features: np.ndarray, shape: tuple[int, int], timer: Timer = NULL_TIMER
