@@ -64,6 +64,11 @@ def run(image, truth: np.ndarray, example: int, targets: list[int], scored: list
     return float(np.mean(ious)), seconds, first.get("fit", 0.0), chosen
 
 
+def variant_options(text: str) -> dict[str, str]:
+    """``"a=1,b=2"`` → ``{"a": "1", "b": "2"}`` (converted by the backend's config)."""
+    return dict(item.split("=", 1) for item in text.split(","))
+
+
 def stacks(data: Path, step: int, sequences: int):
     """(name, image, truth, example, targets, scored) of every dataset found."""
     isbi = data / "isbi2012_em_membrane"
@@ -133,7 +138,7 @@ def main() -> None:
     if args.variant:
         configs = {"defaults": ({}, "auto")}
         for v in args.variant:
-            configs[v] = (dict(item.split("=", 1) for item in v.split(",")), "auto")
+            configs[v] = (variant_options(v), "auto")
             lines[0] += f" `--variant {v}`"
     for name, image, truth, example, targets, scored in stacks(
         Path(args.data), args.davis_step, args.sequences

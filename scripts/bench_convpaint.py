@@ -112,7 +112,7 @@ def main() -> None:
     if args.worker:
         return worker(*args.worker)
     sys.path.insert(0, str(HERE))
-    from bench_classic import stacks
+    from bench_classic import stacks, variant_options
 
     print(
         f"`PYTHONPATH=. python scripts/bench_convpaint.py --davis-step {args.davis_step} "
@@ -123,7 +123,7 @@ def main() -> None:
         "\n|---|---|---|---|---|---|---|"
     )
     rows: dict[str, list[np.ndarray]] = {"classic": [], "convpaint": []}
-    variants = {f"classic {v}": _options(v) for v in args.variant}
+    variants = {f"classic {v}": variant_options(v) for v in args.variant}
     rows |= {name: [] for name in variants}
     for name, image, truth, *_ in stacks(Path(args.data), args.davis_step, args.sequences):
         if not name.startswith("DAVIS"):
@@ -137,11 +137,6 @@ def main() -> None:
             print(_row(name[6:].split()[0], method, rows[method][-1]), flush=True)
     for method, values in rows.items():
         print(_row(f"mean of {len(values)}", method, np.mean(values, axis=0)))
-
-
-def _options(text: str) -> dict[str, str]:
-    """``"a=1,b=2"`` → ``{"a": "1", "b": "2"}`` (converted by the backend's config)."""
-    return dict(item.split("=", 1) for item in text.split(","))
 
 
 def _row(name: str, method: str, v: np.ndarray) -> str:
