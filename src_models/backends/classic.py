@@ -70,7 +70,7 @@ SERIAL_WORK = 2**20  # pixels × trees up to which one thread beats joblib's poo
 def forest_proba(forest: RandomForestClassifier, x: np.ndarray) -> np.ndarray:
     """``forest.predict_proba(x)`` for (N, F) ``x``, as (N, classes) float64.
 
-    Up to :data:`SERIAL_WORK` (a slice of 180² with the default 32 trees) the trees are
+    Up to :data:`SERIAL_WORK` (a slice of 256² with the default 16 trees) the trees are
     summed in this thread without per-tree checks: sklearn's call starts a thread pool per
     call and polls it with 10 ms sleeps, which cost more than the trees' work on small slices
     (most of a cached re-run). Larger inputs take sklearn's parallel path.
