@@ -12,7 +12,7 @@ excluded and given apart):
 ids, the metric of docs/bench_engine.md (hippocampus 0.297 there).
 
 Usage: python scripts/bench_classic.py [--data ../shared/data] [--davis-step 2]
-           [--sequences 10] [--out docs/bench_classic.md]
+           [--sequences 10] [--variant context=1] [--out docs/bench_classic.md]
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ def run(image, truth: np.ndarray, example: int, targets: list[int], scored: list
     return float(np.mean(ious)), seconds, first.get("fit", 0.0), chosen
 
 
+def variant_options(text: str) -> dict[str, str]:
+    """``"a=1,b=2"`` → ``{"a": "1", "b": "2"}`` (converted by the backend's config)."""
+    return dict(item.split("=", 1) for item in text.split(","))
+
+
 def stacks(data: Path, step: int, sequences: int):
     """(name, image, truth, example, targets, scored) of every dataset found."""
     isbi = data / "isbi2012_em_membrane"
@@ -111,6 +116,13 @@ def main() -> None:
     parser.add_argument("--davis-step", type=int, default=2, help="DAVIS frame stride")
     parser.add_argument("--sequences", type=int, default=10, help="DAVIS sequences (sorted)")
     parser.add_argument("--only", default="", help="only the datasets whose name has this")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="instead of old vs new defaults: the defaults and the defaults with these options,"
+        " e.g. context=1,n_estimators=16 (repeatable)",
+    )
     parser.add_argument("--out", default=None, help="also write the table as markdown here")
     args = parser.parse_args()
     lines = [
@@ -122,16 +134,22 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     totals: dict[str, list[tuple[float, float]]] = {}
+    configs = CONFIGS
+    if args.variant:
+        configs = {"defaults": ({}, "auto")}
+        for v in args.variant:
+            configs[v] = (variant_options(v), "auto")
+            lines[0] += f" `--variant {v}`"
     for name, image, truth, example, targets, scored in stacks(
         Path(args.data), args.davis_step, args.sequences
     ):
         if args.only not in name:
             continue
-        for label, cfg in CONFIGS.items():
+        for label, cfg in configs.items():
             miou, sec, fit, chosen = run(image, truth, example, targets, scored, cfg)
             if name.startswith("DAVIS"):
                 totals.setdefault(label, []).append((miou, sec))
-            shown = ", ".join(f"{k}={v:.2f}" for k, v in chosen.items()) if cfg[0] == {} else ""
+            shown = ", ".join(f"{k}={v:.2f}" for k, v in chosen.items()) if cfg[0] != OLD else ""
             lines.append(f"| {name} | {label} | {miou:.3f} | {sec:.2f} | {fit:.1f} | {shown} |")
             print(lines[-1], flush=True)
     for label, rows in totals.items():

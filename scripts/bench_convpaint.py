@@ -13,7 +13,7 @@ frame predicted, frames strided by ``--davis-step``), same machine, one after th
 Both are timed the same way: fit s = features of the example + classifier fit; s/slice = the
 prediction of the other frames (features + classifier) divided by their number.
 
-Usage: python scripts/bench_convpaint.py [--davis-step 4] [--sequences 10]
+Usage: python scripts/bench_convpaint.py [--davis-step 4] [--sequences 10] [--variant context=1]
            [--convpaint-python /work/cp-venv/bin/python]
 This file is also the convpaint worker (``--worker IN OUT``, run by the scratch venv).
 """
@@ -55,7 +55,9 @@ def _clocks() -> np.ndarray:
     return np.array([time.perf_counter(), time.process_time()])
 
 
-def classic(image: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def classic(
+    image: np.ndarray, truth: np.ndarray, **options: str
+) -> tuple[float, np.ndarray, np.ndarray]:
     """The product defaults (link="auto"): mean IoU over frames 1..; (wall, CPU) s/slice and
     fit s. The fit is everything before the first proposal (choices, example features, forest)
     less one slice."""
@@ -66,7 +68,7 @@ def classic(image: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray, np
     labels = np.zeros_like(truth)
     labels[0] = truth[0]
     start, ious = _clocks(), []
-    for k, result in enumerate(propagate(image, labels, build_backend("classic"))):
+    for k, result in enumerate(propagate(image, labels, build_backend("classic", **options))):
         if k == 0:
             first = _clocks()
         ious.append(object_ious(result.labels, truth[result.index], [1])[1])
@@ -99,26 +101,38 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=10, help="DAVIS sequences (sorted)")
     parser.add_argument("--frames", type=int, default=0, help="first N frames (0: all)")
     parser.add_argument("--convpaint-python", default="/work/cp-venv/bin/python")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="also classic with these options, e.g. context=1,n_estimators=16 (repeatable)",
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(*args.worker)
     sys.path.insert(0, str(HERE))
-    from bench_classic import stacks
+    from bench_classic import stacks, variant_options
 
     print(
         f"`PYTHONPATH=. python scripts/bench_convpaint.py --davis-step {args.davis_step} "
-        f"--sequences {args.sequences} --frames {args.frames}`, {os.cpu_count()} cores\n\n"
+        f"--sequences {args.sequences} --frames {args.frames}"
+        + "".join(f" --variant {v}" for v in args.variant)
+        + f"`, {os.cpu_count()} cores\n\n"
         "| sequence | method | mean IoU | s/slice wall | s/slice CPU | fit s wall | fit s CPU |"
         "\n|---|---|---|---|---|---|---|"
     )
     rows: dict[str, list[np.ndarray]] = {"classic": [], "convpaint": []}
+    variants = {f"classic {v}": variant_options(v) for v in args.variant}
+    rows |= {name: [] for name in variants}
     for name, image, truth, *_ in stacks(Path(args.data), args.davis_step, args.sequences):
         if not name.startswith("DAVIS"):
             continue
         image, truth = image[: args.frames or None], truth[: args.frames or None]
         rows["classic"].append(np.hstack(classic(image, truth)))
         rows["convpaint"].append(np.hstack(convpaint(args.convpaint_python, image, truth)))
+        for method, options in variants.items():
+            rows[method].append(np.hstack(classic(image, truth, **options)))
         for method in rows:
             print(_row(name[6:].split()[0], method, rows[method][-1]), flush=True)
     for method, values in rows.items():

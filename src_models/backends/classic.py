@@ -15,6 +15,7 @@ from src_models.backends.classic_auto import (
     continuity,
     position_helps,
 )
+from src_models.backends.classic_context import context_maps, out_of_fold
 from src_models.backends.classic_features import filter_bank, ilastik_scales, to_lab
 from src_models.backends.configs import ClassicConfig
 from src_models.timing import NULL_TIMER, Timer
@@ -69,7 +70,7 @@ SERIAL_WORK = 2**20  # pixels × trees up to which one thread beats joblib's poo
 def forest_proba(forest: RandomForestClassifier, x: np.ndarray) -> np.ndarray:
     """``forest.predict_proba(x)`` for (N, F) ``x``, as (N, classes) float64.
 
-    Up to :data:`SERIAL_WORK` (a slice of 180² with the default 32 trees) the trees are
+    Up to :data:`SERIAL_WORK` (a slice of 256² with the default 16 trees) the trees are
     summed in this thread without per-tree checks: sklearn's call starts a thread pool per
     call and polls it with 10 ms sleeps, which cost more than the trees' work on small slices
     (most of a cached re-run). Larger inputs take sklearn's parallel path.
@@ -84,15 +85,23 @@ def forest_proba(forest: RandomForestClassifier, x: np.ndarray) -> np.ndarray:
     return total / len(trees)
 
 
+def _with_context(design: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """(H·W, F) features + the context maps of (H, W, K) probabilities → (H·W, F + E)."""
+    maps = context_maps(proba)
+    return np.concatenate([design, maps.reshape(-1, maps.shape[-1])], axis=1)
+
+
 class ClassicBackend(BackendBase):
     """Filter-bank features + random forest trained on every example slice."""
 
     name = "classic"
-    _models = ("_forest",)
+    _models = ("_forest", "_stages")
 
     def __init__(self, config: ClassicConfig | None = None) -> None:
         self.config = config or ClassicConfig()
         self._forest: RandomForestClassifier | None = None
+        # the auto-context stages before the last one (config.context of them)
+        self._stages: list[RandomForestClassifier] | None = []
         self._classes = np.zeros(0, np.int64)
         # the options left to "auto" (None), as decided by choose() and fit(); off until then
         self.choices: dict[str, float] = {}
@@ -146,17 +155,25 @@ class ClassicBackend(BackendBase):
         return x.reshape(-1, x.shape[-1])
 
     def _sample(
-        self, examples: Sequence[Example], position: bool | None = None
+        self,
+        examples: Sequence[Example],
+        position: bool | None = None,
+        designs: Sequence[np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sampled pixels of every example: (N, F) features, (N,) labels, (N,) weights."""
-        parts = self._sample_each(examples, position)
+        parts = self._sample_each(examples, position, designs)
         x, y, w = (np.concatenate([p[i] for p in parts]) for i in range(3))
         return x, y, w
 
     def _sample_each(
-        self, examples: Sequence[Example], position: bool | None
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Pixels sampled per example and class: features, labels and sample weights.
+        self,
+        examples: Sequence[Example],
+        position: bool | None,
+        designs: Sequence[np.ndarray] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Pixels sampled per example and class: features, labels, sample weights and the
+        pixels' flat indices (the same pixels for the same examples: the rng restarts from
+        the seed). ``designs``: (H·W, F) features per example instead of :meth:`_design`'s.
 
         A weak example counts twice less: the sample budget is shared in proportion to the
         weights (many weak examples cannot crowd out a painted one), and its pixels carry
@@ -169,9 +186,9 @@ class ClassicBackend(BackendBase):
         rng = np.random.default_rng(c.seed)
         total = sum(ex.weight for ex in examples)
         out = []
-        for ex in examples:
+        for k, ex in enumerate(examples):
             per_example = max(1, round(c.samples_per_class * ex.weight / total))
-            x = self._design(ex.features, position)
+            x = self._design(ex.features, position) if designs is None else designs[k]
             y = ex.labels.reshape(-1)
             classes = np.unique(y[y >= 0])  # -1: unpainted in scribble mode, never used
             pixels = [np.flatnonzero(y == cls) for cls in classes]
@@ -185,12 +202,26 @@ class ClassicBackend(BackendBase):
                 xs.append(x[idx])
                 ys.append(y[idx])
                 ws.append(np.full(len(idx), ex.weight * boost, np.float32))
-            out.append((np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)))
+            idx = np.concatenate(taken)
+            out.append((np.concatenate(xs), np.concatenate(ys), np.concatenate(ws), idx))
         return out
 
-    def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
+    def _fit_forest(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> RandomForestClassifier:
         from sklearn.ensemble import RandomForestClassifier
 
+        c = self.config
+        return RandomForestClassifier(
+            n_estimators=c.n_estimators,
+            max_depth=c.max_depth,
+            min_samples_leaf=c.min_samples_leaf,
+            n_jobs=-1,
+            random_state=c.seed,
+        ).fit(x, y, sample_weight=w)
+
+    def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
+        """Fit the forest; with ``context`` > 0, first the earlier stages, each next one
+        trained on its predecessor's out-of-fold probabilities
+        (:mod:`~src_models.backends.classic_context`)."""
         examples = trusted(examples)
         object_ids(examples)  # validates that there is at least one label array
         c = self.config
@@ -199,15 +230,28 @@ class ClassicBackend(BackendBase):
                 samples = self._sample_each(examples, position=True)
                 helps = position_helps([s[:2] for s in samples], c.seed)
                 self.choices["position"] = float(helps)
-        x, y, w = self._sample(examples)
-        self._forest = RandomForestClassifier(
-            n_estimators=c.n_estimators,
-            max_depth=c.max_depth,
-            min_samples_leaf=c.min_samples_leaf,
-            n_jobs=-1,
-            random_state=c.seed,
-        ).fit(x, y, sample_weight=w)
+        self._stages, designs = self._context_stages(examples, timer) if c.context else ([], None)
+        self._forest = self._fit_forest(*self._sample(examples, None, designs))
         self._classes = self._forest.classes_.astype(np.int64)
+
+    def _context_stages(
+        self, examples: Sequence[Example], timer: Timer
+    ) -> tuple[list[RandomForestClassifier], list[np.ndarray]]:
+        """The ``context`` forests before the last one and the last one's (H·W, F + E)
+        features per example (the maps of the out-of-fold probabilities of the stage before)."""
+        base = [self._design(ex.features) for ex in examples]
+        shapes = [ex.labels.shape[:2] for ex in examples]
+        designs, stages = base, []
+        for _ in range(self.config.context):
+            parts = self._sample_each(examples, None, designs)
+            x, y, w = (np.concatenate([p[i] for p in parts]) for i in range(3))
+            stages.append(self._fit_forest(x, y, w))
+            with timer("context"):
+                probs = out_of_fold(
+                    self._fit_forest, forest_proba, designs, parts, shapes, stages[-1].classes_
+                )
+            designs = [_with_context(b, p) for b, p in zip(base, probs, strict=True)]
+        return stages, designs
 
     def predict(
         self, features: np.ndarray, shape: tuple[int, int], timer: Timer = NULL_TIMER
@@ -215,8 +259,15 @@ class ClassicBackend(BackendBase):
         self.check_open()
         if self._forest is None:
             raise RuntimeError("call fit() with at least one example before predict()")
+        base = self._design(features)
+        x = base
+        for forest in self._stages or ():
+            with timer("forest"):
+                proba = forest_proba(forest, x).reshape(*shape, -1)
+            with timer("context"):
+                x = _with_context(base, proba)
         with timer("forest"):
-            proba = forest_proba(self._forest, self._design(features)).reshape(*shape, -1)
+            proba = forest_proba(self._forest, x).reshape(*shape, -1)
         if self.config.smooth_sigma > 0:
             with timer("smooth"):
                 proba = ndi.gaussian_filter(proba, (self.config.smooth_sigma,) * 2 + (0,))

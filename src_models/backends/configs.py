@@ -67,11 +67,17 @@ class ClassicConfig(TilingOption):
             (scribbled ones are never balanced).
         max_boost: largest weight of one pixel of a small class relative to one of the
             example's largest class.
-        n_estimators: number of trees of the random forest.
+        n_estimators: number of trees of the random forest (of each stage's, see ``context``).
         max_depth: depth limit of each tree (none = unlimited).
         min_samples_leaf: smallest leaf of each tree.
         samples_per_class: at most this many training pixels per label id.
         smooth_sigma: Gaussian smoothing of class probabilities before the argmax (0 = none).
+        context: auto-context stages (ilastik's "autocontext"): this many further forests,
+            each reading the features plus the previous forest's class probabilities smoothed
+            at σ 1–8, trained on out-of-fold probabilities of the examples
+            (:mod:`~src_models.backends.classic_context`); 0 = one forest. Each stage adds
+            about one forest's time per slice (the default, 1 stage of 16 trees each, costs
+            what one forest of 32 trees did).
         seed: random seed of the sampling and the forest.
     """
 
@@ -83,11 +89,12 @@ class ClassicConfig(TilingOption):
     per_slice: bool | None = None
     balance: bool = True
     max_boost: float = ranged(20.0, low=1)
-    n_estimators: int = ranged(32, low=1, high=10_000)
+    n_estimators: int = ranged(16, low=1, high=10_000)
     max_depth: int | None = ranged(16, positive=True)
     min_samples_leaf: int = ranged(2, low=1)
     samples_per_class: int = ranged(20_000, low=1)
     smooth_sigma: float = ranged(1.0, low=0)
+    context: int = ranged(1, low=0, high=3)
     seed: int = 0
 
 

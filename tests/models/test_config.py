@@ -189,7 +189,7 @@ def test_cli_option_typo_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[st
     assert cli.main(["backends", "--options", "classic"]) == 0
     out = capsys.readouterr().out
     assert "| `per_slice` | bool or none | `none` |  |" in out
-    assert "| `n_estimators` | int | `32` | [1, 10000] |" in out  # the declared range
+    assert "| `n_estimators` | int | `16` | [1, 10000] |" in out  # the declared range
     assert "| `sigma_max` | float | `10.0` | ≥ sigma_min |" in out
     assert cli.main(["backends", "--options", "nope"]) == 2
     err = capsys.readouterr().err.strip()
