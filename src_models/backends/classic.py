@@ -15,7 +15,7 @@ from src_models.backends.classic_auto import (
     continuity,
     position_helps,
 )
-from src_models.backends.classic_context import context_maps, out_of_fold
+from src_models.backends.classic_context import context_maps, context_pays, out_of_fold
 from src_models.backends.classic_features import filter_bank, ilastik_scales, to_lab
 from src_models.backends.configs import ClassicConfig
 from src_models.timing import NULL_TIMER, Timer
@@ -230,7 +230,9 @@ class ClassicBackend(BackendBase):
                 samples = self._sample_each(examples, position=True)
                 helps = position_helps([s[:2] for s in samples], c.seed)
                 self.choices["position"] = float(helps)
-        self._stages, designs = self._context_stages(examples, timer) if c.context else ([], None)
+        staged = bool(c.context) and context_pays([ex.labels for ex in examples])
+        self.choices["context"] = float(staged)
+        self._stages, designs = self._context_stages(examples, timer) if staged else ([], None)
         self._forest = self._fit_forest(*self._sample(examples, None, designs))
         self._classes = self._forest.classes_.astype(np.int64)
 

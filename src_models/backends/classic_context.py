@@ -18,6 +18,16 @@ from scipy import ndimage as ndi
 
 CONTEXT_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # Gaussian σ (pixels) of the probability maps
 FOLDS = 2
+# fewer painted pixels than this in all examples together: no context stage. Each fold's
+# forest then learns from a few dozen pixels per block and its probabilities are noise
+# (a 16² example: mean IoU 0.60 without the stage, 0.47 with it)
+MIN_CONTEXT_PIXELS = 64 * 64
+
+
+def context_pays(labels: Sequence[np.ndarray]) -> bool:
+    """True when the examples' painted pixels (labels ≥ 0 of each (H, W) map; -1 =
+    unpainted) are enough for out-of-fold training (:data:`MIN_CONTEXT_PIXELS`)."""
+    return sum(int(np.count_nonzero(np.asarray(lab) >= 0)) for lab in labels) >= MIN_CONTEXT_PIXELS
 
 
 def context_maps(proba: np.ndarray) -> np.ndarray:
