@@ -76,7 +76,7 @@ class ClassicConfig(TilingOption):
             each reading the features plus the previous forest's class probabilities smoothed
             at σ 1–8, trained on out-of-fold probabilities of the examples
             (:mod:`~src_models.backends.classic_context`); 0 = one forest; skipped when
-            the examples hold fewer than 64² painted pixels in all. Each stage adds
+            the examples hold fewer than 32² painted pixels in all. Each stage adds
             about one forest's time per slice (the default, 1 stage of 16 trees each, costs
             what one forest of 32 trees did).
         seed: random seed of the sampling and the forest.

@@ -38,7 +38,7 @@ def test_the_next_stage_reads_out_of_fold_probabilities(monkeypatch) -> None:  #
         return out_of_fold(*args, **kwargs)
 
     monkeypatch.setattr(classic_module, "out_of_fold", spy)
-    image, truth = synthetic_stack(n_slices=4, size=72, seed=1)  # ≥ 64² painted pixels
+    image, truth = synthetic_stack(n_slices=4, size=48, seed=1)  # ≥ 32² painted pixels
     backend = ClassicBackend(ClassicConfig(context=2))
     list(propagate(image, example_labels(truth, 0), backend))
     assert len(calls) == 2 and len(backend._stages or []) == 2
@@ -88,13 +88,13 @@ def test_context_out_of_range_is_refused(value: int) -> None:
 
 
 def test_examples_too_small_for_out_of_fold_training_skip_the_stage() -> None:
-    image, truth = synthetic_stack(n_slices=6, size=40, seed=3)  # 40² < 64² painted pixels
+    image, truth = synthetic_stack(n_slices=6, size=24, seed=3)  # 24² < 32² painted pixels
     small = ClassicBackend(ClassicConfig(context=1))
     staged = {r.index: r.labels for r in propagate(image, example_labels(truth, 3), small)}
     assert small.choices["context"] == 0.0 and not small._stages
     plain = _run(image, truth, context=0)
     assert all(np.array_equal(staged[i], plain[i]) for i in staged)
-    image, truth = synthetic_stack(n_slices=6, size=72, seed=3)  # 72² ≥ 64²: staged
+    image, truth = synthetic_stack(n_slices=6, size=40, seed=3)  # 40² ≥ 32²: staged
     large = ClassicBackend(ClassicConfig(context=1))
     list(propagate(image, example_labels(truth, 3), large))
     assert large.choices["context"] == 1.0 and len(large._stages) == 1
