@@ -128,14 +128,16 @@ class ClassicBackend(BackendBase):
         Returns:
             What was decided (1.0 = on): ``per_slice`` (if left to auto), ``link`` (used by
             the engine's ``link="auto"``), the measured ``drift`` and ``continuity``;
-            :meth:`fit` adds ``position`` (if left to auto). Kept in :attr:`choices` for the
-            run's output (the engine adds them to the first slice's timings as ``auto_*``).
+            :meth:`fit` adds ``position`` (if left to auto) and ``context``. Kept in
+            :attr:`choices` for the run's output (the engine adds them to the first slice's
+            timings as ``auto_*``).
         """
         per_slice, drift = choose_per_slice(images, stack)
         smooth = continuity(images) if stack else 0.0
-        # the forest's own choice stays until fit() makes a new one: a run whose fit is skipped
-        # (engine.FitMemo) predicts with the forest fitted with (or without) positions
-        fitted = {k: v for k, v in self.choices.items() if k == "position"}
+        # the forests' own choices stay until fit() makes new ones: a run whose fit is skipped
+        # (engine.FitMemo) predicts with the forests fitted with (or without) positions and
+        # a context stage
+        fitted = {k: v for k, v in self.choices.items() if k in ("position", "context")}
         self.choices = {"link": float(smooth >= CONTINUOUS), "drift": drift, "continuity": smooth}
         self.choices |= fitted
         if self.config.per_slice is None:
