@@ -12,8 +12,10 @@ from src_models.backends.base import BackendBase, labels_from_probs, object_ids,
 from src_models.backends.classic_auto import (
     CONTINUOUS,
     choose_per_slice,
+    choose_prior,
     continuity,
     position_helps,
+    prior_ratio,
 )
 from src_models.backends.classic_context import context_maps, context_pays, out_of_fold
 from src_models.backends.classic_features import filter_bank, ilastik_scales, to_lab
@@ -103,6 +105,7 @@ class ClassicBackend(BackendBase):
         # the auto-context stages before the last one (config.context of them)
         self._stages: list[RandomForestClassifier] | None = []
         self._classes = np.zeros(0, np.int64)
+        self._prior: np.ndarray | None = None  # (K,) factors on the last forest's probabilities
         # the options left to "auto" (None), as decided by choose() and fit(); off until then
         self.choices: dict[str, float] = {}
 
@@ -128,7 +131,7 @@ class ClassicBackend(BackendBase):
         Returns:
             What was decided (1.0 = on): ``per_slice`` (if left to auto), ``link`` (used by
             the engine's ``link="auto"``), the measured ``drift`` and ``continuity``;
-            :meth:`fit` adds ``position`` (if left to auto) and ``context``. Kept in
+            :meth:`fit` adds ``position`` (if left to auto), ``context`` and ``prior``. Kept in
             :attr:`choices` for the run's output (the engine adds them to the first slice's
             timings as ``auto_*``).
         """
@@ -137,7 +140,7 @@ class ClassicBackend(BackendBase):
         # the forests' own choices stay until fit() makes new ones: a run whose fit is skipped
         # (engine.FitMemo) predicts with the forests fitted with (or without) positions and
         # a context stage
-        fitted = {k: v for k, v in self.choices.items() if k in ("position", "context")}
+        fitted = {k: v for k, v in self.choices.items() if k in ("position", "context", "prior")}
         self.choices = {"link": float(smooth >= CONTINUOUS), "drift": drift, "continuity": smooth}
         self.choices |= fitted
         if self.config.per_slice is None:
@@ -234,15 +237,41 @@ class ClassicBackend(BackendBase):
                 self.choices["position"] = float(helps)
         staged = bool(c.context) and context_pays([ex.labels for ex in examples])
         self.choices["context"] = float(staged)
-        self._stages, designs = self._context_stages(examples, timer) if staged else ([], None)
-        self._forest = self._fit_forest(*self._sample(examples, None, designs))
+        self._stages, designs, probs = (
+            self._context_stages(examples, timer) if staged else ([], None, None)
+        )
+        x, y, w = self._sample(examples, None, designs)
+        self._forest = self._fit_forest(x, y, w)
         self._classes = self._forest.classes_.astype(np.int64)
+        self._prior = self._fit_prior(examples, y, w, probs)
+
+    def _fit_prior(
+        self,
+        examples: Sequence[Example],
+        y: np.ndarray,
+        w: np.ndarray,
+        probs: list[np.ndarray] | None,
+    ) -> np.ndarray | None:
+        """(K,) factors on the last forest's probabilities (``config.prior``), None for none;
+        an automatic choice is reported as ``prior``."""
+        alpha = self.config.prior
+        if alpha is None:
+            self.choices["prior"] = 0.0
+        if any((ex.labels < 0).any() for ex in examples):
+            return None  # scribbles: the painted shares say nothing of the classes' sizes
+        labels = [ex.labels for ex in examples]
+        ratio = prior_ratio(labels, [ex.weight for ex in examples], y, w, self._classes)
+        if alpha is None:
+            alpha = 0.0 if probs is None else choose_prior(probs, labels, ratio, self._classes)
+            self.choices["prior"] = alpha
+        return ratio**alpha if alpha else None
 
     def _context_stages(
         self, examples: Sequence[Example], timer: Timer
-    ) -> tuple[list[RandomForestClassifier], list[np.ndarray]]:
-        """The ``context`` forests before the last one and the last one's (H·W, F + E)
-        features per example (the maps of the out-of-fold probabilities of the stage before)."""
+    ) -> tuple[list[RandomForestClassifier], list[np.ndarray], list[np.ndarray]]:
+        """The ``context`` forests before the last one, the last one's (H·W, F + E)
+        features per example (the maps of the out-of-fold probabilities of the stage before)
+        and those (H, W, K) probabilities."""
         base = [self._design(ex.features) for ex in examples]
         shapes = [ex.labels.shape[:2] for ex in examples]
         designs, stages = base, []
@@ -255,7 +284,7 @@ class ClassicBackend(BackendBase):
                     self._fit_forest, forest_proba, designs, parts, shapes, stages[-1].classes_
                 )
             designs = [_with_context(b, p) for b, p in zip(base, probs, strict=True)]
-        return stages, designs
+        return stages, designs, probs
 
     def predict(
         self, features: np.ndarray, shape: tuple[int, int], timer: Timer = NULL_TIMER
@@ -272,6 +301,9 @@ class ClassicBackend(BackendBase):
                 x = _with_context(base, proba)
         with timer("forest"):
             proba = forest_proba(self._forest, x).reshape(*shape, -1)
+        if self._prior is not None:
+            proba = proba * self._prior
+            proba /= proba.sum(-1, keepdims=True)
         if self.config.smooth_sigma > 0:
             with timer("smooth"):
                 proba = ndi.gaussian_filter(proba, (self.config.smooth_sigma,) * 2 + (0,))

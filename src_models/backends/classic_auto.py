@@ -96,3 +96,86 @@ def position_helps(samples: Sequence[tuple[np.ndarray, np.ndarray]], seed: int) 
             pred = forest.predict(x_test[:, cols])
             scores[with_pos].append(balanced_accuracy_score(y_test, pred))
     return float(np.mean(scores[True])) > float(np.mean(scores[False]))
+
+
+PRIOR_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # exponents of the prior correction tried
+PRIOR_GAIN = 0.005  # out-of-fold IoU a correction must gain over none to be chosen
+
+
+def prior_ratio(
+    labels: Sequence[np.ndarray],
+    weights: Sequence[float],
+    y: np.ndarray,
+    w: np.ndarray,
+    classes: np.ndarray,
+) -> np.ndarray:
+    """How much rarer each class is in the forest's training set than in the examples.
+
+    The forest learns from a class-balanced sample (``samples_per_class`` per class, small
+    classes weighted up), so its probabilities favour small classes; multiplying them by
+    this ratio (to some power, :func:`choose_prior`) moves them back towards the examples'
+    class shares.
+
+    Args:
+        labels: per example, (H, W) int painted labels (dense: no -1).
+        weights: per example, its weight.
+        y: (N,) labels of the sampled pixels; w: (N,) their sample weights.
+        classes: (K,) sorted class ids.
+
+    Returns:
+        (K,) float64: painted share / trained share of each class.
+    """
+    painted = np.zeros(len(classes))
+    for lab, weight in zip(labels, weights, strict=True):
+        ids, counts = np.unique(lab, return_counts=True)
+        painted[np.searchsorted(classes, ids)] += weight * counts
+    trained = np.array([w[y == c].sum() for c in classes], np.float64)
+    return (painted / painted.sum()) / np.maximum(trained / trained.sum(), 1e-12)
+
+
+def foreground_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean IoU of the ids ≠ 0 present in (H, W) ``truth`` (1.0 if it has none)."""
+    ious = [
+        np.count_nonzero((pred == k) & (truth == k)) / np.count_nonzero((pred == k) | (truth == k))
+        for k in np.unique(truth)
+        if k != 0
+    ]
+    return float(np.mean(ious)) if ious else 1.0
+
+
+def choose_prior(
+    probs: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    ratio: np.ndarray,
+    classes: np.ndarray,
+) -> float:
+    """The exponent α of the prior correction ``proba · ratio**α`` that labels the examples
+    best from out-of-fold probabilities (:mod:`~src_models.backends.classic_context`).
+
+    Balanced training is what small objects need, yet where a class is thin and everywhere
+    (EM membranes) it thickens it at the cost of the others; the examples decide.
+
+    Args:
+        probs: per example, (H, W, K) out-of-fold class probabilities.
+        labels: per example, (H, W) int painted labels.
+        ratio: (K,) :func:`prior_ratio`.
+        classes: (K,) sorted class ids.
+
+    Returns:
+        α in :data:`PRIOR_STEPS` with the best mean foreground IoU, 0 unless another gains at
+        least :data:`PRIOR_GAIN`.
+    """
+
+    def score(alpha: float) -> float:
+        return float(
+            np.mean(
+                [
+                    foreground_iou(classes[(p * ratio**alpha).argmax(-1)], lab)
+                    for p, lab in zip(probs, labels, strict=True)
+                ]
+            )
+        )
+
+    scores = {alpha: score(alpha) for alpha in PRIOR_STEPS}
+    best = max(scores, key=lambda a: scores[a])
+    return best if scores[best] >= scores[0.0] + PRIOR_GAIN else 0.0

@@ -79,6 +79,11 @@ class ClassicConfig(TilingOption):
             the examples hold fewer than 32² painted pixels in all. Each stage adds
             about one forest's time per slice (the default, 1 stage of 16 trees each, costs
             what one forest of 32 trees did).
+        prior: exponent α of the correction of the last forest's probabilities towards the
+            examples' class shares (multiplied by (painted share / trained share)**α): 0 keeps
+            the balanced training's bias for small classes, 1 removes it. None = decide from
+            the examples' out-of-fold probabilities (needs the context stage; 0 without it).
+            Dense examples only.
         seed: random seed of the sampling and the forest.
     """
 
@@ -96,6 +101,7 @@ class ClassicConfig(TilingOption):
     samples_per_class: int = ranged(20_000, low=1)
     smooth_sigma: float = ranged(1.0, low=0)
     context: int = ranged(1, low=0, high=3)
+    prior: float | None = ranged(None, low=0, high=1)
     seed: int = 0
 
 
