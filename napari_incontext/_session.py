@@ -16,7 +16,7 @@ from typing import Any
 from napari_incontext._compat import block_triton_if_unsafe
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
-from src_models.engine import FitMemo
+from src_models.fitting import FitMemo
 from src_models.order import WEAK_SHARE, weak_weight
 from src_models.types import ExtraExamples, SliceResult
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from src_models.backends.classic import ClassicBackend
-from src_models.engine import auto_window, propagate
+from src_models.engine import propagate
+from src_models.fitting import auto_window
 from src_models.lazy import LazySlices, is_lazy, open_zarr, prepare_lazy, sample_indices
 from src_models.memory import estimate
 from src_models.sample_data import example_labels, synthetic_stack
