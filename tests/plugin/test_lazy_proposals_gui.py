@@ -63,6 +63,7 @@ def _run(qtbot, viewer, folder: Path):
     widget = dock(viewer)
     choose_backend(widget, "counting")
     widget.review.confidence_check.setChecked(True)
+    viewer.dims.set_current_step(0, TARGET)  # on screen while it is written
     run_and_wait(qtbot, widget)
     return widget
 
@@ -91,6 +92,8 @@ def test_a_big_stacks_proposals_are_on_disk_and_equal_the_in_memory_ones(
     for layer in _generated(viewer):
         assert isinstance(layer.data, zarr.Array) and layer.data.chunks == (1, SIZE, SIZE)
         np.testing.assert_array_equal(np.asarray(layer.data[:]), expected[role(layer)])
+        shown = np.asarray(layer._slice.image.raw)  # what napari displays: refreshed
+        np.testing.assert_array_equal(shown, expected[role(layer)][TARGET])
     main_reads.clear()  # (the test's own reads above)
 
     labels = viewer.layers["examples"]
@@ -159,3 +162,21 @@ def test_accept_into_a_zarr_backed_labels_layer(
     assert not zarr.open_array(str(store))[TARGET].any()
     viewer.close()
     assert zarr.open_array(str(store))[EXAMPLE].any()  # the user's store is kept
+
+
+def test_a_full_disk_stops_the_run_with_a_message(
+    qtbot, make_napari_viewer, test_backends, cache, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(_backing, "LAZY_BYTES", 0)
+    errors: list[str] = []
+    monkeypatch.setattr("napari_incontext._widget.show_error", errors.append)
+
+    def full(self, selection, value):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", full)
+    viewer = make_napari_viewer()
+    widget = _run(qtbot, viewer, tmp_path / "user")
+    assert len(errors) == 1 and "No space left" in errors[0] and str(cache) in errors[0]
+    assert not widget.runner.busy and not widget.session.has_proposal(TARGET)
+    assert not widget.session.resume.get("done")  # nothing written: all proposed again
