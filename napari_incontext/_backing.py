@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 LAZY_BYTES = 256 * 2**20  # layer data above this (bytes) is kept on disk, not in memory
+PREFIX = "layer-"  # of the folders' names
 _created: set[Path] = set()  # the folders this process made, the only ones ever deleted
 
 
@@ -44,7 +45,7 @@ def new_layer_data(shape: tuple[int, ...], dtype: Any, viewer: Any = None) -> An
 
     root = layers_root()
     root.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="layer-", dir=root)).resolve()
+    folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root)).resolve()
     _created.add(folder)
     if viewer is not None:
         _watch(viewer)
@@ -66,7 +67,7 @@ def backing_folder(data: Any) -> Path | None:
 def release(folder: Path) -> None:
     """Delete ``folder`` if (and only if) this module created it."""
     folder = folder.resolve()
-    if folder not in _created or folder.parent != layers_root().resolve():
+    if folder not in _created or not folder.name.startswith(PREFIX):
         return
     _created.discard(folder)
     shutil.rmtree(folder, ignore_errors=True)
@@ -85,8 +86,9 @@ def _watch(viewer: Any) -> None:
 
     def on_removed(event: Any) -> None:
         folder = backing_folder(event.value.data)
-        in_use = any(backing_folder(layer.data) == folder for layer in layers)
-        if folder is not None and not in_use:  # a duplicated layer may share the array
+        if folder is None:
+            return
+        if all(backing_folder(layer.data) != folder for layer in layers):  # duplicates share
             release(folder)
 
     layers.events.removed.connect(on_removed)
