@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_incontext._backing import new_layer_data
+
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels, Layer
@@ -309,7 +311,7 @@ class Workspace:
         return np.asarray(data)
 
     # ------------------------------------------------------------------ generated layers
-    def _add(self, what: str, item: LayerRef, data: np.ndarray, opacity: float) -> Layer:
+    def _add(self, what: str, item: LayerRef, data: Any, opacity: float) -> Layer:
         """Add a plugin layer for ``item``; the layer that was active stays active."""
         active = self.viewer.layers.selection.active
         like = item.get()
@@ -342,8 +344,8 @@ class Workspace:
             return layer
         shape = item.get().data.shape[:2] if self.is_set else self.labels.get().data.shape
         dtype = np.uint8 if what == CONFIDENCE else self.labels.get().data.dtype
-        # np.zeros maps untouched pages lazily: only slices written take memory
-        return self._add(what, item, np.zeros(shape, dtype), 1.0 if what == PROPOSALS else 0.5)
+        data = new_layer_data(shape, dtype, self.viewer)  # a big stack's: zarr on disk
+        return self._add(what, item, data, 1.0 if what == PROPOSALS else 0.5)
 
     def proposal(self, index: int) -> np.ndarray:
         layer = self.generated(PROPOSALS, index)

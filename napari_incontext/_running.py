@@ -210,6 +210,11 @@ class Runner:
         self.on_status(self.progress.finish(self._cancelled, self.error, note))
         self.on_finished()
 
+    @property
+    def cancelled(self) -> bool:
+        """True once the current (or last) run was asked to stop."""
+        return self._cancelled
+
     def cancel(self) -> None:
         """Stop after the slice being computed (a scan in progress never starts its run)."""
         self._cancelled = True

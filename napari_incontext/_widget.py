@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
-from napari_incontext import _actions, _layers, _persist
+from napari_incontext import _actions, _backing, _layers, _persist
 from napari_incontext._accepting import Acceptor, proposal_ids
 from napari_incontext._controls import RunControls, fill
 from napari_incontext._following import EditFollower
@@ -209,9 +209,20 @@ class InContextWidget(QWidget):
             self.runner.cancel()
             show_error(f"{error} (the run stopped)")
             return
+        except OSError as error:  # a big stack's layers are on disk (_backing): full?
+            self._write_failed(result.index, error)
+            return
         self.session.record(result, self.runner.backend_name)
         self._status(f"slice {result.index}: {result.done}/{result.total} proposed")
         self.changed()
+
+    def _write_failed(self, index: int, error: OSError) -> None:
+        """Stop the run (once) and keep ``index`` to propose again when resumed."""
+        self.session.resume.get("done", set()).discard(index)
+        if not self.runner.cancelled:
+            self.runner.cancel()
+            where = _backing.layers_root()
+            show_error(f"could not write a proposal: {error} (free space in {where}, then Run)")
 
     def _on_finished(self) -> None:
         self._update_buttons()
