@@ -10,7 +10,16 @@ whole image or a full-size output. :func:`write_image` writes the bands into a z
 The proposals equal those of ``propagate([*example_images, image], [*example_labels,
 None], backend)`` for the image when its pixels are uint8 (scaled by 1/255 either way);
 other dtypes are scaled by robust percentiles of :data:`SAMPLE_WINDOWS` sampled windows of
-the image alone, so they may differ slightly. There is no review score, linking or resume.
+the image alone, so they may differ slightly.
+
+The store resumes: each band's data is written before the band is marked done, so a run
+killed mid-way and restarted with the same inputs and options (the same ``key``) skips the
+bands done (:func:`resume_bands`, ``propagate_image(..., skip=...)``) and recomputes only
+the tiles the others need (the row of tiles above the first band left, for its blended
+overlap), giving the uninterrupted run's store bit for bit; a store of another key is
+refused unless replaced. The store's attributes hold the run's record (``run``) and its
+``mean_confidence`` (the proposal's foreground, as in the review score). There is no review
+score (its object statistics need the whole proposal) and no linking.
 """
 
 from __future__ import annotations
@@ -289,11 +298,10 @@ def write_image(
 def _band_sums(sums: Any, band: ImageBand) -> dict[str, Any]:
     """The ``bands`` attribute with ``band``'s [rows, foreground confidence sum, foreground
     pixels, confidence sum] added, and ``mean_confidence`` once they cover the image."""
-    foreground = band.labels != 0
-    conf = band.confidence.astype(np.float64)
-    sums = dict(sums) | {
-        str(band.top): [len(band.labels), conf[foreground].sum(), int(foreground.sum()), conf.sum()]
-    }
+    foreground, conf = band.labels != 0, band.confidence
+    fg_sum = np.sum(conf, where=foreground, dtype=np.float64)  # no float64 copy of the band
+    this = [len(conf), fg_sum, int(foreground.sum()), np.sum(conf, dtype=np.float64)]
+    sums = dict(sums) | {str(band.top): this}
     sums = {k: [float(v) for v in sums[k]] for k in sorted(sums, key=int)}
     out: dict[str, Any] = {"bands": sums}
     rows, fg_sum, fg_count, conf_sum = np.sum(list(sums.values()), axis=0)

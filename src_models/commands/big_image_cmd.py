@@ -4,6 +4,11 @@ The example is the window around the painted pixels of the (same-size, 2D) label
 by the tile overlap (:func:`src_models.big_image.example_window`: only that window of the
 image is read); the image is then proposed tile by tile and written band by band into the
 zarr store (:func:`~src_models.big_image.propagate_image`, :func:`~.write_image`).
+
+The store's key is the stack path's (:func:`~src_models.commands.propagate_cmd.store_key`:
+the image file, every option) plus the painted window, its pixels and the tile grid: a
+rerun of the same command resumes the bands done, one of other inputs or options is
+refused unless ``--overwrite``. ``--scheduler`` is refused: the tiles run here, in order.
 """
 
 from __future__ import annotations

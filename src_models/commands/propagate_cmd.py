@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="output TIFF stack or folder; a stack's *.zarr is written slice by slice and a "
         "rerun resumes it; ONE 2D image larger than a tile (--labels: painted region(s) of "
-        "the same size) is proposed tile by tile into a *.zarr in bounded memory",
+        "the same size) is proposed tile by tile into a *.zarr in bounded memory, band by "
+        "band, and a rerun resumes it too",
     )
     add_backend_arguments(parser)
     parser.add_argument("--timings", default=None, help="write per-slice seconds as JSON here")
@@ -51,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
         default=None,
-        help="run the slices as dask.distributed tasks (stacks with --out *.zarr only): "
+        help="run the slices as dask.distributed tasks (stacks with --out *.zarr only, not "
+        "one big image): "
         "'local' starts --workers processes here, or a scheduler address tcp://HOST:PORT; "
         "proposals are scored against the examples, no --link",
     )
