@@ -14,6 +14,9 @@ confidence: a float16 (N, Y, X) array in [0, 1] under the store folder's ``confi
 entry (open it with ``zarr.open_array("out.zarr/confidence")``), one chunk per slice, written
 before the slice is marked done, so it resumes with the labels; slices not proposed (the
 examples) keep its fill value 0.
+
+One big 2D image (:mod:`src_models.big_image`) uses the same store as one (H, W) array in
+chunks of 1024², with the first rows of its finished bands in ``done``.
 """
 
 from __future__ import annotations

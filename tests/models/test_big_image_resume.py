@@ -165,3 +165,15 @@ def test_a_big_image_with_a_scheduler_is_refused_in_one_line(
     err = capsys.readouterr().err
     assert "drop --scheduler" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_band_needs_every_tile_row_that_overlaps_it() -> None:
+    from src_models.tiling import TileGrid
+
+    grid = TileGrid((17, 17), 10, 4)  # rows start at 0, 4, 7: row 0 still reaches band 2
+    assert [(b.start, b.stop) for b in grid.bands()] == [(0, 4), (4, 7), (7, 17)]
+    assert grid.tile_rows_for({0, 4}) == [True, True, True]
+    assert grid.tile_rows_for({0, 4, 7}) == [False, False, False]
+    wide = TileGrid((40, 17), 10, 2)  # rows start at 0, 8, 15, 22, 30
+    assert grid.tile_rows_for(()) == [True] * 3
+    assert wide.tile_rows_for({0, 8, 15}) == [False, False, True, True, True]
