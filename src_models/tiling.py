@@ -21,7 +21,7 @@ on the targets, and their memory stays bounded.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,19 @@ class TileGrid:
     def __len__(self) -> int:
         return len(self.starts(0)) * len(self.starts(1))
 
+    def bands(self) -> list[slice]:
+        """The rows of each band :func:`tiled_bands` yields: from a tile row's start to the
+        next one's (the last to the image's end)."""
+        starts = self.starts(0)
+        return [slice(y, z) for y, z in zip(starts, [*starts[1:], self.shape[0]], strict=True)]
+
+    def tile_rows_for(self, skip: Collection[int]) -> list[bool]:
+        """Per tile row, whether a band NOT in ``skip`` (first rows) needs its votes: a band
+        is blended from every tile row that overlaps it, the one above it included."""
+        todo = [b for b in self.bands() if b.start not in skip]
+        spans = [self.span(y, 0) for y in self.starts(0)]
+        return [any(t.start < b.stop and b.start < t.stop for b in todo) for t in spans]
+
     def tiles(self) -> Iterator[tuple[slice, slice]]:
         """Every tile's (rows, columns), in raster order."""
         for y in self.starts(0):
@@ -162,7 +175,9 @@ class _Votes:
     def flush(self, bottom: int) -> Band:
         """The final rows ``[top, bottom)`` (no later tile reaches them), dropped here."""
         n = bottom - self.top
-        best = np.full((n, self.width), -1.0, np.float32)
+        # an id without votes here has 0, as in an argmax over every id: a pixel without a
+        # vote is 0, whichever ids earlier bands saw (so a resumed run gives the same)
+        best = np.zeros((n, self.width), np.float32)
         winner = np.zeros((n, self.width), np.int32)
         for k in sorted(self.votes):  # ties go to the smaller id, as argmax does
             better = self.votes[k][:n] > best
@@ -207,6 +222,7 @@ def tiled_bands(
     features: Features,
     timer: Timer,
     totals: dict[str, float],
+    skip: Collection[int] = (),
 ) -> Iterator[Band]:
     """Predict an image tile by tile, blend the tiles' votes and yield each finished band of
     rows, top to bottom: beyond what the caller keeps, memory is one band of tile rows.
@@ -222,27 +238,35 @@ def tiled_bands(
         totals: filled with the feature timings summed over the tiles (``cached`` = the
             share of tiles found in the cache) and ``tiles`` (their number), complete when
             the last band is yielded.
+        skip: first rows of bands already done (a resumed run): they are not yielded, and
+            only the tile rows that overlap the others are read and predicted (the one
+            above a band too, for its blended overlap), so the bands yielded are those of a
+            full pass, bit for bit.
 
     Yields:
-        (first row, labels (rows, W) int32, confidence (rows, W) float32 in [0, 1]).
+        (first row, labels (rows, W) int32, confidence (rows, W) float32 in [0, 1]) of
+        each band (:meth:`TileGrid.bands`) not in ``skip``.
     """
     votes = _Votes(grid.shape[1])
-    rows_starts, col_starts = grid.starts(0), grid.starts(1)
-    for r, y in enumerate(rows_starts):
-        rows = grid.span(y, 0)
+    col_starts, needed = grid.starts(1), grid.tile_rows_for(skip)
+    computed = 0
+    for r, band in enumerate(grid.bands()):
+        rows = grid.span(band.start, 0)
         votes.extend(rows.stop)
         wy = grid.ramp(rows, 0)[:, None]
-        for x in col_starts:
+        for x in col_starts if needed[r] else ():
             cols = grid.span(x, 1)
             feats, timings = features(image[rows, cols])
             _add_timings(totals, timings)
-            lab, c = backend.predict(feats, (rows.stop - y, cols.stop - x), timer)
+            lab, c = backend.predict(feats, (rows.stop - rows.start, cols.stop - x), timer)
             votes.add(rows, cols, lab, c, wy * grid.ramp(cols, 1)[None, :])
-        last = r + 1 == len(rows_starts)
-        if last:  # complete before the last band is handed on
-            totals["cached"] = totals.get("cached", 0.0) / len(grid)
-            totals["tiles"] = float(len(grid))
-        yield votes.flush(grid.shape[0] if last else rows_starts[r + 1])
+            computed += 1
+        if band.stop == grid.shape[0]:  # complete before the last band is handed on
+            totals["cached"] = totals.get("cached", 0.0) / max(computed, 1)
+            totals["tiles"] = float(computed)
+        finished = votes.flush(band.stop)
+        if band.start not in skip:
+            yield finished
 
 
 def painted_tiles(

@@ -14,6 +14,9 @@ confidence: a float16 (N, Y, X) array in [0, 1] under the store folder's ``confi
 entry (open it with ``zarr.open_array("out.zarr/confidence")``), one chunk per slice, written
 before the slice is marked done, so it resumes with the labels; slices not proposed (the
 examples) keep its fill value 0.
+
+One big 2D image (:mod:`src_models.big_image`) uses the same store as one (H, W) array in
+chunks of 1024², with the first rows of its finished bands in ``done``.
 """
 
 from __future__ import annotations
@@ -91,10 +94,12 @@ class ZarrProposals:
         Through this handle: :meth:`mark_done` rewrites the attrs it holds."""
         self.array.attrs["run"] = record
 
-    def mark_done(self, index: int) -> None:
-        """Record slice ``index`` as complete (its data must be written already)."""
+    def mark_done(self, index: int, **more: Any) -> None:
+        """Record slice ``index`` as complete (its data must be written already), with
+        ``more`` attributes in the same (atomic) metadata write."""
         self.done.add(index)
-        self.array.attrs["done"] = sorted(self.done)
+        attrs = self.array.attrs
+        attrs.put({**attrs.asdict(), **more, "done": sorted(self.done)})
 
 
 def write_slice(
@@ -168,29 +173,43 @@ def done_slices(path: Path, shape: tuple[int, ...], key: str, overwrite: bool) -
     return set()
 
 
-def open_proposals(
-    path: Path, labels: Any, dtype: np.dtype, key: str, overwrite: bool, confidence: bool = False
+def open_store(
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    key: str,
+    overwrite: bool,
+    confidence: bool = False,
+    chunks: tuple[int, ...] | None = None,
 ) -> ZarrProposals:
-    """The store at ``path`` to resume (same ``key``) or a new one; either way it holds the
-    example slices of ``labels`` not yet proposed (rewritten each time: a cut-short first
-    write is finished). ``confidence``: a new store keeps each proposal's confidence too
+    """The store at ``path`` to resume (same ``key`` and ``shape``) or a new one (see
+    :func:`create_store`); ``confidence``: a new store keeps each proposal's confidence too
     (make it part of ``key``: a store is resumed as it was created).
 
     ``path`` must have passed ``check_output(..., owner=store_problem)``: it is missing,
     empty or ours. Raises ``ValueError`` when it holds a run of other inputs and
     ``overwrite`` is off.
     """
-    shape = tuple(int(s) for s in labels.shape)
     store = ZarrProposals(path) if path.is_dir() and any(path.iterdir()) else None
     if store is not None and (store.key != key or store.array.shape != shape):
         if not overwrite:
             raise _mismatch(path)
         store = None
     if store is None:
-        store = create_store(path, shape, dtype, key, confidence)
-    elif confidence and store.confidence is None:  # cut short between the two creations
-        _create_array(path / CONFIDENCE, shape, np.float16, None)
+        return create_store(path, shape, dtype, key, confidence, chunks)
+    if confidence and store.confidence is None:  # cut short between the two creations
+        _create_array(path / CONFIDENCE, shape, np.float16, chunks)
         store = ZarrProposals(path)
+    return store
+
+
+def open_proposals(
+    path: Path, labels: Any, dtype: np.dtype, key: str, overwrite: bool, confidence: bool = False
+) -> ZarrProposals:
+    """:func:`open_store` for a stack of the shape of ``labels``, holding its example slices
+    not yet proposed (rewritten each time: a cut-short first write is finished)."""
+    shape = tuple(int(s) for s in labels.shape)
+    store = open_store(path, shape, dtype, key, overwrite, confidence)
     for i in range(shape[0]):  # the examples, as the TIFF output holds them
         if i in store.done:  # proposed already (scribble mode proposes its examples too)
             continue

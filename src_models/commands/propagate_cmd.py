@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="output TIFF stack or folder; a stack's *.zarr is written slice by slice and a "
         "rerun resumes it; ONE 2D image larger than a tile (--labels: painted region(s) of "
-        "the same size) is proposed tile by tile into a *.zarr in bounded memory",
+        "the same size) is proposed tile by tile into a *.zarr in bounded memory, band by "
+        "band, and a rerun resumes it too",
     )
     add_backend_arguments(parser)
     parser.add_argument("--timings", default=None, help="write per-slice seconds as JSON here")
@@ -51,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
         default=None,
-        help="run the slices as dask.distributed tasks (stacks with --out *.zarr only): "
+        help="run the slices as dask.distributed tasks (stacks with --out *.zarr only, not "
+        "one big image): "
         "'local' starts --workers processes here, or a scheduler address tcp://HOST:PORT; "
         "proposals are scored against the examples, no --link",
     )
@@ -220,8 +222,9 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return out, timings
 
 
-def _store_key(args: argparse.Namespace, images: Any, labels: Any) -> str:
-    """The key of a zarr output: the inputs and every option of the run."""
+def store_key(args: argparse.Namespace, images: Any, labels: Any, **more: Any) -> str:
+    """The key of a zarr output: the inputs (the image's path, size, time, shape and dtype,
+    the pixels of ``labels``), every option of the run and ``more``."""
     from src_models.zarr_out import run_key
 
     image = Path(args.image).resolve()
@@ -236,6 +239,7 @@ def _store_key(args: argparse.Namespace, images: Any, labels: Any) -> str:
         "dtype": str(images.dtype),
         "labels": str(Path(args.labels).resolve()),
         "options": options,
+        **more,
     }
     return run_key(record, labels)
 
@@ -266,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     cache = feature_cache(args)
     big = big_input(args, out)  # one 2D image opened lazily, nothing read yet
     backend = backend_from_args(args) if big is not None else None
-    if (grid := big_grid(big, backend)) is not None and big is not None:
+    if (grid := big_grid(args, big, backend)) is not None and big is not None:
         return run_big(args, big, grid, backend, cache, out, timings)
     images = read_images(args.image)
     labels = read_labels(args.labels, images)
@@ -281,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} ({n} slices, {count} proposed)", file=sys.stderr)
         return 0
     stack: Any = labels  # a stack's labels: an array, memmap or zarr array
-    key = _store_key(args, images.images, stack)  # the options: --unpainted etc. too
+    key = store_key(args, images.images, stack)  # the options: --unpainted etc. too
     done = done_slices(out, tuple(stack.shape), key, args.overwrite)
     dtype = user_dtype([np.empty(0, stack.dtype)], np.iinfo(np.int64).max)
 

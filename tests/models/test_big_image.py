@@ -71,7 +71,8 @@ def test_a_lazy_image_reads_only_tiles_and_gives_the_in_memory_labels(
     assert max(len(b.labels) for b in bands) < SIZE  # one band at a time
     stored = zarr.open_array(str(tmp_path / "big.zarr"), mode="r")
     np.testing.assert_array_equal(stored[:], expected.labels)
-    assert stored.dtype == expected.labels.dtype and stored.attrs["done"] == [0]
+    assert stored.dtype == expected.labels.dtype and stored.attrs["done"] == [0, 56, 112]
+    assert stored.attrs["mean_confidence"] == pytest.approx(expected.mean_confidence, rel=1e-5)
     conf = zarr.open_array(str(tmp_path / "big.zarr" / "confidence"), mode="r")[:]
     np.testing.assert_array_equal(conf, expected.confidence.astype(np.float16))
 

@@ -166,13 +166,13 @@ def test_cli_confidence_flag(
 
 def test_without_the_flag_the_key_is_the_one_before_it(files: tuple[Path, Path]) -> None:
     from src_models.cli import build_parser
-    from src_models.commands.propagate_cmd import _store_key
+    from src_models.commands.propagate_cmd import store_key
 
     image, labels = files
     argv = ["propagate", str(image), "--labels", str(labels), "--out", "o.zarr"]
     args = build_parser().parse_args(argv)
     data, lab = np.load(image), np.load(labels)
-    key = _store_key(args, data, lab)
+    key = store_key(args, data, lab)
     del args.confidence  # a store made before --confidence existed
-    assert _store_key(args, data, lab) == key
-    assert _store_key(build_parser().parse_args([*argv, "--confidence"]), data, lab) != key
+    assert store_key(args, data, lab) == key
+    assert store_key(build_parser().parse_args([*argv, "--confidence"]), data, lab) != key
