@@ -29,11 +29,20 @@ MASKS_FOLDER = "masks"
 PROVENANCE_FILE = "provenance.json"
 
 
-def ask_replace(parent: QWidget, earlier: list[Path]) -> bool | None:
-    """Ask whether to replace our earlier outputs (True), save under new names (False) or
-    cancel (None)."""
+def ask_replace(parent: QWidget, folder: str | Path, is_set: bool) -> bool | None:
+    """Whether to replace our earlier outputs in ``folder``: True, False (none there, files
+    not ours there too, or the user chose to save under new names) or None (cancelled, or
+    the folder unreadable: shown)."""
+    from napari.utils.notifications import show_error
     from qtpy.QtWidgets import QMessageBox
 
+    try:
+        earlier, others = earlier_outputs(folder, is_set)
+    except OSError as error:
+        show_error(f"Saving failed, nothing was replaced: {error}")
+        return None
+    if not earlier or others:
+        return False
     names = ", ".join(p.name for p in earlier)
     Button = QMessageBox.StandardButton  # scoped: PyQt6 has no QMessageBox.Yes
     answer = QMessageBox.question(

@@ -205,24 +205,21 @@ class InContextWidget(QWidget):
             if self.review.confidence_check.isChecked():
                 conf = (result.confidence * 255).astype(np.uint8)
                 ws.write(CONFIDENCE, result.index, conf, shown)
-        except LayerGone as error:
-            self.runner.cancel()
-            show_error(f"{error} (the run stopped)")
-            return
-        except OSError as error:  # a big stack's layers are on disk (_backing): full?
+        except (LayerGone, OSError) as error:  # OSError: a big stack's layers are on disk
             self._write_failed(result.index, error)
             return
         self.session.record(result, self.runner.backend_name)
         self._status(f"slice {result.index}: {result.done}/{result.total} proposed")
         self.changed()
 
-    def _write_failed(self, index: int, error: OSError) -> None:
+    def _write_failed(self, index: int, error: Exception) -> None:
         """Stop the run (once) and keep ``index`` to propose again when resumed."""
         self.session.resume.get("done", set()).discard(index)
         if not self.runner.cancelled:
             self.runner.cancel()
             where = _backing.layers_root()
-            show_error(f"could not write a proposal: {error} (free space in {where}, then Run)")
+            disk = f"could not write a proposal: {error} (free space in {where}, then Run)"
+            show_error(f"{error} (the run stopped)" if isinstance(error, LayerGone) else disk)
 
     def _on_finished(self) -> None:
         self._update_buttons()
@@ -353,20 +350,15 @@ class InContextWidget(QWidget):
     def save(self, folder: str, replace: bool | None = None) -> None:
         """Save into ``folder`` in a worker; never replaces files napari-incontext did not
         write, and asks before replacing its own earlier save unless ``replace`` says."""
-        from napari_incontext._save import ask_replace, earlier_outputs, save_workspace
+        from napari_incontext._save import ask_replace, save_workspace
 
         if self.workspace is None:
             show_info("Run first: there is nothing to save yet")
             return
-        try:
+        if replace is None:
+            replace = ask_replace(self, folder, self.workspace.is_set)
             if replace is None:
-                ours, others = earlier_outputs(folder, self.workspace.is_set)
-                replace = ask_replace(self, ours) if ours and not others else False
-                if replace is None:
-                    return
-        except OSError as error:
-            show_error(f"Saving failed, nothing was replaced: {error}")
-            return
+                return
         self.saving = start_function(
             save_workspace,
             folder,
