@@ -28,6 +28,7 @@ from src_models.channels import to_three
 from src_models.device import pick_device, pick_dtype
 from src_models.disk_cache import DiskCache, make_key, shape_dtype
 from src_models.heads import insid3 as head
+from src_models.heads import insid3_debias as debiasing
 from src_models.matching import painted_patches, patch_label_fractions
 from src_models.refine import refine_probabilities, upsample
 from src_models.timing import NULL_TIMER, Timer
@@ -86,7 +87,7 @@ class PositionalDebias:
         if grid not in self._bases:
             found = self._load(grid) if self.on_disk else None
             if found is None:
-                found = head.positional_basis(self.constant_tokens(grid))[0]
+                found = debiasing.positional_basis(self.constant_tokens(grid))[0]
                 self._save(grid, found)
             self._bases[grid] = found
         return self._bases[grid]
@@ -104,7 +105,7 @@ class PositionalDebias:
         black = torch.zeros(1, 3, grid[0] * enc.patch, grid[1] * enc.patch)
         x = imagenet_normalize(black).to(enc.device)
         tokens = model.forward_features(x)[0, model.num_prefix_tokens :].float()
-        return head.unit(tokens).reshape(*grid, -1).cpu().numpy()
+        return debiasing.unit(tokens).reshape(*grid, -1).cpu().numpy()
 
     def _load(self, grid: tuple[int, int]) -> np.ndarray | None:
         model: Any = self.encoder.model
@@ -171,8 +172,8 @@ class Insid3Backend(BackendBase):
         c = self.config
         n = c.debias_components
         if n is None:
-            n = head.default_components(tokens.shape[-1], c.debias_scaled)
-        return head.debias(tokens, basis, n)
+            n = debiasing.default_components(tokens.shape[-1], c.debias_scaled)
+        return debiasing.debias(tokens, basis, n)
 
     def fit(self, examples: Sequence[Example], timer: Timer = NULL_TIMER) -> None:
         """Build one :class:`~src_models.heads.insid3.Reference` per label id; the prototype is

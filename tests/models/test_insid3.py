@@ -12,6 +12,7 @@ from src_models.backbones.dinov3 import build_dinov3, create_dinov3, has_qkv_bia
 from src_models.backends.insid3 import PositionalDebias
 from src_models.engine import propagate
 from src_models.heads import insid3 as head
+from src_models.heads import insid3_debias as debiasing
 from src_models.registry import BACKENDS, build_backend
 from src_models.timing import Timer
 from src_models.types import Example
@@ -40,11 +41,11 @@ def test_debias_removes_planted_positional_component() -> None:
     v = basis_vectors(dim, 5)  # v[0]: constant content of the blank image, v[1:4]: positional
     yy, xx = np.mgrid[: grid[0], : grid[1]] / 11.0
     field = np.stack([np.sin(3 * xx), np.cos(2 * yy), xx * yy], -1) @ v[1:4]  # (h, w, D)
-    basis, _ = head.positional_basis(unit(v[0] + field))
+    basis, _ = debiasing.positional_basis(unit(v[0] + field))
     rng = np.random.default_rng(1)
     a = unit(rng.standard_normal((*grid, dim)) * 0.15 + 2 * field)
     b = unit(rng.standard_normal((*grid, dim)) * 0.15 + 2 * field)
-    a_deb, b_deb = head.debias(a, basis, 4), head.debias(b, basis, 4)
+    a_deb, b_deb = debiasing.debias(a, basis, 4), debiasing.debias(b, basis, 4)
 
     assert np.abs(a_deb @ v[1:4].T).max() < 1e-4  # the planted directions are gone
     same_pos_before = float((a * b).sum(-1).mean())
@@ -56,10 +57,10 @@ def test_debias_removes_planted_positional_component() -> None:
 
 def test_debias_component_count_is_clamped() -> None:
     tokens = unit(np.random.default_rng(0).standard_normal((3, 3, 16)))
-    basis, values = head.positional_basis(tokens)
+    basis, values = debiasing.positional_basis(tokens)
     assert basis.shape == (16, 8) and values.shape == (8,)  # rank ≤ h·w − 1
-    assert head.debias(tokens, basis, 500).shape == tokens.shape
-    assert head.default_components(1024) == 500 and head.default_components(384) == 188
+    assert debiasing.debias(tokens, basis, 500).shape == tokens.shape
+    assert debiasing.default_components(1024) == 500 and debiasing.default_components(384) == 188
 
 
 # ---- clustering, seed, aggregation ----------------------------------------------------

@@ -12,6 +12,7 @@ from src_models.backends.configs import Insid3Config
 from src_models.backends.insid3 import Insid3Backend, PositionalDebias
 from src_models.config import build_config
 from src_models.heads import insid3 as head
+from src_models.heads import insid3_debias as debiasing
 from src_models.types import Example
 from tests.models.test_parity_dino import official_state
 from tests.parity import load_golden, rel_err
@@ -55,7 +56,8 @@ def test_positional_basis_is_the_black_image_basis(golden, encoder) -> None:
     assert np.abs(projector(basis) - expected).max() <= 1e-3
     # the former mid-grey estimate spans another subspace
     grey = encoder.model.forward_features(torch.zeros(1, 3, 256, 256))[0, 5:]
-    grey_basis = head.positional_basis(head.unit(grey).reshape(16, 16, -1).detach().numpy())[0]
+    grey_tokens = debiasing.unit(grey).reshape(16, 16, -1).detach().numpy()
+    grey_basis = debiasing.positional_basis(grey_tokens)[0]
     assert np.abs(projector(grey_basis[:, :k]) - expected).max() > 1e-2
 
 
@@ -63,7 +65,7 @@ def test_debias_prototype_candidates_clusters(golden) -> None:
     arrays, meta = golden
     k = meta["svd_components"]
     feats = [hwc(f) for f in arrays["features"]]
-    deb = [head.debias(f, arrays["basis"], k) for f in feats]
+    deb = [debiasing.debias(f, arrays["basis"], k) for f in feats]
     assert max(rel_err(d, hwc(e)) for d, e in zip(deb, arrays["debiased"], strict=True)) <= TOL
     masks = [np.repeat(np.repeat(m, 2, 0), 2, 1) for m in arrays["masks"][:2]]
     patch = [head.patch_mask(m, (16, 16)) for m in masks]
