@@ -86,21 +86,22 @@ def main() -> None:
     parser.add_argument("--keep", default=None, help="write the images and outputs here")
     parser.add_argument("--json", default=None, help="also write the rows and table here")
     args = parser.parse_args()
-    rows = []
+    header = (
+        f"{platform.processor() or platform.machine()}, {platform.python_version()}, classic "
+        "(default options) through the CLI's big-image path, --feature-cache-gb 0, uint8 NPY "
+        "input, labels painted on a 512² corner, zarr output"
+    )
+    rows: list[dict] = []
     for side in args.sizes:
         with tempfile.TemporaryDirectory(dir=args.keep) as temp:
             make_big_image(side, Path(temp))
             tile = args.tile if side > args.tile else side // 2
             rows.append(run_cli(Path(temp), side, tile, args.timeout))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    header = (
-        f"{platform.processor() or platform.machine()}, {platform.python_version()}, classic "
-        "(default options) through the CLI's big-image path, --feature-cache-gb 0, uint8 NPY "
-        "input, labels painted on a 512² corner, zarr output"
-    )
+        if args.json:  # after every size: a stopped run keeps the sizes that finished
+            report = dict(header=header, rows=rows, markdown=table(rows))
+            Path(args.json).write_text(json.dumps(report))
     print(f"{header}\n\n{table(rows)}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(dict(header=header, rows=rows, markdown=table(rows))))
 
 
 if __name__ == "__main__":

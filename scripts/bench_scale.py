@@ -157,16 +157,6 @@ def main() -> None:
         result = child(Path(folder), kind, json.loads(targets), args.backend, args.input_size)
         print(json.dumps(result))
         return
-    rows = []
-    with tempfile.TemporaryDirectory(dir=args.keep) as temp:
-        for n in args.sizes:
-            folder = Path(temp) / f"n{n}"
-            folder.mkdir()
-            build(folder, n)
-            kinds = ["zarr", "memmap"] + (["in-memory"] if n <= args.in_memory_up_to else [])
-            for kind in kinds:
-                rows.append(measure(folder, n, kind, args.targets, args))
-                print(json.dumps(rows[-1]), file=sys.stderr)
     what = (
         f"dinov2 (ViT-S/14, random weights, input {args.input_size}, 1 torch thread)"
         if args.backend == "dinov2"
@@ -176,9 +166,20 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {platform.python_version()}, "
         f"{what}, {args.targets} target slices around the middle example"
     )
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=args.keep) as temp:
+        for n in args.sizes:
+            folder = Path(temp) / f"n{n}"
+            folder.mkdir()
+            build(folder, n)
+            kinds = ["zarr", "memmap"] + (["in-memory"] if n <= args.in_memory_up_to else [])
+            for kind in kinds:
+                rows.append(measure(folder, n, kind, args.targets, args))
+                print(json.dumps(rows[-1]), file=sys.stderr)
+                if args.json:  # after every row: a stopped run keeps the rows that finished
+                    report = dict(header=header, rows=rows, markdown=table(rows))
+                    Path(args.json).write_text(json.dumps(report))
     print(f"{header}\n\n{table(rows)}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(dict(header=header, rows=rows, markdown=table(rows))))
 
 
 if __name__ == "__main__":

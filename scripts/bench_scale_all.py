@@ -106,19 +106,23 @@ def machine() -> dict:
 
 
 def run_part(part: str, command: list[str], logs: Path) -> dict:
-    """Run one part, its output to ``logs/part.log``; its record (rows from its --json)."""
+    """Run one part, its output to ``logs/part.log``; its record (rows from its --json, also
+    the rows written before it failed or was interrupted: rc -2)."""
     result = logs / f"{part}.json"
     result.unlink(missing_ok=True)
     load, start = os.getloadavg()[0], time.perf_counter()
     with open(logs / f"{part}.log", "w") as log:
-        done = subprocess.run(
-            [*command, "--json", str(result)],
-            cwd=ROOT,
-            env=os.environ | {"PYTHONPATH": str(ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    record = {"command": command, "rc": done.returncode, "wall_s": time.perf_counter() - start}
+        try:
+            rc = subprocess.run(
+                [*command, "--json", str(result)],
+                cwd=ROOT,
+                env=os.environ | {"PYTHONPATH": str(ROOT)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            ).returncode
+        except KeyboardInterrupt:  # subprocess.run has stopped the child
+            rc = -2
+    record = {"command": command, "rc": rc, "wall_s": time.perf_counter() - start}
     record |= {"load": [load, os.getloadavg()[0]], "log": str(logs / f"{part}.log")}
     if result.exists():
         record |= json.loads(result.read_text())
@@ -147,13 +151,15 @@ def markdown(state: dict) -> str:
         "|---|---|---:|---|",
     ]
     for part, rec in state["parts"].items():
-        status = "ok" if rec["rc"] == 0 else f"failed (rc {rec['rc']}, see {rec['log']})"
+        status = "ok" if rec["rc"] == 0 else f"stopped (rc {rec['rc']}, see {rec['log']})"
         load = f"{rec['load'][0]:.1f} → {rec['load'][1]:.1f}"
         lines.append(f"| {part} | {status} | {rec['wall_s']:.0f} | {load} |")
     total = sum(rec["wall_s"] for rec in state["parts"].values())
     lines.append(f"| all | | {total:.0f} | |")
     for part, rec in state["parts"].items():
         lines += ["", f"## {PARTS[part]}", "", f"`{shown(rec['command'])}`", ""]
+        if rec["rc"] != 0 and "markdown" in rec:
+            lines.append(f"Stopped (rc {rec['rc']}): the rows that finished.\n")
         if "markdown" in rec:
             lines += [rec["header"], "", rec["markdown"]]
         else:
@@ -209,6 +215,8 @@ def main() -> None:
             rec = state["parts"][part] = run_part(part, cmd, logs)
             print(f"{part}: rc {rec['rc']}, {rec['wall_s']:.0f} s", flush=True)
         save(state, out)
+        if state["parts"][part]["rc"] == -2:
+            sys.exit(f"interrupted: {out} keeps what finished; --resume goes on")
     print(f"wrote {out} and {out.with_suffix('.json')}")
 
 

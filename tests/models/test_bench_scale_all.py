@@ -55,7 +55,7 @@ def test_resume_reruns_only_the_failed_part(tmp_path, monkeypatch):
     assert ran == ["batch", "distributed", "cache-classic"]
     page = out.read_text()
     assert "| batch |" in page and "| cache-classic |" in page
-    assert "failed (rc 1" in page and "No table: the script failed" in page
+    assert "stopped (rc 1" in page and "No table: the script failed" in page
     assert "--quick" in page and "torch" in page
     state = json.loads(out.with_suffix(".json").read_text())
     assert state["parts"]["batch"]["command"][1:] == module.commands(module.parse())["batch"][1:]
@@ -63,7 +63,7 @@ def test_resume_reruns_only_the_failed_part(tmp_path, monkeypatch):
     ran = _fake_runs(module, monkeypatch)
     _main(module, monkeypatch, *parts, "--resume")
     assert ran == ["distributed"]  # the others were done with the same command
-    assert "failed" not in out.read_text()
+    assert "stopped" not in out.read_text()
 
     ran = _fake_runs(module, monkeypatch)
     _main(module, monkeypatch, *parts, "--resume", "--extra", "batch=--n 4")
@@ -93,3 +93,19 @@ def test_full_sizes_by_default_and_overrides(monkeypatch):
     assert full["big-image"][-4:] == ["1024", "4096", "10000", "20480"]
     assert full["cache-dinov2"][-4:] == ["--n", "2000", "--backends", "dinov2"]
     assert changed["big-image"][-1] == "2048" and changed["cache-dinov2"][-1] == "-x"
+
+
+def test_a_part_that_fails_keeps_the_rows_it_wrote(tmp_path, monkeypatch):
+    """run_part on a real child that writes one row to its --json, then exits 3: the record
+    has rc 3 and the row; the page shows it as stopped, with its table."""
+    module = _script()
+    write = "import json, sys; open(sys.argv[-1], 'w').write(json.dumps(dict(header='h', "
+    write += "rows=[1], markdown='| one row |'))); print('ran'); sys.exit(3)"
+    record = module.run_part("batch", [sys.executable, "-c", write], tmp_path)
+    assert record["rc"] == 3 and record["rows"] == [1]
+    assert (tmp_path / "batch.log").read_text().strip() == "ran"
+    monkeypatch.setattr(module, "run_part", lambda part, command, logs: record)
+    out = tmp_path / "run.md"
+    _main(module, monkeypatch, "--quick", "--parts", "batch", "--out", str(out))
+    page = out.read_text()
+    assert "Stopped (rc 3): the rows that finished." in page and "| one row |" in page
