@@ -101,8 +101,12 @@ def machine() -> dict:
         "torch": version("torch"),
         "numpy": version("numpy"),
         "commit": commit.stdout.strip() + (" (uncommitted changes)" if dirty.stdout else ""),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": now(),
     }
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def run_part(part: str, command: list[str], logs: Path) -> dict:
@@ -143,7 +147,7 @@ def markdown(state: dict) -> str:
         "the setups and what the numbers mean).",
         "",
         f"- command: `{state['command']}`",
-        f"- date: {info['date']}; commit {info['commit']}",
+        f"- started {info['date']}, last part done {state['updated']}; commit {info['commit']}",
         f"- machine: {info['platform']}, {info['processor']}, {info['cpus']} CPUs; Python "
         f"{info['python']}, torch {info['torch']}, numpy {info['numpy']}",
         "",
@@ -168,6 +172,7 @@ def markdown(state: dict) -> str:
 
 
 def save(state: dict, out: Path) -> None:
+    state["updated"] = now()
     write_json(out.with_suffix(".json"), state)
     write_file(out, lambda temp: temp.write_text(markdown(state)))
 
