@@ -31,7 +31,7 @@ def _fake_runs(module, monkeypatch, fail=(), stop_at=None):
         if part == stop_at:
             raise KeyboardInterrupt
         ran.append(part)
-        record = {"command": command, "rc": 1 if part in fail else 0, "wall_s": 2.0}
+        record = {"command": command, "rc": 1 if part in fail else 0, "wall_s": 2.0, "done": "-"}
         record |= {"load": [1.0, 1.5], "log": str(logs / f"{part}.log")}
         if part not in fail:
             record |= {"header": f"{part} setup", "rows": [{}], "markdown": f"| {part} |"}
@@ -63,7 +63,8 @@ def test_resume_reruns_only_the_failed_part(tmp_path, monkeypatch):
     ran = _fake_runs(module, monkeypatch)
     _main(module, monkeypatch, *parts, "--resume")
     assert ran == ["distributed"]  # the others were done with the same command
-    assert "stopped" not in out.read_text()
+    page = out.read_text()
+    assert "stopped" not in page and page.count("- command: ") == 2  # both invocations
 
     ran = _fake_runs(module, monkeypatch)
     _main(module, monkeypatch, *parts, "--resume", "--extra", "batch=--n 4")
