@@ -25,12 +25,14 @@ parts of ``OUT.json`` that finished with the same command; the others run again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -116,21 +118,35 @@ def run_part(part: str, command: list[str], logs: Path) -> dict:
     result.unlink(missing_ok=True)
     load, start = os.getloadavg()[0], time.perf_counter()
     with open(logs / f"{part}.log", "w") as log:
+        child = subprocess.Popen(
+            [*command, "--json", str(result)],
+            cwd=ROOT,
+            env=os.environ | {"PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped with its children
+        )
         try:
-            rc = subprocess.run(
-                [*command, "--json", str(result)],
-                cwd=ROOT,
-                env=os.environ | {"PYTHONPATH": str(ROOT)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            ).returncode
-        except KeyboardInterrupt:  # subprocess.run has stopped the child
+            rc = child.wait()
+        except KeyboardInterrupt:
+            stop(child)
             rc = -2
     record = {"command": command, "rc": rc, "wall_s": time.perf_counter() - start, "done": now()}
     record |= {"load": [load, os.getloadavg()[0]], "log": str(logs / f"{part}.log")}
     if result.exists():
         record |= json.loads(result.read_text())
     return record
+
+
+def stop(child: subprocess.Popen) -> None:
+    """Interrupt ``child`` and the processes it started (they clean up their temporary
+    folders on KeyboardInterrupt); after it exits or 30 s, kill what is left of them."""
+    os.killpg(child.pid, signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
 
 
 def shown(command: list[str]) -> str:
