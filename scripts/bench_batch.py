@@ -7,14 +7,17 @@ one run per batch size, every slice computed (a fresh feature cache per run).
 Prints one table row per batch size: slices/s over the whole propagate run (the head's fit
 excluded), slices/s of the backbone alone (slices / summed ``backbone`` seconds), the
 backbone's share of the run's seconds, and whether the labels equal the first batch size's
-run exactly.
+run exactly. ``--json PATH`` also writes ``{"header", "rows", "markdown"}`` there
+(scripts/bench_scale_all.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,6 +49,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--backbone", default="vits14")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--json", default=None, help="also write the rows and table here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,18 +65,23 @@ def main() -> None:
     )
     assert isinstance(base, Dinov2Backend)
     enc = base.encoder
-    print(
+    header = (
         f"dinov2 {args.backbone} (random weights), {args.n} slices of {args.size}², "
         f"{enc.device} {enc.dtype}, {torch.get_num_threads()} CPU threads"
     )
+    print(header)
     warm = slice(args.n // 2 - 2, args.n // 2 + 2)  # around the example
     _run(
         Dinov2Backend(enc, replace(base.config, batch_size=max(args.batch))),
         image[warm],
         labels[warm],
     )
-    print("| batch | slices/s (run) | slices/s (backbone) | backbone share | labels |")
-    print("|---:|---:|---:|---:|---|")
+    lines = [
+        "| batch | slices/s (run) | slices/s (backbone) | backbone share | labels |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    print("\n".join(lines))
+    rows = []
     first: list[np.ndarray] | None = None
     for size in args.batch:
         backend = Dinov2Backend(enc, replace(base.config, batch_size=size))
@@ -83,11 +92,15 @@ def main() -> None:
             equal = all(np.array_equal(a, b) for a, b in zip(got, first, strict=True))
             same = "identical" if equal else "DIFFER"
         n = len(got)
-        print(
+        rows.append(dict(batch=size, slices=n, seconds=seconds, backbone=backbone, labels=same))
+        lines.append(
             f"| {size} | {n / seconds:.2f} | {n / backbone:.2f} | {backbone / seconds:.0%} "
-            f"| {same} |",
-            flush=True,
+            f"| {same} |"
         )
+        print(lines[-1], flush=True)
+    if args.json:
+        markdown = "\n".join(lines)
+        Path(args.json).write_text(json.dumps(dict(header=header, rows=rows, markdown=markdown)))
 
 
 if __name__ == "__main__":

@@ -19,12 +19,15 @@ slices), hits, and the speed-up over the same case's first run.
 
 Usage: python scripts/bench_cache.py [--backends classic dinov2] [--n 2000] [--dinov2-n N]
        [--size 64] [--input-size 112] [--threads 1] [--share 0.2] [--cases memory disk]
-       [--per-slice false]
+       [--per-slice false] [--json PATH]
+
+``--json PATH`` also writes ``{"header", "rows", "markdown"}`` there (scripts/bench_scale_all.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import tempfile
@@ -147,28 +150,37 @@ def main() -> None:
     )
     parser.add_argument("--per-slice", default="false", help="classic's per_slice option")
     parser.add_argument("--keep", default=None, help="build the stack (and disk tier) here")
+    parser.add_argument("--json", default=None, help="also write the rows and table here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(
+    header = (
         f"{platform.processor() or platform.machine()}, {platform.python_version()}, "
         f"torch threads {args.threads}, slices of {args.size}², memory cap {args.share:.0%} "
         f"of a run's features, disk cap 200%; classic: default options but per_slice="
         f"{args.per_slice}; dinov2: ViT-S/14, "
-        f"random weights, input {args.input_size}\n"
+        f"random weights, input {args.input_size}"
     )
-    print("| backend | N | cache | run | s | features (s) | head (s) | hits | speed-up |")
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    lines = [
+        "| backend | N | cache | run | s | features (s) | head (s) | hits | speed-up |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    print(header, "", *lines, sep="\n")
+    table: list[dict] = []
     for name in args.backends:
         n = args.dinov2_n if name == "dinov2" and args.dinov2_n else args.n
         rows = measure(name, n, args)
         firsts = {case: r["seconds"] for case, what, r in rows if what == "first run"}
         for case, what, r in rows:
             speed = firsts[case] / r["seconds"]
-            print(
+            table.append(dict(backend=name, n=n, cache=case, run=what, speed_up=speed, **r))
+            lines.append(
                 f"| {name} | {n} | {case} | {what} | {r['seconds']:.1f} | {r['features']:.1f} "
-                f"| {r['head']:.1f} | {r['hits']} | {speed:.1f}× |",
-                flush=True,
+                f"| {r['head']:.1f} | {r['hits']} | {speed:.1f}× |"
             )
+            print(lines[-1], flush=True)
+    if args.json:
+        markdown = "\n".join(lines)
+        Path(args.json).write_text(json.dumps(dict(header=header, rows=table, markdown=markdown)))
 
 
 if __name__ == "__main__":

@@ -4,13 +4,15 @@ the local run, classic, on a synthetic stack written as a zarr output.
     python scripts/bench_distributed.py            # --n 200 --size 128 --workers 1 2
 
 Prints one table row per run: total seconds (cluster start, fit and all slices) and slices
-per second from the first proposal to the last (the steady rate).
+per second from the first proposal to the last (the steady rate). ``--json PATH`` also
+writes ``{"header", "rows", "markdown"}`` there (scripts/bench_scale_all.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,8 +38,12 @@ def _rate(results: Iterator[SliceResult], start: float) -> tuple[float, float, i
     return last - start, steady, count
 
 
-def _row(name: str, total: float, steady: float, count: int) -> None:
-    print(f"| {name} | {total:.1f} | {steady:.2f} | {count} |", flush=True)
+def _row(rows: list[dict], name: str, total: float, steady: float, count: int) -> str:
+    """Record one run in ``rows``; its table line, printed."""
+    rows.append(dict(run=name, seconds=total, steady=steady, proposed=count))
+    line = f"| {name} | {total:.1f} | {steady:.2f} | {count} |"
+    print(line, flush=True)
+    return line
 
 
 def main() -> None:
@@ -45,12 +51,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--json", default=None, help="also write the rows and table here")
     args = parser.parse_args()
     image, truth = synthetic_stack(n_slices=16, size=args.size)
     image = np.concatenate([image] * (args.n // 16 + 1))[: args.n]
     labels = example_labels(np.concatenate([truth] * (args.n // 16 + 1))[: args.n], args.n // 2)
-    print(f"{args.n} slices of {args.size}², classic, one example (slice {args.n // 2})")
-    print("| run | seconds (total) | slices/s (steady) | proposed |\n|---|---:|---:|---:|")
+    header = f"{args.n} slices of {args.size}², classic, one example (slice {args.n // 2})"
+    lines = ["| run | seconds (total) | slices/s (steady) | proposed |", "|---|---:|---:|---:|"]
+    print(header, *lines, sep="\n")
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
 
         def store(name: str) -> ZarrProposals:
@@ -58,7 +67,7 @@ def main() -> None:
 
         start = time.perf_counter()
         local = write_proposals(propagate(image, labels, ClassicBackend()), lambda: store("l"))
-        _row("local (no scheduler)", *_rate(local, start))
+        lines.append(_row(rows, "local (no scheduler)", *_rate(local, start)))
         for workers in args.workers:
             start = time.perf_counter()
             with contextlib.ExitStack() as scope:
@@ -67,7 +76,10 @@ def main() -> None:
                     image, labels, ClassicBackend(), client, lambda w=workers: store(f"d{w}")
                 )
                 row = _rate(run, start)
-            _row(f"--scheduler local --workers {workers}", *row)
+            lines.append(_row(rows, f"--scheduler local --workers {workers}", *row))
+    if args.json:
+        markdown = "\n".join(lines)
+        Path(args.json).write_text(json.dumps(dict(header=header, rows=rows, markdown=markdown)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ example features and fit), seconds per further slice, RSS before the run and pea
 `in-memory` rows load the whole stack first (numpy: the eager path), for comparison.
 
 Usage: python scripts/bench_scale.py [--sizes 30 300 2000] [--targets 10] [--keep DIR]
-       [--backend classic|dinov2] [--input-size 112] [--in-memory-up-to 300]
+       [--backend classic|dinov2] [--input-size 112] [--in-memory-up-to 300] [--json PATH]
+
+``--json PATH`` also writes ``{"header", "rows", "markdown"}`` there (scripts/bench_scale_all.py).
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ def main() -> None:
     parser.add_argument("--keep", default=None, help="build the stacks here and keep them")
     parser.add_argument("--backend", choices=["classic", "dinov2"], default="classic")
     parser.add_argument("--input-size", type=int, default=112, help="dinov2's ViT input")
+    parser.add_argument("--json", default=None, help="also write the rows and table here")
     parser.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -154,7 +157,16 @@ def main() -> None:
         result = child(Path(folder), kind, json.loads(targets), args.backend, args.input_size)
         print(json.dumps(result))
         return
-    rows = []
+    what = (
+        f"dinov2 (ViT-S/14, random weights, input {args.input_size}, 1 torch thread)"
+        if args.backend == "dinov2"
+        else "classic (default options)"
+    )
+    header = (
+        f"{platform.processor() or platform.machine()}, {platform.python_version()}, "
+        f"{what}, {args.targets} target slices around the middle example"
+    )
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(dir=args.keep) as temp:
         for n in args.sizes:
             folder = Path(temp) / f"n{n}"
@@ -164,16 +176,10 @@ def main() -> None:
             for kind in kinds:
                 rows.append(measure(folder, n, kind, args.targets, args))
                 print(json.dumps(rows[-1]), file=sys.stderr)
-    what = (
-        f"dinov2 (ViT-S/14, random weights, input {args.input_size}, 1 torch thread)"
-        if args.backend == "dinov2"
-        else "classic (default options)"
-    )
-    print(
-        f"{platform.processor() or platform.machine()}, {platform.python_version()}, "
-        f"{what}, {args.targets} target slices around the middle example\n"
-    )
-    print(table(rows))
+                if args.json:  # after every row: a stopped run keeps the rows that finished
+                    report = dict(header=header, rows=rows, markdown=table(rows))
+                    Path(args.json).write_text(json.dumps(report))
+    print(f"{header}\n\n{table(rows)}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Inputs for the big image CLI measurement (docs/scale.md): one S² uint8 NPY image (a 512²
-synthetic texture repeated) and same-size labels painted only on its top-left 512² corner.
+synthetic texture repeated, cropped to S) and same-size labels painted only on its top-left
+512² corner (S ≥ 512).
 
 Usage: python scripts/make_big_image.py S OUTDIR, then
   /usr/bin/time -v napari-incontext propagate OUTDIR/img{S}.npy --labels OUTDIR/lab{S}.npy
@@ -20,8 +21,8 @@ BASE = 512
 
 def main(side: int, folder: Path) -> None:
     image, truth = synthetic_stack(n_slices=1, size=BASE)
-    reps = side // BASE
-    big = np.tile(image[0], (reps, reps))
+    reps = -(-side // BASE)
+    big = np.tile(image[0], (reps, reps))[:side, :side]
     big = (big.astype(np.float64) * 255 / big.max()).astype(np.uint8)
     labels = np.zeros(big.shape, np.uint8)
     labels[:BASE, :BASE] = truth[0]
