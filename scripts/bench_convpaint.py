@@ -86,7 +86,7 @@ def fastfilters_env(python: str, standin: bool) -> tuple[dict[str, str], str]:
         probe = "import fastfilters as f; print(f.__version__, f.__file__)"
         found = subprocess.run([python, "-c", probe], env=env, capture_output=True, text=True)
         if found.returncode == 0:
-            version, path = found.stdout.split()
+            version, path = found.stdout.strip().split(maxsplit=1)
             return env, f"real fastfilters {version} ({path})"
     env["PYTHONPATH"] = str(HERE / "convpaint_standin")
     return env, "scipy stand-in of fastfilters (scripts/convpaint_standin)"
