@@ -7,14 +7,16 @@ frame predicted, frames strided by ``--davis-step``), same machine, one after th
 - ``convpaint``: napari-convpaint's ``ilastik_2d`` extractor (ilastik's 6 filters × 7 scales
   per channel) + its default CatBoost (100 iterations, depth 5, lr 0.1), ``channel_mode='rgb'``,
   run in the scratch venv given by ``--convpaint-python`` (never the project's venv). Its
-  ``fastfilters`` dependency is conda-only: ``scripts/convpaint_standin/fastfilters.py`` (scipy)
-  stands in for it, see that module for how its speed differs.
+  ``fastfilters`` dependency is conda-only: the real one when that venv imports it (built from
+  source, see docs/benchmarks.md), else (or with ``--standin``)
+  ``scripts/convpaint_standin/fastfilters.py`` (scipy), see that module for how it differs.
+  The header says which one ran.
 
 Both are timed the same way: fit s = features of the example + classifier fit; s/slice = the
 prediction of the other frames (features + classifier) divided by their number.
 
 Usage: python scripts/bench_convpaint.py [--davis-step 4] [--sequences 10] [--variant context=1]
-           [--convpaint-python /work/cp-venv/bin/python]
+           [--convpaint-python /work/cp-venv/bin/python] [--standin]
 This file is also the convpaint worker (``--worker IN OUT``, run by the scratch venv).
 """
 
@@ -76,14 +78,27 @@ def classic(
     return float(np.mean(ious)), per_slice, first - start - per_slice
 
 
+def fastfilters_env(python: str, standin: bool) -> tuple[dict[str, str], str]:
+    """The environment convpaint's worker runs in and which fastfilters it imports: the scratch
+    venv's own (real) one, else (or when ``standin``) the scipy stand-in put first on its path."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if not standin:
+        probe = "import fastfilters as f; print(f.__version__, f.__file__)"
+        found = subprocess.run([python, "-c", probe], env=env, capture_output=True, text=True)
+        if found.returncode == 0:
+            version, path = found.stdout.strip().split(maxsplit=1)
+            return env, f"real fastfilters {version} ({path})"
+    env["PYTHONPATH"] = str(HERE / "convpaint_standin")
+    return env, "scipy stand-in of fastfilters (scripts/convpaint_standin)"
+
+
 def convpaint(
-    python: str, image: np.ndarray, truth: np.ndarray
+    python: str, env: dict[str, str], image: np.ndarray, truth: np.ndarray
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean foreground IoU over frames 1.., (wall, CPU) s/slice and fit s of convpaint."""
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp, "in.npz"), Path(tmp, "out.npz")
         np.savez(inp, image=image, example=(truth[0] > 0).astype(np.uint8) + 1)
-        env = dict(os.environ, PYTHONPATH=str(HERE / "convpaint_standin"))
         cmd = [python, str(Path(__file__).resolve()), "--worker", str(inp), str(out)]
         subprocess.run(cmd, check=True, env=env, capture_output=True)
         res = np.load(out)
@@ -102,6 +117,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=0, help="first N frames (0: all)")
     parser.add_argument("--convpaint-python", default="/work/cp-venv/bin/python")
     parser.add_argument(
+        "--standin", action="store_true", help="convpaint on the scipy stand-in of fastfilters"
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -114,11 +132,13 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from bench_classic import stacks, variant_options
 
+    env, which = fastfilters_env(args.convpaint_python, args.standin)
     print(
         f"`PYTHONPATH=. python scripts/bench_convpaint.py --davis-step {args.davis_step} "
         f"--sequences {args.sequences} --frames {args.frames}"
         + "".join(f" --variant {v}" for v in args.variant)
-        + f"`, {os.cpu_count()} cores\n\n"
+        + " --standin" * args.standin
+        + f"`, {os.cpu_count()} cores; convpaint on {which}\n\n"
         "| sequence | method | mean IoU | s/slice wall | s/slice CPU | fit s wall | fit s CPU |"
         "\n|---|---|---|---|---|---|---|"
     )
@@ -130,7 +150,7 @@ def main() -> None:
             continue
         image, truth = image[: args.frames or None], truth[: args.frames or None]
         rows["classic"].append(np.hstack(classic(image, truth)))
-        rows["convpaint"].append(np.hstack(convpaint(args.convpaint_python, image, truth)))
+        rows["convpaint"].append(np.hstack(convpaint(args.convpaint_python, env, image, truth)))
         for method, options in variants.items():
             rows[method].append(np.hstack(classic(image, truth, **options)))
         for method in rows:

@@ -2,28 +2,49 @@
 
 napari-convpaint's ``ilastik`` extractor calls ``ilastik.napari.filters`` (pip:
 ``ilastik-napari``), which calls the five functions below from ``fastfilters``. fastfilters is
-only published on conda (ilastik-forge); no pip wheel exists, so ``scripts/bench_convpaint.py``
-puts this folder first on ``PYTHONPATH`` of convpaint's scratch venv.
+only published on conda (ilastik-forge); no pip wheel exists. ``scripts/bench_convpaint.py``
+uses the real one when convpaint's scratch venv imports it (docs/benchmarks.md says how it was
+built from source) and otherwise puts this folder first on that venv's ``PYTHONPATH``.
 
-Same maths as fastfilters: separable Gaussian (derivative) kernels truncated at
-``(3 + order/2)·σ`` (its fir_kernel.c), eigenvalues sorted in descending order, float32 out.
-Differences: scipy.ndimage convolves with plain loops where fastfilters uses SIMD (AVX/FMA)
-FIR kernels, so real fastfilters is likely 2–4× faster on the filter part; border handling is
-reflection in both. Accuracy should match to float32 rounding; speed figures of convpaint
-measured with this stand-in are therefore an upper bound on its feature time.
+Same maths as fastfilters 0.3 (checked against a build of it: max relative difference ~1e-6
+for every function at σ 0.3–10): its kernels (fir_kernel.c, after vigra) sampled up to
+``ceil((3 + order/2)·σ)``, the second derivative's mean removed, and derivative kernels scaled
+so that they return the exact derivative of a polynomial of their order (at small σ this
+differs much from scipy's ``gaussian_filter(order=…)``); mirrored borders; eigenvalues in
+descending order; float32 out. Its Python binding passes the structure tensor's scales to the C
+function swapped, so ``structureTensorEigenvalues(x, innerScale, outerScale)`` differentiates
+at ``outerScale`` and smooths the products at ``innerScale``; this module does the same.
+Speed differs: scipy's plain loops against fastfilters' AVX/FMA kernels (about 3× slower on
+the filter part, measured on a 214 × 120 image).
 """
 
 from __future__ import annotations
+
+import math
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage as ndi
 
 
+@lru_cache
+def _kernel(order: int, sigma: float) -> np.ndarray:
+    """fastfilters' 1-D Gaussian (derivative) kernel, reversed for ``correlate1d``."""
+    n = math.ceil((3.0 + 0.5 * order) * sigma)
+    x = np.arange(-n, n + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    k = [g, x * g, (1 - (x / sigma) ** 2) * g][order]
+    if order == 2:
+        k = k - k.mean()
+    k = k / (k.sum() if order == 0 else np.sum(k * (-x) ** order) / math.factorial(order))
+    return k[::-1].copy()
+
+
 def _g(x: np.ndarray, sigma: float, order: tuple[int, int]) -> np.ndarray:
-    truncate = 3.0 + 0.5 * max(order)
-    return ndi.gaussian_filter(
-        np.asarray(x, np.float32), sigma, order=order, truncate=truncate, mode="mirror"
-    )
+    out = np.asarray(x, np.float32)
+    for axis, o in enumerate(order):
+        out = ndi.correlate1d(out, _kernel(o, float(sigma)), axis=axis, mode="mirror")
+    return out
 
 
 def _eig(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -33,7 +54,7 @@ def _eig(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def gaussianSmoothing(array, sigma, window_size=0.0):  # noqa: N802 (fastfilters' names)
-    return _g(array, sigma, (0, 0))
+    return _g(array, sigma, (0, 0)).astype(np.float32)
 
 
 def gaussianGradientMagnitude(array, sigma, window_size=0.0):  # noqa: N802
@@ -49,5 +70,5 @@ def hessianOfGaussianEigenvalues(array, scale, window_size=0.0):  # noqa: N802
 
 
 def structureTensorEigenvalues(array, innerScale, outerScale, window_size=0.0):  # noqa: N802
-    gy, gx = _g(array, innerScale, (1, 0)), _g(array, innerScale, (0, 1))
-    return _eig(*(_g(p, outerScale, (0, 0)) for p in (gy * gy, gy * gx, gx * gx)))
+    gy, gx = _g(array, outerScale, (1, 0)), _g(array, outerScale, (0, 1))
+    return _eig(*(_g(p, innerScale, (0, 0)) for p in (gy * gy, gy * gx, gx * gx)))
