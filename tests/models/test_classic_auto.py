@@ -159,16 +159,21 @@ def test_an_added_example_keeps_the_choices_and_every_cache_hit(lazy: bool) -> N
     assert hits and all(h == 1.0 for h in hits)  # so no feature is computed again
 
 
-def test_a_skipped_fit_keeps_the_forests_position_choice(monkeypatch) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    ("chooser", "value", "choice"),
+    [("position_helps", True, "position"), ("choose_prior", 0.75, "prior")],
+)
+def test_a_skipped_fit_keeps_the_forests_choices(monkeypatch, chooser, value, choice) -> None:  # noqa: ANN001
     """Run this slice after a run (FitMemo skips the fit): the forest fitted with positions
-    must be given positions again, and the run must say so."""
+    must be given positions again (the prior correction applied again), and the run must
+    say so."""
     from src_models.engine import FitMemo
 
-    monkeypatch.setattr(classic_module, "position_helps", lambda *a, **k: True)
+    monkeypatch.setattr(classic_module, chooser, lambda *a, **k: value)
     image, truth = synthetic_stack(n_slices=5, size=40, seed=2)
     backend, memo = ClassicBackend(ClassicConfig(sigma_max=1.6, n_estimators=4)), FitMemo()
     labels = example_labels(truth, 2)
     first = next(propagate(image, labels, backend, memo=memo, targets=[0]))
     again = next(propagate(image, labels, backend, memo=memo, targets=[0]))
-    assert first.timings["auto_position"] == again.timings["auto_position"] == 1.0
+    assert first.timings[f"auto_{choice}"] == again.timings[f"auto_{choice}"] == float(value)
     np.testing.assert_array_equal(first.labels, again.labels)

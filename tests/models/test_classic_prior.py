@@ -9,7 +9,7 @@ import pytest
 from src_models.backends import classic as classic_module
 from src_models.backends.classic import ClassicBackend, ClassicConfig
 from src_models.backends.classic_auto import choose_prior, foreground_iou, prior_ratio
-from src_models.engine import FitMemo, propagate
+from src_models.engine import propagate
 from src_models.sample_data import example_labels, synthetic_stack
 
 CLASSES = np.array([0, 1])
@@ -84,17 +84,6 @@ def test_scribbles_are_never_corrected(monkeypatch) -> None:  # noqa: ANN001
     scribbles = {"unpainted": "unlabelled", "background_id": 1}
     backend = _fit(image, strokes, scribbles)
     assert backend.choices["prior"] == 0.0 and backend._prior is None
-
-
-def test_a_skipped_fit_keeps_the_prior_choice(monkeypatch) -> None:  # noqa: ANN001
-    monkeypatch.setattr(classic_module, "choose_prior", lambda *a, **k: 0.75)
-    image, truth = synthetic_stack(n_slices=4, size=48, seed=1)
-    backend, memo = ClassicBackend(ClassicConfig(sigma_max=2.0, n_estimators=4)), FitMemo()
-    labels = example_labels(truth, 2)
-    first = next(propagate(image, labels, backend, memo=memo, targets=[0]))
-    again = next(propagate(image, labels, backend, memo=memo, targets=[0]))
-    assert first.timings["auto_prior"] == again.timings["auto_prior"] == 0.75
-    np.testing.assert_array_equal(first.labels, again.labels)
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5])
