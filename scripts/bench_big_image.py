@@ -5,9 +5,12 @@ top-left 512² corner, then ``napari-incontext propagate img.npy --labels lab.np
 out.zarr --quiet --option tile_size=T --feature-cache-gb 0`` runs in a child process (this
 checkout's CLI, ``python -m src_models.cli``); its peak RSS is the child's own ``ru_maxrss``
 (``os.wait4`` on that child alone; a child stopped by ``--timeout`` still gives its peak so
-far). An S not larger than T would not take the big-image path, so it runs with tiles of
-S // 2 (the ``tile`` column says which). Prints one Markdown table: S, tile, tiles,
-seconds, peak RSS, whether it finished.
+far). The images are made in a child process of their own: Linux counts the parent's
+high-water RSS at the moment a child is started in the child's ``ru_maxrss``, so a parent
+that had just built a 20480² image in memory added its 4.7 GB to the CLI's figure. An S
+not larger than T would not take the big-image path, so it runs with tiles of S // 2 (the
+``tile`` column says which). Prints one Markdown table: S, tile, tiles, seconds, peak RSS,
+whether it finished.
 
 Usage: python scripts/bench_big_image.py [--sizes 1024 4096 10000 20480] [--tile 1024]
        [--timeout 7200] [--keep DIR] [--json PATH]
@@ -28,8 +31,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's src_models, also in the child processes
-
-from make_big_image import main as make_big_image  # scripts/ is sys.path[0]
 
 
 def run_cli(folder: Path, side: int, tile: int, timeout: float) -> dict:
@@ -94,7 +95,9 @@ def main() -> None:
     rows: list[dict] = []
     for side in args.sizes:
         with tempfile.TemporaryDirectory(dir=args.keep) as temp:
-            make_big_image(side, Path(temp))
+            make = [sys.executable, str(Path(__file__).with_name("make_big_image.py"))]
+            env = os.environ | {"PYTHONPATH": str(ROOT)}
+            subprocess.run([*make, str(side), temp], check=True, env=env)  # we stay small
             tile = args.tile if side > args.tile else side // 2
             rows.append(run_cli(Path(temp), side, tile, args.timeout))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
