@@ -4,22 +4,16 @@ parts that did not finish with the same command."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bench_all", ROOT / "scripts/bench_scale_all.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_scale_all")
 
 
 def _fake_runs(module, monkeypatch, fail=(), stop_at=None):

@@ -3,22 +3,18 @@ section and keeps the ISBI section of the block as it was."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from skimage.io import imsave
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import load_script
+
 ISBI = "### ISBI 2012 (EM membranes, 512 × 512)\n\nProduced by an earlier run.\n\n| a |\n|---|"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts/bench_scribbles.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_scribbles")
 
 
 def _fake_davis(data: Path, frames: int = 3) -> None:
