@@ -16,7 +16,7 @@ Both are timed the same way: fit s = features of the example + classifier fit; s
 prediction of the other frames (features + classifier) divided by their number.
 
 Usage: python scripts/bench_convpaint.py [--davis-step 4] [--sequences 10] [--variant context=1]
-           [--convpaint-python /work/cp-venv/bin/python] [--standin]
+           [--convpaint-python /work/cp-venv/bin/python] [--standin] [--kept]
 This file is also the convpaint worker (``--worker IN OUT``, run by the scratch venv).
 """
 
@@ -58,11 +58,13 @@ def _clocks() -> np.ndarray:
 
 
 def classic(
-    image: np.ndarray, truth: np.ndarray, **options: str
+    image: np.ndarray, truth: np.ndarray, keep: bool = False, **options: str
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """The product defaults (link="auto"): mean IoU over frames 1..; (wall, CPU) s/slice and
     fit s. The fit is everything before the first proposal (choices, example features, forest)
-    less one slice."""
+    less one slice. ``keep``: every frame's features kept in a ``FeatureCache()`` for a
+    re-run, as the plugin's session does (``propagate`` given no cache keeps none)."""
+    from src_models.cache import FeatureCache
     from src_models.engine import propagate
     from src_models.evaluation.metrics import object_ious
     from src_models.registry import build_backend
@@ -70,7 +72,9 @@ def classic(
     labels = np.zeros_like(truth)
     labels[0] = truth[0]
     start, ious = _clocks(), []
-    for k, result in enumerate(propagate(image, labels, build_backend("classic", **options))):
+    backend = build_backend("classic", **options)
+    run = propagate(image, labels, backend, cache=FeatureCache() if keep else None)
+    for k, result in enumerate(run):
         if k == 0:
             first = _clocks()
         ious.append(object_ious(result.labels, truth[result.index], [1])[1])
@@ -125,6 +129,11 @@ def main() -> None:
         default=[],
         help="also classic with these options, e.g. context=1,n_estimators=16 (repeatable)",
     )
+    parser.add_argument(
+        "--kept",
+        action="store_true",
+        help="also classic keeping every frame's features for a re-run (the plugin's session)",
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -138,11 +147,14 @@ def main() -> None:
         f"--sequences {args.sequences} --frames {args.frames}"
         + "".join(f" --variant {v}" for v in args.variant)
         + " --standin" * args.standin
+        + " --kept" * args.kept
         + f"`, {os.cpu_count()} cores; convpaint on {which}\n\n"
         "| sequence | method | mean IoU | s/slice wall | s/slice CPU | fit s wall | fit s CPU |"
         "\n|---|---|---|---|---|---|---|"
     )
     rows: dict[str, list[np.ndarray]] = {"classic": [], "convpaint": []}
+    if args.kept:
+        rows["classic, features kept"] = []
     variants = {f"classic {v}": variant_options(v) for v in args.variant}
     rows |= {name: [] for name in variants}
     for name, image, truth, *_ in stacks(Path(args.data), args.davis_step, args.sequences):
@@ -151,6 +163,8 @@ def main() -> None:
         image, truth = image[: args.frames or None], truth[: args.frames or None]
         rows["classic"].append(np.hstack(classic(image, truth)))
         rows["convpaint"].append(np.hstack(convpaint(args.convpaint_python, env, image, truth)))
+        if args.kept:
+            rows["classic, features kept"].append(np.hstack(classic(image, truth, keep=True)))
         for method, options in variants.items():
             rows[method].append(np.hstack(classic(image, truth, **options)))
         for method in rows:

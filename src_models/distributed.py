@@ -32,7 +32,7 @@ import numpy as np
 
 from src_models.backends.base import Backend
 from src_models.cache import FeatureCache
-from src_models.engine import fit_run, predict_slice, prepare_run
+from src_models.engine import fit_run, predict_slice, prepare_run, run_cache
 from src_models.inputs import ImageInput, LabelIds, LabelInput
 from src_models.lazy import is_lazy
 from src_models.scoring import ReviewScorer, score_proposal
@@ -136,11 +136,12 @@ def propagate_distributed(
     """
     from distributed import as_completed
 
-    cache = FeatureCache() if cache is None else cache
+    own = cache is None
+    cache = run_cache(backend) if cache is None else cache
     with cache.running():
         data, _, order = prepare_run(
             images, labels, backend, cache, targets, None, unpainted, background_id, True,
-            channel_axis,
+            channel_axis, warn_cache=not own,
         )  # fmt: skip
         _, fit_timings, dense = fit_run(backend, data, cache, True, is_lazy(images))
         refs = {i: dense[i][0] if dense else data.labels[i] for i in data.examples}

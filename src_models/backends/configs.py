@@ -76,9 +76,9 @@ class ClassicConfig(TilingOption):
             each reading the features plus the previous forest's class probabilities smoothed
             at σ 1–8, trained on out-of-fold probabilities of the examples
             (:mod:`~src_models.backends.classic_context`); 0 = one forest; skipped when
-            the examples hold fewer than 32² painted pixels in all. Each stage adds
-            about one forest's time per slice (the default, 1 stage of 16 trees each, costs
-            what one forest of 32 trees did).
+            the examples hold fewer than 32² painted pixels in all. A stage predicts every
+            other pixel of both axes, bilinear between (its probabilities reach the next
+            forest smoothed), so each adds about a quarter of one forest's time per slice.
         prior: exponent α of the correction of the last forest's probabilities towards the
             examples' class shares (multiplied by (painted share / trained share)**α): 0 keeps
             the balanced training's bias for small classes, 1 removes it. None = decide from

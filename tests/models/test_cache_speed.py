@@ -20,11 +20,16 @@ from src_models.disk_cache import DiskCache, make_key
 def test_forest_proba_equals_sklearn(serial_work: int, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(600, 5)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(int) + 2 * (x[:, 1] > 1)
+    y = (x[:, 0] > 0).astype(int) + 2 * (x[:, 4] > 1)
     forest = RandomForestClassifier(7, max_depth=6, random_state=0).fit(x, y)
     monkeypatch.setattr(classic, "SERIAL_WORK", serial_work)
+    monkeypatch.setattr(classic, "BLOCK", 32)  # several blocks, the last one short
+    expected = forest.predict_proba(x[:100])
     got = classic.forest_proba(forest, x[:100])
-    np.testing.assert_allclose(got, forest.predict_proba(x[:100]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    # the last columns given apart (a context stage's maps) read as if joined
+    got = classic.forest_proba(forest, x[:100, :3], x[:100, 3:])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
 def _count_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from src_models.backends import classic as classic_module
+from src_models.backends import classic_features
 from src_models.backends.classic import ClassicBackend, ClassicConfig, pixel_features
-from src_models.backends.classic_features import filter_bank, ilastik_scales, to_lab
+from src_models.backends.classic_features import (
+    CHROMA_FILTERS,
+    filter_bank,
+    ilastik_scales,
+    to_lab,
+)
 from src_models.engine import propagate
 from src_models.sample_data import example_labels, synthetic_stack
 from tests.helpers import iou
@@ -40,25 +46,29 @@ def test_coarse_features_upsample_as_zoom_does() -> None:
 
     from src_models.backends.classic_features import _upsample
 
-    coarse = np.random.default_rng(3).random((2, 9, 13), dtype=np.float32)  # (C, h, w)
-    up = _upsample([coarse, 2 * coarse], 4, (34, 50))  # crops the padded edge
-    assert up.shape == (34, 50, 2, 2)
-    for ch in range(2):
-        zoom = ndi.zoom(coarse[ch], 4, order=1, mode="nearest", grid_mode=True)[:34, :50]
-        np.testing.assert_allclose(up[..., ch, 0], zoom, atol=1e-5)
-        np.testing.assert_allclose(up[..., ch, 1], 2 * zoom, atol=1e-5)
+    coarse = np.random.default_rng(3).random((9, 13), dtype=np.float32)
+    up = _upsample(coarse, 4, (34, 50))  # crops the padded edge
+    zoom = ndi.zoom(coarse, 4, order=1, mode="nearest", grid_mode=True)[:34, :50]
+    assert up.shape == (34, 50)
+    np.testing.assert_allclose(up, zoom, atol=1e-5)
 
 
 def test_rgb_goes_through_lab(monkeypatch: pytest.MonkeyPatch) -> None:
     rgb = np.random.default_rng(1).random((40, 40, 3), dtype=np.float32)
     config = ClassicConfig(sigma_max=1.6)
     scales = ilastik_scales(config.sigma_min, config.sigma_max)
-    expected = filter_bank(to_lab(rgb), scales)
+    lab = to_lab(rgb)
+    # the lightness gets the full bank, the two colour channels CHROMA_FILTERS
+    expected = np.concatenate(
+        [filter_bank(lab[..., :1], scales), filter_bank(lab[..., 1:], scales, CHROMA_FILTERS)],
+        axis=-1,
+    )
     np.testing.assert_array_equal(pixel_features(rgb, config), expected)
+    assert expected.shape[-1] == len(scales) * (8 + 2 * len(CHROMA_FILTERS))
     assert not np.array_equal(expected, filter_bank(rgb, scales))
     # two or four channels are not colour: no conversion
     calls: list[tuple[int, ...]] = []
-    monkeypatch.setattr(classic_module, "to_lab", lambda im: calls.append(im.shape) or im)
+    monkeypatch.setattr(classic_features, "to_lab", lambda im: calls.append(im.shape) or im)
     pixel_features(rgb[..., :2], config)
     pixel_features(np.dstack([rgb, rgb[..., :1]]), config)
     pixel_features(rgb, config)
@@ -125,12 +135,13 @@ def test_explicit_options_are_not_overridden() -> None:
     assert "auto_per_slice" not in first.timings and "auto_position" not in first.timings
 
 
-def test_memory_estimate_counts_the_ilastik_bank() -> None:
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_memory_estimate_counts_the_ilastik_bank(channels: int) -> None:
     from src_models.memory import feature_bytes
 
     backend = ClassicBackend()
-    image = np.zeros((30, 40, 3), np.float32)
-    cached, _ = feature_bytes(backend, (30, 40), 3)
+    image = np.zeros((30, 40, channels), np.float32)
+    cached, _ = feature_bytes(backend, (30, 40), channels)
     assert cached == pixel_features(image, backend.config).nbytes
 
 

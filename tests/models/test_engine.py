@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,6 +78,30 @@ def test_cached_rerun_does_not_recompute_features(stack: tuple[np.ndarray, np.nd
     assert backend.fitted_on[-1] == [3, 6]
     assert sorted(r.index for r in again) == [0, 1, 2, 4, 5, 7]
     assert all(r.timings["cached"] == 1.0 for r in again)
+
+
+def test_a_run_given_no_cache_keeps_only_what_it_reads_again(
+    stack: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import src_models.engine as engine
+
+    made: list[FeatureCache] = []
+    run_cache = engine.run_cache
+    monkeypatch.setattr(engine, "run_cache", lambda b: made.append(run_cache(b)) or made[-1])
+    image, truth = stack
+    backend = CountingBackend()
+    with warnings.catch_warnings():  # a cache nobody can re-run with: no "too small" warning
+        warnings.simplefilter("error", CacheTooSmallWarning)
+        results = list(propagate(image, example_labels(truth, 3), backend))
+    assert len(results) == 7 and backend.feature_calls == 8  # every slice once
+    (cache,) = made
+    assert cache.max_bytes == 0 and len(cache) == 1  # the pinned example's features only
+
+    class Video(ClassicBackend):
+        def observe_neighbour(self, *args: object) -> None:
+            pass
+
+    assert run_cache(Video()).max_bytes > 0  # a video path reads its neighbours again
 
 
 def test_cache_respects_its_size_cap(stack: tuple[np.ndarray, np.ndarray]) -> None:
