@@ -52,11 +52,10 @@ def _classic_features(config: Any, channels: int) -> int:
     """Filter-bank features per pixel of the classic backend: the ilastik bank or skimage's
     sigma ladder ("basic")."""
     if getattr(config, "features", "basic") == "ilastik":
-        from src_models.backends.classic_features import LADDER, feature_count
+        from src_models.backends.classic_features import feature_count, ilastik_scales
 
-        return feature_count(
-            sum(config.sigma_min <= s <= config.sigma_max for s in LADDER), channels
-        )
+        scales = ilastik_scales(config.sigma_min, config.sigma_max, strict=False)
+        return feature_count(len(scales), channels)
     sigmas = int(math.log2(config.sigma_max) - math.log2(config.sigma_min) + 1)
     return sigmas * (2 + (2 if config.texture else 0)) * channels
 

@@ -33,10 +33,11 @@ _DIFF = np.array([-0.5, 0.0, 0.5], np.float32)  # central difference (np.gradien
 _ONE = np.ones(1, np.float32)
 
 
-def ilastik_scales(sigma_min: float, sigma_max: float) -> list[float]:
-    """The scales of :data:`LADDER` in [min, max] (a ValueError when there is none)."""
+def ilastik_scales(sigma_min: float, sigma_max: float, strict: bool = True) -> list[float]:
+    """The scales of :data:`LADDER` in [min, max] (``strict``: a ValueError when there is
+    none; else maybe an empty list, for estimates)."""
     scales = [s for s in LADDER if sigma_min <= s <= sigma_max]
-    if not scales:
+    if strict and not scales:
         raise ValueError(
             f"no scale of the filter bank ({', '.join(map(str, LADDER))}) lies between "
             f"sigma_min={sigma_min} and sigma_max={sigma_max}: widen the range"
